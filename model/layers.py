@@ -1,0 +1,160 @@
+"""Norms (chosen by name at call time), the feed-forward sublayer, embeddings and positional encodings."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from model.hooks import HookPoint
+
+
+class Norm(nn.Module):
+    """One set of parameters (γ, β, running statistics) that can normalise as any norm type.
+
+    The type is an argument of forward, so a model trained with LayerNorm can be run with the
+    norm switched to "none" (identity) or another type without retraining.
+
+    Hooks: hook_in is the norm's input; hook_mean / hook_std are the statistics the norm divides by — per token (B, T, 1) for
+    layer and rms (rms: mean 0, std = root mean square), per feature (1, 1, D) for batch; for
+    "none" the per-token statistics of the input, shown but not used. hook_normalized is
+    (x − mean) / std before γ and β; hook_out is the norm's output.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(d_model))  # γ
+        self.bias = nn.Parameter(torch.zeros(d_model))  # β
+        self.register_buffer("running_mean", torch.zeros(d_model))
+        self.register_buffer("running_var", torch.ones(d_model))
+        self.hook_in = HookPoint()  # what arrives at the norm
+        self.hook_mean = HookPoint()
+        self.hook_std = HookPoint()
+        self.hook_normalized = HookPoint()
+        self.hook_out = HookPoint()
+
+    def forward(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, D); pad_mask: (B, T) True at padding (ignored by batch statistics)."""
+        x = self.hook_in(x)
+        mean, std = self.statistics(x, kind, pad_mask)
+        mean = self.hook_mean(mean)
+        std = self.hook_std(std)
+        if kind == "none":
+            return self.hook_out(self.hook_normalized(x))
+        normalized = self.hook_normalized((x - mean) / std)
+        return self.hook_out(self._affine(normalized, kind))
+
+    def quiet(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The same computation without firing hooks or updating running statistics."""
+        if kind == "none":
+            return x
+        mean, std = self.statistics(x, kind, pad_mask, update_running=False)
+        return self._affine((x - mean) / std, kind)
+
+    def _affine(self, normalized: torch.Tensor, kind: str) -> torch.Tensor:
+        if kind == "rms":  # RMSNorm has a scale only
+            return normalized * self.weight
+        return normalized * self.weight + self.bias
+
+    def statistics(
+        self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None, update_running: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if kind == "layer":
+            return x.mean(-1, keepdim=True), torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + self.eps)
+        if kind == "rms":
+            return torch.zeros_like(x[..., :1]), torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        if kind == "batch":
+            return self._batch_stats(x, pad_mask, update_running)
+        if kind == "none":  # shown on the page, not used
+            return x.mean(-1, keepdim=True), x.std(-1, keepdim=True, unbiased=False)
+        raise ValueError(f"norm: unknown kind {kind!r}")
+
+    def _batch_stats(
+        self, x: torch.Tensor, pad_mask: torch.Tensor | None, update_running: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.training:
+            return self.running_mean.view(1, 1, -1), torch.sqrt(self.running_var.view(1, 1, -1) + self.eps)
+        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if pad_mask is None else ~pad_mask
+        tokens = x[keep]  # (N, D): every real position of every sequence in the batch
+        mean = tokens.mean(0)
+        var = tokens.var(0, unbiased=False)
+        if update_running:
+            with torch.no_grad():
+                n = tokens.size(0)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach() * n / max(n - 1, 1), self.momentum)
+        return mean.view(1, 1, -1), torch.sqrt(var.view(1, 1, -1) + self.eps)
+
+
+class FeedForward(nn.Module):
+    """Position-wise: W_out · ReLU(W_in · x)."""
+
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.W_in = nn.Linear(d_model, d_ff)
+        self.W_out = nn.Linear(d_ff, d_model)
+        self.hook_pre = HookPoint()  # (B, T, d_ff) before the non-linearity
+        self.hook_post = HookPoint()  # after it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.W_out(self.hook_post(torch.relu(self.hook_pre(self.W_in(x)))))
+
+
+class TokenEmbedding(nn.Module):
+    """Lookup scaled by √d_model (as in the 2017 paper); initialised so entries have unit scale."""
+
+    def __init__(self, vocab_size: int, d_model: int):
+        super().__init__()
+        self.scale = math.sqrt(d_model)
+        self.table = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.table.weight, std=1 / self.scale)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table(ids) * self.scale
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d))."""
+    position = torch.arange(max_len).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(max_len, d_model)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+def rotation_for_offset(offset: int, d_model: int) -> torch.Tensor:
+    """The matrix M_k with PE(pos + k) = M_k · PE(pos) for every pos: a 2×2 rotation per frequency."""
+    frequency = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    m = torch.zeros(d_model, d_model)
+    cos, sin = torch.cos(offset * frequency), torch.sin(offset * frequency)
+    for i in range(d_model // 2):
+        # [sin(a+b); cos(a+b)] = [[cos b, sin b], [-sin b, cos b]] · [sin a; cos a]
+        m[2 * i, 2 * i], m[2 * i, 2 * i + 1] = cos[i], sin[i]
+        m[2 * i + 1, 2 * i], m[2 * i + 1, 2 * i + 1] = -sin[i], cos[i]
+    return m
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal (fixed) and learned tables side by side; the kind is chosen at call time."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.register_buffer("sinusoidal", sinusoidal_table(max_len, d_model), persistent=False)
+        self.learned = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.learned.weight, std=0.1)
+
+    def forward(self, length: int, kind: str) -> torch.Tensor:
+        """(1, length, D) table to add to the stream; zeros when kind == 'none'."""
+        if length > self.sinusoidal.size(0):
+            raise ValueError(f"sequence of {length} tokens is longer than max_len {self.sinusoidal.size(0)}")
+        if kind == "sinusoidal":
+            return self.sinusoidal[:length].unsqueeze(0)
+        if kind == "learned":
+            return self.learned.weight[:length].unsqueeze(0)
+        if kind == "none":
+            return self.sinusoidal.new_zeros(1, length, self.sinusoidal.size(1))
+        raise ValueError(f"pos_encoding: unknown kind {kind!r}")

@@ -1,0 +1,467 @@
+"""Toy sequence-to-sequence tasks, their tokenizers, and padded batches.
+
+Every task is deterministic given a `random.Random`, and sets aside about 10% of its possible
+inputs as held out: chosen by a stable hash of the source text, so the split is the same on every
+machine and in every run, and training never sees an input that evaluation is scored on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import torch
+
+PAD = 0
+BOS = 1
+EOS = 2
+SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
+
+HELDOUT_PERCENT = 10
+Split = Literal["train", "heldout"]
+TokenizerKind = Literal["char", "word"]
+
+DIGITS = "0123456789"
+# Rejection sampling draws a held-out input about once in ten tries; this many failures means the
+# requested length range has no input of the wanted split at all.
+MAX_SAMPLE_ATTEMPTS = 10_000
+# A held-out set of n is drawn at random only from a length range with more than this many times n
+# strings, and more than SMALL_SPACE strings in all (so the held-out share is reliably near 10% and
+# at least twice n strings are held out); smaller ranges are listed exhaustively.
+SMALL_SPACE_FACTOR = 20
+SMALL_SPACE = 20_000
+
+
+class UnknownTokenError(ValueError):
+    """A token that is not in the vocabulary; `position` indexes `Tokenizer.split(text)`."""
+
+    def __init__(self, token: str, position: int, allowed: tuple[str, ...]):
+        super().__init__(f"unknown token {token!r} at position {position}; allowed: {' '.join(allowed)}")
+        self.token = token
+        self.position = position
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    vocab: tuple[str, ...]  # index = id; the three SPECIALS come first
+    kind: TokenizerKind  # "char": every non-space character is a token; "word": split on whitespace
+    # For number words typed by a learner: "Forty-Two" reads as "forty two".
+    fold_case_and_hyphens: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("char", "word"):
+            raise ValueError(f"kind {self.kind!r} is not allowed; choose one of char | word")
+        if self.vocab[: len(SPECIALS)] != SPECIALS:
+            raise ValueError(f"vocabulary must start with {' '.join(SPECIALS)}")
+        if len(set(self.vocab)) != len(self.vocab):
+            raise ValueError("vocabulary has duplicate tokens")
+        if self.kind == "char" and any(len(t) != 1 for t in self.learner_tokens):
+            raise ValueError("a char vocabulary holds single characters only")
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def learner_tokens(self) -> tuple[str, ...]:
+        """The tokens a learner may type: everything but the specials."""
+        return self.vocab[len(SPECIALS) :]
+
+    @cached_property
+    def _id_of(self) -> dict[str, int]:
+        # Specials are left out on purpose: "<pad>" typed by a learner is an unknown token.
+        return {token: i for i, token in enumerate(self.vocab) if i >= len(SPECIALS)}
+
+    def split(self, text: str) -> list[str]:
+        if self.fold_case_and_hyphens:
+            text = text.lower().replace("-", " ")
+        if self.kind == "char":
+            return [c for c in text if not c.isspace()]
+        return text.split()
+
+    def encode(self, text: str) -> list[int]:
+        """Ids without BOS/EOS."""
+        ids = []
+        for position, token in enumerate(self.split(text)):
+            if token not in self._id_of:
+                raise UnknownTokenError(token, position, self.learner_tokens)
+            ids.append(self._id_of[token])
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text up to the first EOS; PAD and BOS are skipped."""
+        tokens = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i not in (PAD, BOS):
+                tokens.append(self.token(i))
+        return ("" if self.kind == "char" else " ").join(tokens)
+
+    def token(self, id: int) -> str:
+        if not 0 <= id < self.size:
+            raise ValueError(f"token id {id} is outside the vocabulary (0..{self.size - 1})")
+        return self.vocab[id]
+
+
+def _tokenizer(tokens: Sequence[str], kind: TokenizerKind, fold_case_and_hyphens: bool = False) -> Tokenizer:
+    return Tokenizer(SPECIALS + tuple(tokens), kind, fold_case_and_hyphens)
+
+
+def _stable_percent(text: str) -> int:
+    """0..99 from the text's SHA-256: the same on every run, unlike Python's salted hash()."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+@dataclass
+class Batch:
+    src: torch.Tensor  # (B, S) int64 source ids, right-padded with PAD, no BOS/EOS
+    tgt_in: torch.Tensor  # (B, T) int64: BOS + target ids, padded (what the decoder reads)
+    tgt_out: torch.Tensor  # (B, T) int64: target ids + EOS, padded (the labels: tgt_in shifted left)
+    src_texts: list[str]
+    tgt_texts: list[str]
+
+
+@dataclass(frozen=True)
+class Task(ABC):
+    name: str
+    title: str
+    title_zh: str
+    description: str  # one sentence with an example
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    min_len: int  # source length range used in training
+    max_len: int
+    max_src_tokens: int  # longest source the task ever produces (sizes the positional table)
+    max_tgt_tokens: int  # longest target, without BOS/EOS
+
+    @abstractmethod
+    def target(self, src_text: str) -> str:
+        """The correct answer for a valid source; UnknownTokenError or ValueError otherwise."""
+
+    @abstractmethod
+    def sample(
+        self, rng: random.Random, split: Split = "train", min_len: int | None = None, max_len: int | None = None
+    ) -> tuple[str, str]:
+        """One (source text, target text) pair from the given split."""
+
+    @abstractmethod
+    def heldout_set(
+        self, n: int, seed: int = 1234, min_len: int | None = None, max_len: int | None = None
+    ) -> list[tuple[str, str]]:
+        """Up to n distinct held-out pairs, the same for the same arguments."""
+
+    def is_heldout(self, src_text: str) -> bool:
+        return _stable_percent(self._canonical(src_text)) < HELDOUT_PERCENT
+
+    def batch(
+        self,
+        rng: random.Random,
+        batch_size: int,
+        split: Split = "train",
+        min_len: int | None = None,
+        max_len: int | None = None,
+    ) -> Batch:
+        return collate(self, [self.sample(rng, split, min_len, max_len) for _ in range(batch_size)])
+
+    def _canonical(self, src_text: str) -> str:
+        # "3 1 4" and "314", or "Forty-Two" and "forty two", are the same input and land in the same split.
+        joiner = "" if self.src_tokenizer.kind == "char" else " "
+        return joiner.join(self.src_tokenizer.split(src_text))
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split {split!r} is not allowed; choose one of train | heldout")
+
+
+@dataclass(frozen=True)
+class DigitTask(Task):
+    """A string of digits in, a rearrangement of it out."""
+
+    rule: Callable[[str], str] = field(repr=False)
+
+    def target(self, src_text: str) -> str:
+        self.src_tokenizer.encode(src_text)  # raises UnknownTokenError on anything but digits
+        digits = self._canonical(src_text)
+        if not digits:
+            raise ValueError("empty input; type at least one digit")
+        return self.rule(digits)
+
+    def length_range(self, min_len: int | None = None, max_len: int | None = None) -> tuple[int, int]:
+        """The training range, or an override of it checked against what the model can hold."""
+        low = self.min_len if min_len is None else min_len
+        high = self.max_len if max_len is None else max_len
+        if not 1 <= low <= high <= self.max_src_tokens:
+            raise ValueError(
+                f"length range {low}..{high} is not allowed; need 1 <= min_len <= max_len <= {self.max_src_tokens}"
+            )
+        return low, high
+
+    def sample(
+        self, rng: random.Random, split: Split = "train", min_len: int | None = None, max_len: int | None = None
+    ) -> tuple[str, str]:
+        _check_split(split)
+        low, high = self.length_range(min_len, max_len)
+        want_heldout = split == "heldout"
+        for _ in range(MAX_SAMPLE_ATTEMPTS):
+            src = "".join(rng.choices(DIGITS, k=rng.randint(low, high)))
+            if self.is_heldout(src) == want_heldout:
+                return src, self.rule(src)
+        raise ValueError(f"found no {split} input of length {low}..{high} for task {self.name!r}")
+
+    def heldout_set(
+        self, n: int, seed: int = 1234, min_len: int | None = None, max_len: int | None = None
+    ) -> list[tuple[str, str]]:
+        rng = random.Random(seed)
+        low, high = self.length_range(min_len, max_len)
+        space = sum(10**length for length in range(low, high + 1))
+        if space <= max(SMALL_SPACE_FACTOR * n, SMALL_SPACE):
+            # Drawing at random would repeat itself long before it found every held-out string, so
+            # list them all instead; this returns fewer than n when fewer exist.
+            sources = [
+                src
+                for length in range(low, high + 1)
+                for src in map("".join, itertools.product(DIGITS, repeat=length))
+                if self.is_heldout(src)
+            ]
+            rng.shuffle(sources)
+            return [(src, self.rule(src)) for src in sources[:n]]
+        pairs: dict[str, str] = {}
+        for _ in range(MAX_SAMPLE_ATTEMPTS * n):  # a bound that is never reached, rather than a possible hang
+            if len(pairs) == n:
+                break
+            src, tgt = self.sample(rng, "heldout", low, high)
+            pairs.setdefault(src, tgt)
+        return list(pairs.items())
+
+
+@dataclass(frozen=True)
+class NumberTask(Task):
+    """A number from 0 to 999 written out (in words or numerals) in, its digits out."""
+
+    spellings: tuple[str, ...] = field(repr=False)  # index = the number
+    notation: str = ""  # how the source is written, for error messages: "in words"
+
+    @cached_property
+    def _number_of(self) -> dict[str, int]:
+        return {text: number for number, text in enumerate(self.spellings)}
+
+    @cached_property
+    def _pairs_by_split(self) -> dict[str, list[tuple[str, str]]]:
+        pairs: dict[str, list[tuple[str, str]]] = {"train": [], "heldout": []}
+        for number, text in enumerate(self.spellings):
+            pairs["heldout" if self.is_heldout(text) else "train"].append((text, str(number)))
+        return pairs
+
+    def target(self, src_text: str) -> str:
+        self.src_tokenizer.encode(src_text)  # raises UnknownTokenError naming the allowed vocabulary
+        text = self._canonical(src_text)
+        example = self.spellings[312]
+        if not text:
+            raise ValueError(f"empty input; write a number between 0 and 999 {self.notation}, like {example!r}")
+        # Every well-formed number 0..999 has exactly one spelling, so normalising and looking it up
+        # parses it: anything not found is not a number in this notation.
+        if text not in self._number_of:
+            raise ValueError(f"{text!r} is not a number between 0 and 999 {self.notation} (write it like {example!r})")
+        return str(self._number_of[text])
+
+    def sample(
+        self, rng: random.Random, split: Split = "train", min_len: int | None = None, max_len: int | None = None
+    ) -> tuple[str, str]:
+        _check_split(split)
+        return rng.choice(self._pairs_by_split[split])
+
+    def heldout_set(
+        self, n: int, seed: int = 1234, min_len: int | None = None, max_len: int | None = None
+    ) -> list[tuple[str, str]]:
+        pairs = list(self._pairs_by_split["heldout"])
+        random.Random(seed).shuffle(pairs)
+        return pairs[:n]
+
+
+def collate(task: Task, pairs: list[tuple[str, str]]) -> Batch:
+    """Encode (source, target) pairs into right-padded tensors."""
+    if not pairs:
+        raise ValueError("cannot make a batch from no pairs")
+    srcs = [task.src_tokenizer.encode(src) for src, _ in pairs]
+    tgts = [task.tgt_tokenizer.encode(tgt) for _, tgt in pairs]
+    for (src_text, tgt_text), src, tgt in zip(pairs, srcs, tgts, strict=True):
+        # The model's positional table is sized from these limits; longer inputs cannot be placed.
+        if len(src) > task.max_src_tokens:
+            raise ValueError(
+                f"source {src_text!r} has {len(src)} tokens; task {task.name!r} allows at most {task.max_src_tokens}"
+            )
+        if len(tgt) > task.max_tgt_tokens:
+            raise ValueError(
+                f"target {tgt_text!r} has {len(tgt)} tokens; task {task.name!r} allows at most {task.max_tgt_tokens}"
+            )
+    src_width = max(len(s) for s in srcs)
+    tgt_width = max(len(t) for t in tgts) + 1  # room for BOS (tgt_in) or EOS (tgt_out)
+
+    def padded(rows: list[list[int]], width: int) -> torch.Tensor:
+        return torch.tensor([row + [PAD] * (width - len(row)) for row in rows], dtype=torch.long)
+
+    src = padded(srcs, src_width)
+    tgt_in = padded([[BOS, *t] for t in tgts], tgt_width)
+    tgt_out = padded([[*t, EOS] for t in tgts], tgt_width)
+    return Batch(src, tgt_in, tgt_out, [s for s, _ in pairs], [t for _, t in pairs])
+
+
+# --- number spellings -------------------------------------------------------------------------
+
+EN_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+EN_TEENS = (
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
+EN_ONES = EN_UNITS + EN_TEENS  # index = number, 0..19
+EN_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")  # index = tens digit
+ZH_DIGITS = "零一二三四五六七八九"
+
+
+def english_words(number: int) -> str:
+    """0..999 in lower-case English words, without "and" or hyphens: 312 → "three hundred twelve"."""
+    if not 0 <= number <= 999:
+        raise ValueError(f"{number} is not between 0 and 999")
+    if number == 0:
+        return "zero"
+    hundreds, rest = divmod(number, 100)
+    words = [EN_ONES[hundreds], "hundred"] if hundreds else []
+    if 0 < rest < 20:
+        words.append(EN_ONES[rest])
+    elif rest >= 20:
+        tens, ones = divmod(rest, 10)
+        words.append(EN_TENS[tens])
+        if ones:
+            words.append(EN_ONES[ones])
+    return " ".join(words)
+
+
+def chinese_numeral(number: int) -> str:
+    """0..999 in standard mainland Chinese numerals: 12 → 十二, 105 → 一百零五, 110 → 一百一十."""
+    if not 0 <= number <= 999:
+        raise ValueError(f"{number} is not between 0 and 999")
+    if number == 0:
+        return "零"
+    hundreds, rest = divmod(number, 100)
+    tens, ones = divmod(rest, 10)
+    text = ZH_DIGITS[hundreds] + "百" if hundreds else ""
+    if tens:
+        # 10..19 alone drop the 一 (十二), after a hundred they keep it (一百一十二).
+        text += ("" if tens == 1 and not hundreds else ZH_DIGITS[tens]) + "十"
+    elif hundreds and ones:
+        text += "零"  # the empty tens place is read aloud: 一百零五
+    if ones:
+        text += ZH_DIGITS[ones]
+    return text
+
+
+# --- the tasks --------------------------------------------------------------------------------
+
+DIGIT_TOKENIZER = _tokenizer(DIGITS, "char")
+DIGIT_MAX_TOKENS = 16  # above the training range, so length extrapolation can be tested
+
+
+def _digit_task(name: str, title: str, title_zh: str, description: str, rule: Callable[[str], str]) -> DigitTask:
+    return DigitTask(
+        name=name,
+        title=title,
+        title_zh=title_zh,
+        description=description,
+        src_tokenizer=DIGIT_TOKENIZER,
+        tgt_tokenizer=DIGIT_TOKENIZER,
+        min_len=4,
+        max_len=10,
+        max_src_tokens=DIGIT_MAX_TOKENS,
+        max_tgt_tokens=DIGIT_MAX_TOKENS,
+        rule=rule,
+    )
+
+
+def _number_task(
+    name: str, title: str, title_zh: str, description: str, src_tokenizer: Tokenizer, notation: str
+) -> NumberTask:
+    spell = english_words if src_tokenizer.kind == "word" else chinese_numeral
+    spellings = tuple(spell(n) for n in range(1000))
+    src_lengths = [len(src_tokenizer.split(text)) for text in spellings]
+    return NumberTask(
+        name=name,
+        title=title,
+        title_zh=title_zh,
+        description=description,
+        src_tokenizer=src_tokenizer,
+        tgt_tokenizer=DIGIT_TOKENIZER,
+        min_len=min(src_lengths),
+        max_len=max(src_lengths),
+        max_src_tokens=max(src_lengths),
+        max_tgt_tokens=len("999"),
+        spellings=spellings,
+        notation=notation,
+    )
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        _digit_task(
+            "reverse",
+            "Reverse a digit string",
+            "反转数字串",
+            "Write the digits in reverse order: 3141 → 1413",
+            lambda digits: digits[::-1],
+        ),
+        _digit_task(
+            "copy",
+            "Copy a digit string",
+            "复制数字串",
+            "Write the same digits again: 3141 → 3141",
+            lambda digits: digits,
+        ),
+        _digit_task(
+            "sort",
+            "Sort the digits",
+            "数字排序",
+            "Write the digits in ascending order: 3141 → 1134",
+            lambda digits: "".join(sorted(digits)),
+        ),
+        _number_task(
+            "en_numbers",
+            "English number words to digits",
+            "英文数词转数字",
+            "Write a number given in English words as digits: three hundred twelve → 312",
+            _tokenizer([*EN_ONES, *EN_TENS[2:], "hundred"], "word", fold_case_and_hyphens=True),
+            "in words",
+        ),
+        _number_task(
+            "zh_numbers",
+            "Chinese numerals to digits",
+            "中文数字转阿拉伯数字",
+            "Write a number given in Chinese numerals as digits: 三百一十二 → 312",
+            _tokenizer(ZH_DIGITS + "十百", "char"),
+            "in standard Chinese numerals",
+        ),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {' | '.join(TASKS)}")
+    return TASKS[name]

@@ -1,0 +1,289 @@
+"""One input through the model with every hook cached, boiled down to what a page shows.
+
+`trace()` encodes the source, decodes greedily one token at a time, and returns a JSON-ready dict:
+the ordered steps of the forward pass and, per layer and sublayer, per-token stream norms, the
+sublayer's contribution ‖F(x)‖, ‖F(x)‖/‖x‖, cos(F(x), x), norm statistics, attention patterns,
+the logit lens of every decoder layer and per-layer gradient norms for the expected answer.
+
+Decoder rows are stitched: row t holds what the model computed when it produced output token t,
+seeing only the tokens before it. With the causal mask on, one pass over the whole generated
+sequence computes exactly those rows (tested); with it off, each step is its own pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from model.config import SUBLAYERS_OF, Switches
+from model.tasks import BOS, EOS, PAD, Task
+from model.transformer import Seq2Seq
+
+TRACE_BUDGET_BYTES = 300_000  # a full trace of any zoo model on its longest input stays below this
+TOP_K = 3
+_EPS = 1e-12
+
+
+def _r(value: float) -> float:
+    """4 significant digits: plenty for a plot, a third of the bytes of a full float."""
+    if not math.isfinite(value):
+        return 0.0 if math.isnan(value) else math.copysign(1e30, value)
+    return float(f"{value:.4g}")
+
+
+def _list(t: torch.Tensor) -> list:
+    return [_list(row) for row in t] if t.dim() > 1 else [_r(v) for v in t.tolist()]
+
+
+def _token_norms(x: torch.Tensor) -> list[float]:
+    return _list(x.norm(dim=-1))  # x: (T, D)
+
+
+def _norm_summary(cache: dict[str, torch.Tensor], prefix: str, norm, kind: str) -> dict:
+    before, after = cache[f"{prefix}.hook_in"], cache[f"{prefix}.hook_out"]  # (T, D)
+    return {
+        "kind": kind,
+        "before_mean": _list(before.mean(-1)),
+        "before_std": _list(before.std(-1, unbiased=False)),
+        "after_mean": _list(after.mean(-1)),
+        "after_std": _list(after.std(-1, unbiased=False)),
+        "gamma": _list(norm.weight.detach()),
+        "beta": _list(norm.bias.detach()) if kind != "rms" else [0.0] * norm.bias.numel(),
+    }
+
+
+def _attention_summary(pattern: torch.Tensor, with_distance: bool) -> dict:
+    """pattern: (H, Tq, Tk)."""
+    entropy = -(pattern * (pattern + _EPS).log()).sum(-1)  # (H, Tq)
+    out = {"pattern": _list(pattern), "entropy": _list(entropy.mean(-1))}
+    if with_distance:
+        tq, tk = pattern.shape[-2:]
+        distance = (torch.arange(tq)[:, None] - torch.arange(tk)[None, :]).abs().float()
+        out["mean_distance"] = _list((pattern * distance).sum(-1).mean(-1))  # per head
+    return out
+
+
+def _sublayer_summary(cache, model: Seq2Seq, stack: str, layer: int, kind: str, stream_in: str, stream_out: str,
+                      switches: Switches) -> dict:
+    prefix = f"{stack}.{layer}"
+    x = cache[f"{prefix}.{stream_in}"]
+    fx = cache[f"{prefix}.hook_{kind}_out"]
+    norm_name = f"norm_{kind}"
+    norm = getattr(model._modules[stack]._modules[str(layer)], norm_name)
+    summary = {
+        "residual": switches.residual_on(stack, layer, kind),
+        "input_norm": _token_norms(x),
+        "out_norm": _token_norms(fx),
+        "ratio": _list(fx.norm(dim=-1) / (x.norm(dim=-1) + _EPS)),
+        "cos": _list(torch.cosine_similarity(fx, x, dim=-1)),
+        "stream_norm": _token_norms(cache[f"{prefix}.{stream_out}"]),
+        "norm": _norm_summary(cache, f"{prefix}.{norm_name}", norm, switches.norm),
+    }
+    if kind.endswith("attn"):
+        pattern = cache[f"{prefix}.{kind}.hook_pattern"]
+        summary.update(_attention_summary(pattern, with_distance=kind == "self_attn"))
+    return summary
+
+
+_STREAMS = {  # sublayer -> (stream before it, stream after its add & norm)
+    "encoder": {"self_attn": ("hook_resid_pre", "hook_resid_mid"), "ffn": ("hook_resid_mid", "hook_resid_post")},
+    "decoder": {
+        "self_attn": ("hook_resid_pre", "hook_resid_mid"),
+        "cross_attn": ("hook_resid_mid", "hook_resid_mid_cross"),
+        "ffn": ("hook_resid_mid_cross", "hook_resid_post"),
+    },
+}
+
+
+def _stack_summary(cache, model: Seq2Seq, stack: str, switches: Switches) -> list[dict]:
+    layers = []
+    for i in range(model.config.n_layers(stack)):
+        layers.append({
+            "resid_pre_norm": _token_norms(cache[f"{stack}.{i}.hook_resid_pre"]),
+            "resid_post_norm": _token_norms(cache[f"{stack}.{i}.hook_resid_post"]),
+            "sublayers": {
+                kind: _sublayer_summary(cache, model, stack, i, kind, *_STREAMS[stack][kind], switches)
+                for kind in SUBLAYERS_OF[stack]
+            },
+        })
+    return layers
+
+
+def _embedding_summary(embed: torch.Tensor, pos: torch.Tensor) -> dict:
+    pos = pos.expand_as(embed)
+    return {
+        "embed_norm": _token_norms(embed),
+        "pos_norm": _token_norms(pos),
+        "sum_norm": _token_norms(embed + pos),
+        "cos_embed_pos": _list(torch.cosine_similarity(embed, pos, dim=-1)),
+    }
+
+
+def _stitched_decoder_cache(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, switches: Switches):
+    """Row t of every decoder hook as computed when output token t was produced."""
+    if switches.causal_mask:
+        _, cache = model.run_with_cache(src, tgt_in, switches)
+        return {k: v[0] for k, v in cache.items()}
+    T = tgt_in.size(1)
+    rows: dict[str, list[torch.Tensor]] = {}
+    encoder_cache: dict[str, torch.Tensor] = {}
+    for t in range(T):
+        _, cache = model.run_with_cache(src, tgt_in[:, : t + 1], switches)
+        for name, value in cache.items():
+            value = value[0]
+            if not name.startswith("decoder") and name not in ("hook_tgt_embed", "hook_tgt_pos", "hook_logits"):
+                encoder_cache[name] = value
+            elif name.endswith("hook_scores") or name.endswith("hook_pattern"):  # (H, Tq, Tk)
+                row = value[:, t]
+                if ".self_attn." in name:  # keys that did not exist yet are shown as 0
+                    row = torch.nn.functional.pad(row, (0, T - row.size(-1)))
+                rows.setdefault(name, []).append(row)
+            elif name.split(".")[-1] in ("hook_q", "hook_k", "hook_v", "hook_z"):
+                continue  # not summarised
+            elif value.dim() >= 2 and value.size(0) == t + 1:  # (T, …)
+                rows.setdefault(name, []).append(value[t])
+            else:  # per-feature statistics (batch norm) do not depend on t
+                rows.setdefault(name, []).append(value.reshape(-1))
+    stitched = {name: torch.stack(r, dim=-2 if name.endswith(("scores", "pattern")) else 0) for name, r in rows.items()}
+    return {**encoder_cache, **stitched}
+
+
+def _logit_lens(cache, model: Seq2Seq, task: Task, switches: Switches) -> list[list[list]]:
+    """Per decoder layer, per position: the top tokens if the model stopped after that layer."""
+    kind = switches.norm if switches.norm_position == "pre" else "none"
+    lens = []
+    for i in range(model.config.n_decoder_layers):
+        stream = model.decoder.norm_final.quiet(cache[f"decoder.{i}.hook_resid_post"][None], kind)[0]
+        probs = torch.softmax(model.unembed(stream), dim=-1)
+        lens.append(_top_tokens(probs, task))
+    return lens
+
+
+def _top_tokens(probs: torch.Tensor, task: Task, k: int = TOP_K) -> list[list]:
+    top = probs.topk(min(k, probs.size(-1)), dim=-1)
+    return [
+        [[task.tgt_tokenizer.token(i), _r(p)] for p, i in zip(row_p.tolist(), row_i.tolist(), strict=True)]
+        for row_p, row_i in zip(top.values, top.indices, strict=True)
+    ]
+
+
+def layer_gradient_norms(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
+                         switches: Switches) -> dict[str, list[float]]:
+    """‖∂loss/∂(input of layer i)‖ for the teacher-forced expected answer (claim R1)."""
+    grads: dict[str, float] = {}
+
+    def keep_grad(x: torch.Tensor, hook) -> None:
+        if x.requires_grad:
+            x.register_hook(lambda g: grads.__setitem__(hook.name, g.norm().item()))
+
+    with torch.enable_grad(), model.hooks([(lambda n: n.endswith("hook_resid_pre"), keep_grad)]):
+        logits = model(src, tgt_in, switches)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return {
+        stack: [_r(grads.get(f"{stack}.{i}.hook_resid_pre", 0.0)) for i in range(model.config.n_layers(stack))]
+        for stack in ("encoder", "decoder")
+    } | {"loss": _r(loss.item())}
+
+
+def build_steps(model: Seq2Seq, n_positions: int, switches: Switches) -> list[dict]:
+    """The forward pass in the order it happens, as the step-through UI walks it."""
+    steps: list[dict] = []
+
+    def add(**step) -> None:
+        steps.append({"index": len(steps), "position": None, "layer": None, "sublayer": None, **step})
+
+    def layer_steps(stack: str, layer: int, position: int | None) -> None:
+        for kind in SUBLAYERS_OF[stack]:
+            add(stack=stack, layer=layer, sublayer=kind, op="sublayer", position=position)
+            add(stack=stack, layer=layer, sublayer=kind, op="add_norm", position=position)
+
+    add(stack="encoder", op="embed")
+    add(stack="encoder", op="pos")
+    for i in range(model.config.n_encoder_layers):
+        layer_steps("encoder", i, None)
+    if switches.norm_position == "pre":
+        add(stack="encoder", op="final_norm")
+    for t in range(n_positions):
+        add(stack="decoder", op="embed", position=t)
+        for i in range(model.config.n_decoder_layers):
+            layer_steps("decoder", i, t)
+        add(stack="decoder", op="output", position=t)
+    return steps
+
+
+@torch.no_grad()
+def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None = None,
+          expected: str | None = None, with_gradients: bool = True) -> dict:
+    """Raises UnknownTokenError (from the tokenizer) or ValueError for input the model cannot take."""
+    switches = switches or model.switches
+    model.eval()
+    src_ids = task.src_tokenizer.encode(src_text)
+    if not src_ids:
+        raise ValueError("the input is empty")
+    if len(src_ids) > model.config.max_len:
+        raise ValueError(f"the input has {len(src_ids)} tokens; this model takes at most {model.config.max_len}")
+    src = torch.tensor([src_ids])
+    max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
+
+    generated = model.greedy_decode(src, max_new, switches)[0].tolist()
+    generated = [g for g in generated if g != PAD]
+    tgt_in = torch.tensor([[BOS] + generated[:-1]])
+    cache = _stitched_decoder_cache(model, src, tgt_in, switches)
+    probs = torch.softmax(cache["hook_logits"], dim=-1)  # (T, V)
+
+    tok = task.tgt_tokenizer
+    output_tokens = [tok.token(i) for i in generated]
+    result = {
+        "switches": switches.to_dict(),
+        "trained_switches": model.switches.to_dict(),
+        "ablated": switches.differences(model.switches),
+        "config": model.config.to_dict(),
+        "task": task.name,
+        "input": src_text,
+        "src_tokens": task.src_tokenizer.split(src_text),
+        "tgt_tokens": ["<bos>"] + output_tokens[:-1],
+        "output_tokens": output_tokens,
+        "output_text": tok.decode(generated),
+        "finished": bool(generated) and generated[-1] == EOS,
+        "embedding": {
+            "src": _embedding_summary(cache["hook_src_embed"], cache["hook_src_pos"]),
+            "tgt": _embedding_summary(cache["hook_tgt_embed"], cache["hook_tgt_pos"]),
+        },
+        "encoder": _stack_summary(cache, model, "encoder", switches),
+        "encoder_final_norm": _norm_summary(cache, "encoder.norm_final", model.encoder.norm_final, switches.norm),
+        "decoder": _stack_summary(cache, model, "decoder", switches),
+        "output": {
+            "chosen_prob": [_r(probs[t, g].item()) for t, g in enumerate(generated)],
+            "top": _top_tokens(probs, task),
+        },
+        "logit_lens": _logit_lens(cache, model, task, switches),
+        "steps": build_steps(model, len(generated), switches),
+    }
+    result.update(_expected_part(model, task, src, src_text, expected, generated, switches, with_gradients))
+    return result
+
+
+def _expected_part(model, task, src, src_text, expected, generated, switches, with_gradients) -> dict:
+    if expected is None:
+        try:
+            expected = task.target(src_text)
+        except ValueError:
+            return {"expected_tokens": None, "correct": None, "gradients": None}
+    expected_ids = task.tgt_tokenizer.encode(expected) + [EOS]
+    gradients = None
+    if with_gradients:
+        tgt_in = torch.tensor([[BOS] + expected_ids[:-1]])
+        gradients = layer_gradient_norms(model, src, tgt_in, torch.tensor([expected_ids]), switches)
+    return {
+        "expected_tokens": [task.tgt_tokenizer.token(i) for i in expected_ids],
+        "correct": generated == expected_ids,
+        "gradients": gradients,
+    }
+
+
+def trace_size(result: dict) -> int:
+    return len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())

@@ -1,0 +1,152 @@
+"""The encoder-decoder: encode(), decode(), forward(), greedy_decode().
+
+`switches` can be given to any of them: a model trained with one set of switches can be run with
+another (ablation). Without it, the switches the model was built (trained) with apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model.blocks import DecoderBlock, EncoderBlock, LayerInputs
+from model.config import ConfigError, ModelConfig, Switches, parse_sublayer_name
+from model.hooks import HookedModule, HookPoint
+from model.layers import Norm, PositionalEncoding, TokenEmbedding
+from model.tasks import BOS, EOS, PAD
+
+
+class Stack(nn.Module):
+    """N identical layers registered as "0", "1", … (so hook names read encoder.1.hook_resid_pre)
+    and the final norm that a Pre-LN stack needs."""
+
+    def __init__(self, config: ModelConfig, block: type[nn.Module], n_layers: int):
+        super().__init__()
+        for i in range(n_layers):
+            self.add_module(str(i), block(config, i))
+        self.norm_final = Norm(config.d_model, eps=config.norm_eps)
+        self.n_layers = n_layers
+
+    def layers(self) -> list[nn.Module]:
+        return [self._modules[str(i)] for i in range(self.n_layers)]
+
+
+@dataclass
+class EncoderOutput:
+    final: torch.Tensor  # (B, S, D) what the decoder reads by default
+    per_layer: list[torch.Tensor]  # memory for switches.memory == "same_depth", one per encoder layer
+    pad_mask: torch.Tensor  # (B, S) True at source padding
+
+
+class Seq2Seq(HookedModule):
+    def __init__(self, config: ModelConfig, switches: Switches | None = None):
+        super().__init__()
+        self.config = config
+        self.switches = switches or Switches()
+        check_switches_fit(self.switches, config)
+        self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model)
+        self.tgt_embed = TokenEmbedding(config.tgt_vocab_size, config.d_model)
+        self.pos = PositionalEncoding(config.max_len, config.d_model)
+        self.hook_src_embed = HookPoint()
+        self.hook_src_pos = HookPoint()
+        self.hook_tgt_embed = HookPoint()
+        self.hook_tgt_pos = HookPoint()
+        self.encoder = Stack(config, EncoderBlock, config.n_encoder_layers)
+        self.decoder = Stack(config, DecoderBlock, config.n_decoder_layers)
+        self.unembed = nn.Linear(config.d_model, config.tgt_vocab_size)
+        self.hook_logits = HookPoint()
+        self.setup_hooks()
+
+    def _switches(self, switches: Switches | None) -> Switches:
+        if switches is None:
+            return self.switches
+        check_switches_fit(switches, self.config)
+        return switches
+
+    def _final_norm_kind(self, switches: Switches) -> str:
+        # Post-LN streams leave every layer already normalised; only Pre-LN needs a final norm.
+        return switches.norm if switches.norm_position == "pre" else "none"
+
+    def encode(self, src: torch.Tensor, switches: Switches | None = None) -> EncoderOutput:
+        """src: (B, S) token ids, right-padded with PAD."""
+        sw = self._switches(switches)
+        pad_mask = src == PAD
+        inputs = LayerInputs(sw, "encoder", pad_mask, self_attn_mask=~pad_mask[:, None, None, :])
+        x = self.hook_src_embed(self.src_embed(src))
+        pe = self.hook_src_pos(self.pos(src.size(1), sw.pos_encoding))
+        x = x + pe
+        outputs = []
+        for i, layer in enumerate(self.encoder.layers()):
+            if i > 0 and sw.pos_every_layer:
+                x = x + pe
+            x = layer(x, inputs)
+            outputs.append(x)
+        kind = self._final_norm_kind(sw)
+        final = self.encoder.norm_final(x, kind, pad_mask)
+        per_layer = [self.encoder.norm_final.quiet(o, kind, pad_mask) for o in outputs[:-1]] + [final]
+        return EncoderOutput(final, per_layer, pad_mask)
+
+    def decode(self, tgt_in: torch.Tensor, memory: EncoderOutput, switches: Switches | None = None) -> torch.Tensor:
+        """tgt_in: (B, T) BOS + target so far. Returns logits (B, T, tgt_vocab)."""
+        sw = self._switches(switches)
+        T = tgt_in.size(1)
+        pad_mask = tgt_in == PAD
+        allowed = ~pad_mask[:, None, None, :]  # (B, 1, 1, T)
+        if sw.causal_mask:
+            causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()
+            allowed = allowed & causal  # (B, 1, T, T)
+        inputs = LayerInputs(
+            sw,
+            "decoder",
+            pad_mask,
+            self_attn_mask=allowed,
+            memory_pad_mask=memory.pad_mask,
+            cross_attn_mask=~memory.pad_mask[:, None, None, :],
+        )
+        x = self.hook_tgt_embed(self.tgt_embed(tgt_in))
+        pe = self.hook_tgt_pos(self.pos(T, sw.pos_encoding))
+        x = x + pe
+        for i, layer in enumerate(self.decoder.layers()):
+            if i > 0 and sw.pos_every_layer:
+                x = x + pe
+            x = layer(x, self.memory_for_layer(memory, i, sw), inputs)
+        x = self.decoder.norm_final(x, self._final_norm_kind(sw), pad_mask)
+        return self.hook_logits(self.unembed(x))
+
+    def memory_for_layer(self, memory: EncoderOutput, layer: int, switches: Switches) -> torch.Tensor:
+        if switches.memory == "same_depth":
+            return memory.per_layer[min(layer, len(memory.per_layer) - 1)]
+        return memory.final
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, switches: Switches | None = None) -> torch.Tensor:
+        return self.decode(tgt_in, self.encode(src, switches), switches)
+
+    @torch.no_grad()
+    def greedy_decode(self, src: torch.Tensor, max_new_tokens: int, switches: Switches | None = None) -> torch.Tensor:
+        """One token at a time, each step reading only what was generated before it.
+        Returns (B, ≤ max_new_tokens) generated ids (no BOS), PAD after each sequence's EOS."""
+        memory = self.encode(src, switches)
+        ys = torch.full((src.size(0), 1), BOS, dtype=torch.long, device=src.device)
+        finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+        max_new_tokens = min(max_new_tokens, self.config.max_len - 1)
+        for _ in range(max_new_tokens):
+            next_token = self.decode(ys, memory, switches)[:, -1].argmax(-1)
+            next_token = next_token.masked_fill(finished, PAD)
+            ys = torch.cat([ys, next_token[:, None]], dim=1)
+            finished |= next_token == EOS
+            if finished.all():
+                break
+        return ys[:, 1:]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def check_switches_fit(switches: Switches, config: ModelConfig) -> None:
+    """Per-layer residual overrides must name layers this model has."""
+    for item in switches.residual_off:
+        stack, layer, _ = parse_sublayer_name(item)
+        if layer >= config.n_layers(stack):
+            raise ConfigError("residual_off", f"{item!r}: the {stack} has layers 0..{config.n_layers(stack) - 1}")
