@@ -7,6 +7,7 @@ when the `hooks()` context exits, even on error, so none leaks into the next for
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -18,12 +19,32 @@ NameFilter = Callable[[str], bool] | Sequence[str] | str | None
 
 
 class HookPoint(nn.Module):
-    """Identity; its module path (set by `name_hook_points`) is the hook's name."""
+    """Identity; its module path (set by `name_hook_points`) is the hook's name.
+
+    Hook functions are kept per thread, so that a web server can trace one shared model from
+    several request threads at once without one request's hooks seeing another's tensors.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.name = ""
-        self._fns: list[HookFn] = []
+        self._local = threading.local()
+
+    @property
+    def _fns(self) -> list[HookFn]:
+        fns = getattr(self._local, "fns", None)
+        if fns is None:
+            fns = self._local.fns = []
+        return fns
+
+    def __getstate__(self):  # threading.local cannot be pickled or deep-copied; hooks are not state
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for fn in self._fns:

@@ -16,8 +16,9 @@ class Norm(nn.Module):
     The type is an argument of forward, so a model trained with LayerNorm can be run with the
     norm switched to "none" (identity) or another type without retraining.
 
-    Hooks: hook_in is the norm's input; hook_mean / hook_std are the statistics the norm divides by — per token (B, T, 1) for
-    layer and rms (rms: mean 0, std = root mean square), per feature (1, 1, D) for batch; for
+    Hooks: hook_in is the norm's input; hook_mean / hook_std are the statistics the norm divides
+    by — per token (B, T, 1) for layer and rms (rms: mean 0, std = root mean square), per
+    feature (1, 1, D) for batch; for
     "none" the per-token statistics of the input, shown but not used. hook_normalized is
     (x − mean) / std before γ and β; hook_out is the norm's output.
     """

@@ -171,20 +171,22 @@ def _top_tokens(probs: torch.Tensor, task: Task, k: int = TOP_K) -> list[list]:
 
 def layer_gradient_norms(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
                          switches: Switches) -> dict[str, list[float]]:
-    """‖∂loss/∂(input of layer i)‖ for the teacher-forced expected answer (claim R1)."""
-    grads: dict[str, float] = {}
+    """‖∂loss/∂(input of layer i)‖ for the teacher-forced expected answer (claim R1).
 
-    def keep_grad(x: torch.Tensor, hook) -> None:
-        if x.requires_grad:
-            x.register_hook(lambda g: grads.__setitem__(hook.name, g.norm().item()))
+    Uses autograd.grad, so no parameter's .grad is written (several requests may share a model)."""
+    inputs: dict[str, torch.Tensor] = {}
 
-    with torch.enable_grad(), model.hooks([(lambda n: n.endswith("hook_resid_pre"), keep_grad)]):
+    def keep(x: torch.Tensor, hook) -> None:
+        inputs[hook.name] = x
+
+    with torch.enable_grad(), model.hooks([(lambda n: n.endswith("hook_resid_pre"), keep)]):
         logits = model(src, tgt_in, switches)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
-        loss.backward()
-    model.zero_grad(set_to_none=True)
+        names = [n for n, x in inputs.items() if x.requires_grad]
+        grads = torch.autograd.grad(loss, [inputs[n] for n in names], allow_unused=True)
+    norms = {n: (0.0 if g is None else g.norm().item()) for n, g in zip(names, grads, strict=True)}
     return {
-        stack: [_r(grads.get(f"{stack}.{i}.hook_resid_pre", 0.0)) for i in range(model.config.n_layers(stack))]
+        stack: [_r(norms.get(f"{stack}.{i}.hook_resid_pre", 0.0)) for i in range(model.config.n_layers(stack))]
         for stack in ("encoder", "decoder")
     } | {"loss": _r(loss.item())}
 

@@ -277,3 +277,28 @@ def test_switches_round_trip_and_hash_is_stable():
     assert len(s.short_hash()) == 8
     assert s.differences(Switches()) == {"norm": ("rms", "layer"), "causal_mask": (False, True),
                                          "residual_off": (["decoder.1.ffn", "encoder.0.self_attn"], [])}
+
+
+def test_hooks_added_in_one_thread_are_not_seen_by_another():
+    import threading
+
+    model = make_model()
+    seen_elsewhere = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_thread():
+        inside.wait()
+        _, cache = model.run_with_cache(SRC, TGT, names_filter="encoder.0.hook_resid_pre")
+        seen_elsewhere.append(len(cache))
+        release.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    calls = []
+    with model.hooks([("encoder.0.hook_resid_pre", lambda x, h: calls.append(1))]):
+        inside.set()
+        release.wait(10)
+        model(SRC, TGT)
+    worker.join()
+    assert calls == [1] and seen_elsewhere == [1]

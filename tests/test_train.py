@@ -12,8 +12,10 @@ from model.tasks import get_task
 from model.train import TrainConfig, TrainingRun, model_config_for, steps_to_reach
 from model.train_cli import main as cli_main
 
+PRE_LN = Switches(norm_position="pre")
 
-def short_run(steps=30, switches=Switches(norm_position="pre"), **train):
+
+def short_run(steps=30, switches=PRE_LN, **train):
     task = get_task(train.pop("task", "reverse"))
     config = model_config_for(task, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2)
     train_config = TrainConfig(task=task.name, steps=steps, batch_size=32, lr=3e-3, eval_every=10, eval_size=40,

@@ -1,0 +1,36 @@
+"""The ASGI app: `uvicorn app.main:app`."""
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.errors import install_error_handlers
+from app.routes import api, pages, playground
+from app.settings import Settings, get_settings
+from model.zoo import default_entry, load_zoo_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        torch.set_num_threads(settings.torch_threads)
+        load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
+        yield
+
+    app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
+    app.state.settings = settings
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    for router in (pages.router, playground.router, api.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    return app
+
+
+app = create_app()

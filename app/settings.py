@@ -1,0 +1,24 @@
+"""Settings from environment variables prefixed ADDNORM_ (e.g. ADDNORM_DATA_DIR=/srv/addnorm)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADDNORM_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")  # run store and other state
+    workers: int = 1  # training worker processes (one per spare core)
+    torch_threads: int = 1  # per request: several requests share the cores
+    max_input_chars: int = 200  # longer input is refused before any work
+    trace_cache_size: int = 256  # traces kept in memory (keyed by model, input, switches)
+    stream_min_interval_ms: int = 50  # fastest Play speed
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,36 @@
+"""Traces for the playground and the API, cached by (model, input, switches).
+
+A classroom tends to flip the same switches on the same examples, so most requests are hits.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from app.settings import get_settings
+from app.state import BadInput, PlaygroundState
+from model.config import Switches
+from model.tasks import UnknownTokenError
+from model.trace import trace
+from model.zoo import load_zoo_model
+
+
+@lru_cache(maxsize=get_settings().trace_cache_size)
+def _cached_trace(model_name: str, text: str, switches_json: str) -> dict:
+    model, task, _ = load_zoo_model(model_name)
+    try:
+        return trace(model, task, text, Switches.from_json(switches_json))
+    except (UnknownTokenError, ValueError) as error:
+        raise BadInput("input", str(error)) from None
+
+
+def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
+    """The trace as the state asks (ablated), or with the model's own switches (intact)."""
+    model, _, _ = load_zoo_model(state.model)
+    switches = model.switches if intact else state.switches
+    return _cached_trace(state.model, state.input, switches.to_json())
+
+
+def is_ablated(state: PlaygroundState) -> bool:
+    model, _, _ = load_zoo_model(state.model)
+    return state.switches != model.switches

@@ -1,0 +1,102 @@
+"""Trains the shipped models with fixed seeds and writes their checkpoints and the manifest.
+
+    python -m model.zoo.build            # every recipe
+    python -m model.zoo.build reverse-post-2x2
+
+Each recipe trains until held-out exact-sequence accuracy reaches `stop_at` or the step budget
+runs out; the manifest records the steps taken and the accuracy measured afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from model.checkpoint import save_checkpoint
+from model.config import Switches
+from model.evaluate import evaluate
+from model.tasks import get_task
+from model.train import TrainConfig, TrainingRun, model_config_for
+from model.zoo import MANIFEST, ZOO_DIR, ZooEntry, load_manifest
+
+HELDOUT_SIZE = 300
+SIZE_LIMIT_BYTES = 2_000_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    title: str
+    task: str
+    layers: int
+    switches: Switches = field(default_factory=Switches)
+    steps: int = 1500
+    warmup_steps: int = 0
+    lr: float = 1e-3
+    stop_at: float = 0.995
+    default: bool = False
+
+
+RECIPES = [
+    Recipe("reverse-post-2x2", "Reverse digits · 2+2 layers · Post-LN (the note's arrangement)", "reverse", 2,
+           default=True),
+    Recipe("reverse-pre-2x2", "Reverse digits · 2+2 layers · Pre-LN", "reverse", 2, Switches(norm_position="pre")),
+    Recipe("reverse-post-4x4", "Reverse digits · 4+4 layers · Post-LN with warm-up", "reverse", 4,
+           warmup_steps=200),
+    Recipe("reverse-pre-4x4", "Reverse digits · 4+4 layers · Pre-LN", "reverse", 4, Switches(norm_position="pre")),
+    Recipe("en-numbers-2x2", "English number words → digits · 2+2 layers · Post-LN", "en_numbers", 2),
+    Recipe("zh-numbers-2x2", "中文数字 → digits · 2+2 layers · Post-LN", "zh_numbers", 2),
+]
+
+
+def build(recipe: Recipe) -> ZooEntry:
+    task = get_task(recipe.task)
+    model_config = model_config_for(task, n_encoder_layers=recipe.layers, n_decoder_layers=recipe.layers)
+    train_config = TrainConfig(task=recipe.task, steps=recipe.steps, lr=recipe.lr,
+                               warmup_steps=recipe.warmup_steps, seed=0, eval_every=50)
+    run = TrainingRun(model_config, recipe.switches, train_config)
+    started = time.perf_counter()
+    for m in run:
+        if m.heldout_seq_accuracy is not None:
+            print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} held-out {m.heldout_seq_accuracy:.1%}",
+                  file=sys.stderr)
+            if m.heldout_seq_accuracy >= recipe.stop_at:
+                break
+    seconds = time.perf_counter() - started
+    path = ZOO_DIR / f"{recipe.name}.pt"
+    save_checkpoint(path, run.model, train_config, run.history, {"recipe": recipe.name})
+    scores = evaluate(run.model, task, task.heldout_set(HELDOUT_SIZE))
+    size = path.stat().st_size
+    if size > SIZE_LIMIT_BYTES:
+        raise SystemExit(f"{path.name} is {size:,} bytes, over the {SIZE_LIMIT_BYTES:,} limit")
+    return ZooEntry(
+        name=recipe.name, title=recipe.title, task=recipe.task, file=path.name,
+        model_config=model_config.to_dict(), switches=recipe.switches.to_dict(),
+        train_config=train_config.to_dict(), steps=run.history[-1].step, train_seconds=round(seconds, 1),
+        heldout_seq_accuracy=scores.seq_accuracy, heldout_token_accuracy=scores.token_accuracy,
+        heldout_size=scores.n, size_bytes=size, default=recipe.default,
+    )
+
+
+def main(names: list[str]) -> None:
+    unknown = set(names) - {r.name for r in RECIPES}
+    if unknown:
+        raise SystemExit(f"unknown recipe(s): {', '.join(sorted(unknown))}")
+    entries = {e.name: e for e in load_manifest()}
+    for recipe in RECIPES:
+        if names and recipe.name not in names:
+            continue
+        entry = build(recipe)
+        entries[entry.name] = entry
+        print(f"{entry.name}: {entry.steps} steps, {entry.train_seconds} s, held-out exact sequences "
+              f"{entry.heldout_seq_accuracy:.1%} (tokens {entry.heldout_token_accuracy:.1%}), {entry.size_bytes:,} B")
+        order = [r.name for r in RECIPES]
+        models = [asdict(entries[n]) for n in order if n in entries]
+        MANIFEST.write_text(json.dumps({"heldout_size": HELDOUT_SIZE, "models": models}, indent=2,
+                                       ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
