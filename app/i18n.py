@@ -17,7 +17,9 @@ LABELS_DIR = Path(__file__).parent / "labels"
 
 @lru_cache
 def labels(lang: str) -> dict[str, str]:
-    return json.loads((LABELS_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    from app.architecture import ARCH_LABELS  # the diagram keeps its own labels beside its layout
+
+    return json.loads((LABELS_DIR / f"{lang}.json").read_text(encoding="utf-8")) | ARCH_LABELS[lang]
 
 
 def pick_language(request: Request) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import Request
 from jinja2_fragments.fastapi import Jinja2Blocks
@@ -11,9 +12,9 @@ from app.i18n import Translator, pick_language
 
 ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Blocks(directory=ROOT / "templates")
+templates.env.filters["query_with"] = lambda params, **changes: urlencode({**dict(params), **changes})
 
-NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"),
-       ("/lessons", "nav.lessons"), ("/claims", "nav.claims")]
+NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/docs", "nav.api")]
 
 
 def is_htmx(request: Request) -> bool:

@@ -11,7 +11,7 @@ from app.settings import get_settings
 from app.state import BadInput, PlaygroundState
 from model.config import Switches
 from model.tasks import UnknownTokenError
-from model.trace import trace
+from model.trace import compare_streams, trace
 from model.zoo import load_zoo_model
 
 
@@ -34,3 +34,14 @@ def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
 def is_ablated(state: PlaygroundState) -> bool:
     model, _, _ = load_zoo_model(state.model)
     return state.switches != model.switches
+
+
+@lru_cache(maxsize=get_settings().trace_cache_size)
+def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
+    model, task, _ = load_zoo_model(model_name)
+    return compare_streams(model, task, text, Switches.from_json(switches_json))
+
+
+def comparison_for(state: PlaygroundState) -> dict:
+    """Intact vs ablated streams, layer by layer, on the same inputs."""
+    return _cached_comparison(state.model, state.input, state.switches.to_json())

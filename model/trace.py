@@ -231,8 +231,8 @@ def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None =
     src = torch.tensor([src_ids])
     max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
 
+    # Batch of one: generation stops at EOS, so every id here is the model's own choice (even PAD).
     generated = model.greedy_decode(src, max_new, switches)[0].tolist()
-    generated = [g for g in generated if g != PAD]
     tgt_in = torch.tensor([[BOS] + generated[:-1]])
     cache = _stitched_decoder_cache(model, src, tgt_in, switches)
     probs = torch.softmax(cache["hook_logits"], dim=-1)  # (T, V)
@@ -289,3 +289,29 @@ def _expected_part(model, task, src, src_text, expected, generated, switches, wi
 
 def trace_size(result: dict) -> int:
     return len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@torch.no_grad()
+def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches) -> dict:
+    """The intact model (its trained switches) against the ablated one, on the same source and the same
+    decoder input (the intact model's own greedy output), so every position lines up. Per layer, over
+    real tokens: mean ‖x_ablated − x_intact‖ / ‖x_intact‖ and mean cos(x_ablated, x_intact) of the
+    layer's output stream."""
+    model.eval()
+    src = torch.tensor([task.src_tokenizer.encode(src_text)])
+    max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
+    generated = model.greedy_decode(src, max_new, model.switches)[0].tolist()
+    tgt_in = torch.tensor([[BOS] + generated[:-1]])
+    names = [f"{stack}.{i}.hook_resid_post" for stack in ("encoder", "decoder")
+             for i in range(model.config.n_layers(stack))]
+    _, intact = model.run_with_cache(src, tgt_in, model.switches, names_filter=names)
+    _, changed = model.run_with_cache(src, tgt_in, ablated, names_filter=names)
+    result: dict = {"decoder_input": ["<bos>"] + [task.tgt_tokenizer.token(i) for i in generated[:-1]]}
+    for stack in ("encoder", "decoder"):
+        result[stack] = []
+        for i in range(model.config.n_layers(stack)):
+            a, b = intact[f"{stack}.{i}.hook_resid_post"][0], changed[f"{stack}.{i}.hook_resid_post"][0]
+            relative = (b - a).norm(dim=-1) / (a.norm(dim=-1) + _EPS)
+            result[stack].append({"relative": _r(relative.mean().item()),
+                                  "cosine": _r(torch.cosine_similarity(a, b, dim=-1).mean().item())})
+    return result

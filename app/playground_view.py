@@ -1,0 +1,137 @@
+"""What the playground page shows for a state: the trace, the current step, the figures.
+
+Pure functions of the state (the traces come from the cache), so routes stay thin and the same
+context serves the full page, its partials and the Play stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from app import figures
+from app.architecture import architecture_layout
+from app.state import PlaygroundState, choices
+from app.tracing import comparison_for, is_ablated, trace_for
+from model.config import ModelConfig, Switches
+from model.layers import sinusoidal_table
+from model.zoo import get_entry, load_manifest
+
+STACK_SUBLAYERS = {"encoder": ("self_attn", "ffn"), "decoder": ("self_attn", "cross_attn", "ffn")}
+
+
+def step_title(step: dict, t) -> str:
+    """A short sentence naming where the step is in the forward pass."""
+    stack = t(f"stack.{step['stack']}")
+    where = ""
+    if step["layer"] is not None:
+        where = t("step.layer", stack=stack, n=step["layer"] + 1)
+    position = "" if step["position"] is None else t("step.position", n=step["position"] + 1)
+    key = f"step.{step['op']}" if step["op"] not in ("sublayer", "add_norm") else f"step.{step['op']}.{step['sublayer']}"
+    return " · ".join(part for part in (position, where, t(key, stack=stack)) if part)
+
+
+def _tokens_upto(trace: dict, position: int | None) -> list[str]:
+    return trace["tgt_tokens"] if position is None else trace["tgt_tokens"][: position + 1]
+
+
+def step_figures(trace: dict, step: dict, t) -> list[dict]:
+    """The figures that explain one step (shown beside the architecture diagram)."""
+    op, stack, layer, position = step["op"], step["stack"], step["layer"], step["position"]
+    src = trace["src_tokens"]
+    if op in ("embed", "pos"):
+        return [figures.embedding_vs_position(trace, "src" if stack == "encoder" else "tgt")]
+    if op == "final_norm":
+        return [figures.norm_statistics(trace["encoder_final_norm"], src, t("fig.final_norm"))]
+    if op == "output":
+        return [figures.output_probabilities(trace), figures.logit_lens(trace)]
+    sub = trace[stack][layer]["sublayers"][step["sublayer"]]
+    query_tokens = src if stack == "encoder" else trace["tgt_tokens"]
+    rows = len(query_tokens) if position is None else position + 1
+    if op == "sublayer" and "pattern" in sub:
+        keys = src if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
+        pattern = [head[:rows] for head in sub["pattern"]]
+        title = t(f"fig.pattern.{stack}.{step['sublayer']}", n=layer + 1)
+        return [figures.attention_head_grid(pattern, query_tokens[:rows], keys, title)]
+    if op == "sublayer":
+        return [figures.sublayer_tokens(sub, query_tokens[:rows], t("fig.ffn_tokens", n=layer + 1))]
+    title = t("fig.norm_here", stack=t(f"stack.{stack}"), n=layer + 1)
+    return [figures.norm_statistics(_rows(sub["norm"], rows), query_tokens[:rows], title)]
+
+
+def _rows(norm: dict, rows: int) -> dict:
+    per_token = ("before_mean", "before_std", "after_mean", "after_std")
+    return {k: (v[:rows] if k in per_token else v) for k, v in norm.items()}
+
+
+def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig) -> dict[str, list[dict]]:
+    """The tabs under the step view: each a list of figures."""
+    pe = sinusoidal_table(config.max_len, config.d_model).tolist()
+    panels = {
+        "attention": [figures.attention_distance_by_layer(trace)],
+        "residual": [figures.residual_contributions(trace, "encoder"), figures.residual_contributions(trace, "decoder"),
+                     figures.stream_norms(trace, "encoder"), figures.stream_norms(trace, "decoder")],
+        "norm": [figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"],
+                                         "encoder 1 · self-attention norm")],
+        "position": [figures.embedding_vs_position(trace, "src"), figures.positional_heatmap(pe),
+                     figures.position_similarity(pe)],
+        "output": [figures.output_probabilities(trace), figures.logit_lens(trace)],
+        "gradients": [figures.gradient_norms(trace)],
+    }
+    if comparison is not None:
+        panels["compare"] = [figures.stream_comparison(comparison)]
+    return panels
+
+
+def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
+    """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
+    controls = []
+    for name, value in switches.to_dict().items():
+        if name == "residual_off":
+            continue
+        entry = {"name": name, "changed": value != getattr(trained, name)}
+        if isinstance(value, bool):
+            entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"))
+        else:
+            entry.update(kind="select", value=value, choices=choices(name))
+        controls.append(entry)
+    return controls
+
+
+def step_context(state: PlaygroundState, t) -> dict:
+    trace = trace_for(state)
+    steps = trace["steps"]
+    index = min(state.step, len(steps) - 1)
+    step = steps[index]
+    entry = get_entry(state.model)
+    config = ModelConfig.from_dict(entry.model_config)
+    return {
+        "state": state,
+        "trace": trace,
+        "steps": steps,
+        "step_index": index,
+        "step": step,
+        "step_title": step_title(step, t),
+        "step_figures": step_figures(trace, step, t),
+        "architecture": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
+    }
+
+
+def playground_context(state: PlaygroundState, t) -> dict:
+    context = step_context(state, t)
+    entry = get_entry(state.model)
+    ablated = is_ablated(state)
+    intact = trace_for(state, intact=True) if ablated else None
+    trained = Switches.from_dict(entry.switches)
+    context.update(
+        entry=entry,
+        entries=load_manifest(),
+        ablated=ablated,
+        intact=intact,
+        differences=state.switches.differences(trained),
+        controls=switch_controls(state.switches, trained),
+        panels=panel_figures(context["trace"], comparison_for(state) if ablated else None,
+                             ModelConfig.from_dict(entry.model_config)),
+        state_params=state.params(),
+        entry_dict=asdict(entry),
+    )
+    return context

@@ -1,0 +1,156 @@
+// Renders Plotly figures that the server sends as data-figure JSON, and drives the playground's
+// step player (Back / Step / slider / Play over server-sent events / Pause) and its tabs.
+"use strict";
+
+const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+
+function renderPlot(el) {
+  if (!window.Plotly || el.dataset.rendered || el.offsetParent === null) return; // hidden: render when shown
+  const fig = JSON.parse(el.dataset.figure);
+  el.dataset.rendered = "pending";
+  Plotly.newPlot(el, fig.data, fig.layout, PLOT_CONFIG).then(() => { el.dataset.rendered = "true"; });
+}
+
+function renderPlots(root) {
+  (root || document).querySelectorAll(".plot[data-figure]").forEach(renderPlot);
+}
+
+// ---- playground state --------------------------------------------------------------------
+
+function stateForm() { return document.getElementById("state-form"); }
+
+function stateQuery(extra) {
+  const params = new URLSearchParams(new FormData(stateForm()));
+  for (const [k, v] of Object.entries(extra || {})) params.set(k, v);
+  return params;
+}
+
+function currentStep() {
+  const layout = document.querySelector("#step-view .step-layout");
+  return layout ? Number(layout.dataset.step) : 0;
+}
+
+function totalSteps() {
+  const player = document.getElementById("player");
+  return player ? Number(player.dataset.total) : 0;
+}
+
+function syncStep(step) {
+  const input = document.getElementById("step-input");
+  const slider = document.getElementById("step-slider");
+  if (input) input.value = step;
+  if (slider) slider.value = step;
+  const url = new URL(window.location.href);
+  url.search = stateQuery({ step }).toString();
+  history.replaceState(history.state, "", url);
+}
+
+function goToStep(step) {
+  const total = totalSteps();
+  if (!total) return;
+  step = Math.max(0, Math.min(total - 1, step));
+  syncStep(step);
+  htmx.ajax("GET", "/playground/step?" + stateQuery({ step }).toString(), { target: "#step-view", swap: "innerHTML" });
+}
+
+// ---- Play over server-sent events ----------------------------------------------------------
+
+function playing() { return !!document.querySelector("#stream-slot [sse-connect]"); }
+
+function setPlayingUI(on) {
+  const play = document.getElementById("btn-play");
+  const pause = document.getElementById("btn-pause");
+  if (play) play.hidden = on;
+  if (pause) pause.hidden = !on;
+  if (on && pause) pause.focus(); else if (!on && play && document.activeElement === pause) play.focus();
+}
+
+function play() {
+  if (playing()) return;
+  let start = currentStep();
+  if (start >= totalSteps() - 1) start = 0; // at the end: play again from the start
+  const speed = document.getElementById("speed").value;
+  const slot = document.getElementById("stream-slot");
+  const stream = document.createElement("div");
+  stream.setAttribute("hx-ext", "sse");
+  stream.setAttribute("sse-connect", "/playground/stream?" + stateQuery({ step: start, interval_ms: speed }));
+  stream.setAttribute("sse-swap", "step");
+  stream.setAttribute("sse-close", "done");
+  stream.setAttribute("hx-target", "#step-view");
+  stream.setAttribute("hx-swap", "innerHTML");
+  slot.replaceChildren(stream);
+  htmx.process(stream);
+  setPlayingUI(true);
+}
+
+function pause() {
+  const slot = document.getElementById("stream-slot");
+  if (slot) slot.replaceChildren(); // removing the element closes its EventSource
+  setPlayingUI(false);
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+document.addEventListener("click", (event) => {
+  const target = event.target.closest("button, .arch-box");
+  if (!target) return;
+  if (target.id === "btn-back") { pause(); goToStep(currentStep() - 1); }
+  else if (target.id === "btn-step") { pause(); goToStep(currentStep() + 1); }
+  else if (target.id === "btn-play") play();
+  else if (target.id === "btn-pause") pause();
+  else if (target.classList.contains("arch-box") && target.dataset.step) { pause(); goToStep(Number(target.dataset.step)); }
+  else if (target.getAttribute("role") === "tab") selectTab(target);
+});
+
+document.addEventListener("keydown", (event) => {
+  const box = event.target.closest && event.target.closest(".arch-box");
+  if (box && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); box.click(); return; }
+  const tab = event.target.closest && event.target.closest("[role=tab]");
+  if (tab && (event.key === "ArrowRight" || event.key === "ArrowLeft")) {
+    const tabs = [...tab.parentElement.querySelectorAll("[role=tab]")];
+    const next = tabs[(tabs.indexOf(tab) + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    selectTab(next); next.focus(); event.preventDefault(); return;
+  }
+  const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(event.target.tagName) && event.target.type !== "range" && event.target.type !== "radio";
+  if (typing || !document.getElementById("player")) return;
+  if (event.key === "ArrowRight" && event.target.type !== "range") { pause(); goToStep(currentStep() + 1); event.preventDefault(); }
+  if (event.key === "ArrowLeft" && event.target.type !== "range") { pause(); goToStep(currentStep() - 1); event.preventDefault(); }
+});
+
+document.addEventListener("change", (event) => {
+  if (event.target.id === "step-slider") { pause(); goToStep(Number(event.target.value)); }
+  if (event.target.id === "speed" && playing()) { pause(); play(); }
+});
+
+// The slider and speed live outside the state form's meaning: keep them from re-running the model.
+document.addEventListener("htmx:confirm", (event) => {
+  const trigger = event.detail.triggerEvent;
+  if (trigger && trigger.target && (trigger.target.id === "step-slider" || trigger.target.id === "speed")) event.preventDefault();
+});
+
+function selectTab(tab) {
+  const tabs = tab.parentElement.querySelectorAll("[role=tab]");
+  tabs.forEach((t) => {
+    const selected = t === tab;
+    t.setAttribute("aria-selected", selected ? "true" : "false");
+    t.tabIndex = selected ? 0 : -1;
+    const panel = document.getElementById(t.getAttribute("aria-controls"));
+    if (panel) panel.hidden = !selected;
+  });
+  const panel = document.getElementById(tab.getAttribute("aria-controls"));
+  renderPlots(panel);
+}
+
+document.addEventListener("htmx:sseMessage", () => {
+  const step = currentStep();
+  syncStep(step);
+  if (step >= totalSteps() - 1) pause();
+});
+document.addEventListener("htmx:sseClose", () => setPlayingUI(false));
+document.addEventListener("htmx:beforeRequest", (event) => {
+  // A new model run (switch change) stops Play: the stream belongs to the old state.
+  if (event.detail.elt && event.detail.elt.id === "state-form") pause();
+});
+
+htmx.onLoad((root) => renderPlots(root));
+window.addEventListener("DOMContentLoaded", () => renderPlots(document));

@@ -1,0 +1,157 @@
+"""Routes: full pages vs HTMX partials, the JSON API, the Play stream, and every kind of bad input."""
+
+import json
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app()) as c:
+        yield c
+
+
+def test_home_names_the_app_and_lists_the_zoo(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    assert "Take a Transformer apart" in r.text
+    assert "reverse-post-2x2" in r.text and 'href="/playground' in r.text
+
+
+def test_home_in_chinese_by_query_and_by_accept_language(client):
+    assert "逐层" in client.get("/?lang=zh").text or "拆" in client.get("/?lang=zh").text
+    r = client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert '<html lang="zh-Hans">' in r.text
+
+
+def test_playground_full_page_has_controls_results_and_vendored_scripts(client):
+    r = client.get("/playground")
+    assert r.status_code == 200
+    for needle in ['id="state-form"', 'id="results"', 'id="step-view"', "/static/vendor/htmx-2.0.11.min.js",
+                   "/static/vendor/htmx-ext-sse-2.2.4.min.js", "/static/vendor/plotly-cartesian-4.1.1.min.js",
+                   'name="causal_mask"', 'name="norm_position"', "<svg"]:
+        assert needle in r.text
+    assert "cdn" not in r.text.lower()
+
+
+def test_htmx_request_gets_only_the_results_partial_and_the_canonical_url(client):
+    r = client.get("/playground?residual=off&input=1234", headers=HX)
+    assert r.status_code == 200
+    assert "<html" not in r.text and 'id="state-form"' not in r.text
+    assert 'id="step-view"' in r.text
+    assert "residual=off" in r.headers["HX-Push-Url"] and "input=1234" in r.headers["HX-Push-Url"]
+
+
+def test_switch_changes_the_data_in_the_residual_panel(client):
+    def residual_figure(html):
+        panel = html.split('id="panel-residual"')[1]
+        raw = re.search(r'data-figure="([^"]+)"', panel).group(1)
+        return json.loads(raw.replace("&#34;", '"').replace("&amp;", "&").replace("&#39;", "'")
+                          .replace("&lt;", "<").replace("&gt;", ">"))
+
+    on = residual_figure(client.get("/playground?input=1234", headers=HX).text)
+    off = residual_figure(client.get("/playground?input=1234&residual=off", headers=HX).text)
+    assert on["data"] != off["data"]
+
+
+def test_random_example_swaps_the_input_field_out_of_band(client):
+    r = client.get("/playground?random=1", headers=HX)
+    assert 'hx-swap-oob="true"' in r.text
+    pushed = r.headers["HX-Push-Url"]
+    assert "input=" in pushed and "random" not in pushed
+
+
+def test_step_partial_and_url(client):
+    r = client.get("/playground/step?input=1234&step=3", headers=HX)
+    assert r.status_code == 200 and 'data-step="3"' in r.text
+    assert "step=3" in r.headers["HX-Replace-Url"]
+    # a step past the end is clamped to the last step, not an error
+    r = client.get("/playground/step?input=1234&step=100000", headers=HX)
+    assert r.status_code == 200 and 'data-step="' in r.text
+
+
+def test_play_stream_sends_every_remaining_step_then_done(client):
+    full = client.get("/api/trace?input=12").json()["trace"]
+    total = len(full["steps"])
+    with client.stream("GET", f"/playground/stream?input=12&step={total - 3}&interval_ms=0") as r:
+        body = "".join(r.iter_text())
+    assert body.count("event: step") == 3
+    assert "event: done" in body
+
+
+def test_api_trace_matches_the_page_parameters(client):
+    r = client.get("/api/trace?model=reverse-post-2x2&input=31415&causal_mask=off&intact=true")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["state"]["causal_mask"] == "off"
+    assert body["trace"]["switches"]["causal_mask"] is False
+    assert body["intact"]["switches"]["causal_mask"] is True
+    assert body["trace"]["src_tokens"] == list("31415")
+
+
+def test_api_models_and_example(client):
+    models = client.get("/api/models").json()
+    assert {m["name"] for m in models} >= {"reverse-post-2x2", "zh-numbers-2x2"}
+    example = client.get("/api/models/zh-numbers-2x2/example?seed=3").json()
+    assert example["input"] and example["expected"].isdigit()
+
+
+def test_openapi_documents_the_trace_endpoint(client):
+    spec = client.get("/openapi.json").json()
+    params = {p["name"] for p in spec["paths"]["/api/trace"]["get"]["parameters"]}
+    assert {"model", "input", "residual", "norm", "norm_position", "pos_encoding", "pos_every_layer",
+            "causal_mask", "memory"} <= params
+
+
+BAD = [
+    ("model=gpt-5", 404, "model", "unknown model 'gpt-5'; available: reverse-post-2x2"),
+    ("input=", 422, "input", "is empty"),
+    ("input=" + "1" * 300, 413, "input", "at most 200"),
+    ("input=" + "1" * 40, 413, "input", "at most 16"),
+    ("input=12x4", 422, "input", "unknown token 'x'"),
+    ("norm=group", 422, "norm", "choose one of layer | rms | batch | none"),
+    ("causal_mask=maybe", 422, "causal_mask", "use on or off"),
+    ("residual_off=encoder.9.ffn", 422, "residual_off", "the encoder has layers 0..1"),
+    ("step=-1", 422, "step", "whole number"),
+]
+
+
+@pytest.mark.parametrize(("query", "status", "field", "message"), BAD)
+def test_bad_input_is_a_clear_4xx_on_the_api(client, query, status, field, message):
+    r = client.get(f"/api/trace?{query}")
+    assert r.status_code == status
+    detail = r.json()["detail"][0]
+    assert detail["field"] == field and message in detail["message"]
+
+
+@pytest.mark.parametrize(("query", "status", "field", "message"), BAD)
+def test_bad_input_is_shown_inline_on_the_page(client, query, status, field, message):
+    r = client.get(f"/playground?{query}", headers=HX)
+    assert r.status_code == status
+    assert 'role="alert"' in r.text and field in r.text
+    assert "<html" not in r.text
+    full = client.get(f"/playground?{query}")
+    assert full.status_code == status and "<html" in full.text
+
+
+def test_learner_text_is_escaped(client):
+    r = client.get("/playground?input=<script>alert(1)</script>", headers=HX)
+    assert r.status_code == 422
+    assert "<script>alert" not in r.text and "&lt;script&gt;" in r.text
+
+
+def test_token_labels_are_escaped_in_figures(client):
+    r = client.get("/playground?model=en-numbers-2x2&input=three%20hundred%20twelve")
+    assert r.status_code == 200
+    assert "<eos>" not in r.text.replace("&lt;eos&gt;", "")  # never raw in HTML or figure JSON
+
+
+def test_unknown_example_model_is_404(client):
+    r = client.get("/api/models/nope/example")
+    assert r.status_code == 404 and "available" in r.json()["detail"][0]["message"]
