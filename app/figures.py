@@ -77,18 +77,18 @@ LABELS = {
     "query_output": "Query token (output position)",
     "key_decoder_input": "Key token (decoder input)",
     "attention_weight": "Attention weight",
-    "distance_title": "How far each layer's self-attention looks: mean |query − key| distance",
+    "distance_title": "How far self-attention looks, per layer",
     "distance_axis": "Mean distance (positions)",
     "encoder_self": "Encoder (mean of heads)",
     "decoder_self": "Decoder (mean of heads)",
     "per_head": "One head",
     # residual stream
-    "ratio_title": "{stack}: size of each sublayer's output next to the stream it adds to",
+    "ratio_title": "{stack}: ‖F(x)‖ / ‖x‖ per sublayer",
     "ratio_axis": "‖F(x)‖ / ‖x‖ (token mean)",
-    "cos_title": "{stack}: direction of each sublayer's output compared with its input stream",
+    "cos_title": "{stack}: cos(F(x), x) per sublayer",
     "cos_axis": "cos(F(x), x) (token mean)",
     "sublayer_axis": "Sublayer (in forward order)",
-    "stream_title": "{stack}: size of each token's residual stream through the layers",
+    "stream_title": "{stack}: stream size ‖x‖ through the layers",
     "stream_axis": "Stream norm ‖x‖",
     "step_axis": "Step (after each sublayer's add & norm)",
     "embed_pe": "embed+PE",
@@ -110,10 +110,10 @@ LABELS = {
     "pe_title": "Positional encoding: one row per position",
     "pe_value": "PE value",
     "position_axis": "Position",
-    "similarity_title": "How similar the positional encodings of two positions are",
+    "similarity_title": "Similarity of positional encodings",
     "cosine": "Cosine similarity",
-    "embed_title_src": "Source: size of the token embedding, the positional encoding and their sum",
-    "embed_title_tgt": "Decoder input: size of the token embedding, the positional encoding and their sum",
+    "embed_title_src": "Source: ‖embedding‖, ‖PE‖ and ‖sum‖",
+    "embed_title_tgt": "Decoder input: ‖embedding‖, ‖PE‖ and ‖sum‖",
     "src_token_axis": "Source token",
     "tgt_token_axis": "Decoder input token",
     "norm_axis": "Norm ‖·‖",
@@ -128,22 +128,24 @@ LABELS = {
     "matches": "Matches the expected answer",
     "differs": "Differs from the expected answer",
     "no_output": "The model produced no tokens",
-    "lens_title": "Logit lens: the best guess if the decoder stopped after each layer",
+    "lens_title": "Logit lens: best guess after each layer",
     "lens_x": "Output position (final prediction)",
     "lens_y": "Decoder layer",
     "lens_cell": "{layer} · position {n} (final {token})",
     "top1_prob": "Top-1 probability",
     # gradients
-    "gradient_title": "Gradient reaching each layer's input (loss {loss})",
+    "gradient_title": "‖∂loss/∂x‖ at each layer's input (loss {loss})",
     "gradient_title_none": "Gradient reaching each layer's input",
     "layer_forward_axis": "Layer (in forward order)",
     "gradient_axis": "‖∂loss/∂x‖ (log)",
     "no_gradient": "No expected answer for this input, so no gradient",
     # intact vs ablated
-    "difference_title": "How far the ablated stream moves from the intact one",
+    "difference_title": "Ablated vs intact stream, per layer",
     "difference_note": "Same source and same decoder input (the intact model's answer) for both runs",
     "relative_axis": "‖x ablated − x intact‖ / ‖x intact‖",
     "relative": "Relative distance",
+    "norm_overview_title": "Every norm ({kind}): token-mean μ and σ, before → after",
+    "norm_overview_axis": "Norm (in forward order, after each sublayer)",
     "compare_cosine": "cos(x ablated, x intact)",
     "cosine_fx_x": "cos(F(x), x)",
     "token_ratio_axis": "‖F(x)‖ / ‖x‖",
@@ -156,7 +158,7 @@ LABELS = {
     "token_accuracy": "Token accuracy (training batch)",
     "heldout_seq_accuracy": "Whole-answer accuracy (held-out)",
     "no_history": "No training steps yet",
-    "grad_heatmap_title": "{stack}: gradient reaching each layer during training",
+    "grad_heatmap_title": "{stack}: ‖∂loss/∂x‖ per layer over training",
     "grad_colour": "‖∂loss/∂x‖",
     # hover templates (verbatim Plotly templates; learner text arrives through customdata)
     "hover_attention": "Query %{customdata[0]} (pos %{customdata[1]})<br>Key %{customdata[2]} (pos %{customdata[3]})"
@@ -180,6 +182,7 @@ LABELS = {
     "hover_lens": "%{customdata[0]}<br>Top-1 p = %{z:~.4g}<br>Top 3: %{customdata[1]}<extra></extra>",
     "hover_gradient": "%{customdata}<br>‖∂loss/∂x‖ = %{y:~.4g}<extra></extra>",
     "hover_relative": "%{customdata}<br>‖Δx‖ / ‖x‖ = %{y:.2%}<extra></extra>",
+    "hover_norm_overview": "%{customdata[0]}<br>%{fullData.name}<br>%{customdata[1]} = %{y:~.4g}<extra></extra>",
     "hover_cosine_compare": "%{customdata}<br>cos = %{y:.4f}<extra></extra>",
     "hover_token_ratio": "%{customdata}<br>‖F(x)‖ / ‖x‖ = %{y:~.4g}<extra></extra>",
     "hover_token_cos": "%{customdata}<br>cos(F(x), x) = %{y:.3f}<extra></extra>",
@@ -464,6 +467,28 @@ def norm_statistics(norm_summary: dict, tokens: Sequence[str], title: str) -> Fi
                              COMPONENT_COLOURS[component], LABELS["hover_norm_stat"], customdata,
                              yaxis=f"y{panel}", legendgroup=when, showlegend=not panel))
     return _figure(data, title, 380, barmode="group", xaxis=_index_axis(LABELS["token_axis"], labels, anchor="y2"),
+                   yaxis=_axis(LABELS["norm_mean_axis"], domain=[0.56, 1], zeroline=True),
+                   yaxis2=_axis(LABELS["norm_std_axis"], domain=[0, 0.44], anchor="x", rangemode="tozero"))
+
+
+def norm_overview(trace: dict) -> Figure:
+    """Every norm of the model in forward order: per-token mean and std before and after it, averaged over tokens
+    (top: mean, bottom: std) — after a LayerNorm with γ = 1, β = 0 they would read 0 and 1 (claim N1)."""
+    rows = [(f"{LABELS['enc_n' if stack == 'encoder' else 'dec_n'].format(n=i + 1)} {LABELS[f'short_{kind}']}",
+             sub["norm"]) for stack in ("encoder", "decoder")
+            for i, layer in enumerate(trace[stack]) for kind, sub in layer["sublayers"].items()]
+    labels = [_esc(label) for label, _ in rows]
+    xs = list(range(len(rows)))
+    data = []
+    for panel, stat in (("", "mean"), ("2", "std")):
+        for when, component in (("before", "residual"), ("after", "norm")):
+            data.append(_bar(xs, [_mean(norm[f"{when}_{stat}"]) for _, norm in rows], LABELS[f"{when}_norm"],
+                             COMPONENT_COLOURS[component], LABELS["hover_norm_overview"],
+                             [[label, LABELS[stat]] for label in labels],
+                             yaxis=f"y{panel}", legendgroup=when, showlegend=not panel))
+    kind = rows[0][1]["kind"] if rows else "none"
+    return _figure(data, LABELS["norm_overview_title"].format(kind=kind), 380, barmode="group",
+                   xaxis=_index_axis(LABELS["norm_overview_axis"], labels, anchor="y2"),
                    yaxis=_axis(LABELS["norm_mean_axis"], domain=[0.56, 1], zeroline=True),
                    yaxis2=_axis(LABELS["norm_std_axis"], domain=[0, 0.44], anchor="x", rangemode="tozero"))
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app.errors import install_error_handlers
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
     app.state.settings = settings
+    app.add_middleware(GZipMiddleware, minimum_size=1024)  # plotly.js and figure JSON compress ~4x
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (pages.router, playground.router, api.router):
         app.include_router(router)

@@ -6,10 +6,12 @@ context serves the full page, its partials and the Play stream.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from functools import lru_cache
 
 from app import figures
 from app.architecture import architecture_layout
+from app.i18n import Translator
 from app.state import PlaygroundState, choices
 from app.tracing import comparison_for, is_ablated, trace_for
 from model.config import ModelConfig, Switches
@@ -26,7 +28,9 @@ def step_title(step: dict, t) -> str:
     if step["layer"] is not None:
         where = t("step.layer", stack=stack, n=step["layer"] + 1)
     position = "" if step["position"] is None else t("step.position", n=step["position"] + 1)
-    key = f"step.{step['op']}" if step["op"] not in ("sublayer", "add_norm") else f"step.{step['op']}.{step['sublayer']}"
+    key = f"step.{step['op']}"
+    if step["op"] in ("sublayer", "add_norm"):
+        key += f".{step['sublayer']}"
     return " · ".join(part for part in (position, where, t(key, stack=stack)) if part)
 
 
@@ -63,15 +67,15 @@ def _rows(norm: dict, rows: int) -> dict:
     return {k: (v[:rows] if k in per_token else v) for k, v in norm.items()}
 
 
-def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig) -> dict[str, list[dict]]:
+def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
     """The tabs under the step view: each a list of figures."""
     pe = sinusoidal_table(config.max_len, config.d_model).tolist()
     panels = {
         "attention": [figures.attention_distance_by_layer(trace)],
         "residual": [figures.residual_contributions(trace, "encoder"), figures.residual_contributions(trace, "decoder"),
                      figures.stream_norms(trace, "encoder"), figures.stream_norms(trace, "decoder")],
-        "norm": [figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"],
-                                         "encoder 1 · self-attention norm")],
+        "norm": [figures.norm_overview(trace),
+                 figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))],
         "position": [figures.embedding_vs_position(trace, "src"), figures.positional_heatmap(pe),
                      figures.position_similarity(pe)],
         "output": [figures.output_probabilities(trace), figures.logit_lens(trace)],
@@ -88,11 +92,13 @@ def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
     for name, value in switches.to_dict().items():
         if name == "residual_off":
             continue
-        entry = {"name": name, "changed": value != getattr(trained, name)}
+        trained_value = getattr(trained, name)
+        entry = {"name": name, "changed": value != trained_value}
         if isinstance(value, bool):
-            entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"))
+            entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"),
+                         trained="on" if trained_value else "off")
         else:
-            entry.update(kind="select", value=value, choices=choices(name))
+            entry.update(kind="select", value=value, choices=choices(name), trained=trained_value)
         controls.append(entry)
     return controls
 
@@ -112,8 +118,16 @@ def step_context(state: PlaygroundState, t) -> dict:
         "step": step,
         "step_title": step_title(step, t),
         "step_figures": step_figures(trace, step, t),
-        "architecture": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
+        "arch_layout": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
     }
+
+
+@lru_cache(maxsize=128)
+def _cached_panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
+    """Panels do not depend on the step: built once per (model, input, switches, language)."""
+    entry = get_entry(state.model)
+    comparison = comparison_for(state) if is_ablated(state) else None
+    return panel_figures(trace_for(state), comparison, ModelConfig.from_dict(entry.model_config), Translator(lang))
 
 
 def playground_context(state: PlaygroundState, t) -> dict:
@@ -129,8 +143,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         intact=intact,
         differences=state.switches.differences(trained),
         controls=switch_controls(state.switches, trained),
-        panels=panel_figures(context["trace"], comparison_for(state) if ablated else None,
-                             ModelConfig.from_dict(entry.model_config)),
+        panels=_cached_panels(replace(state, step=0), t.lang),
         state_params=state.params(),
         entry_dict=asdict(entry),
     )

@@ -39,7 +39,8 @@ def is_ablated(state: PlaygroundState) -> bool:
 @lru_cache(maxsize=get_settings().trace_cache_size)
 def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
     model, task, _ = load_zoo_model(model_name)
-    return compare_streams(model, task, text, Switches.from_json(switches_json))
+    intact = _cached_trace(model_name, text, model.switches.to_json())
+    return compare_streams(model, task, text, Switches.from_json(switches_json), intact["output_tokens"])
 
 
 def comparison_for(state: PlaygroundState) -> dict:

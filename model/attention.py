@@ -17,10 +17,10 @@ def scaled_dot_product(
     (B, H, Tq, Tk), True where a query may look. Returns (out, pattern, scores)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        # The most negative finite number rather than -inf: its softmax weight is exactly 0, and a
+        # row with every key masked comes out uniform instead of NaN.
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     pattern = torch.softmax(scores, dim=-1)
-    # A query whose every key is masked (a padded query row) would be NaN; it carries no information.
-    pattern = torch.nan_to_num(pattern, nan=0.0)
     return pattern @ v, pattern, scores
 
 
@@ -37,7 +37,7 @@ class MultiHeadAttention(nn.Module):
         self.hook_q = HookPoint()  # (B, H, Tq, d_head)
         self.hook_k = HookPoint()  # (B, H, Tk, d_head)
         self.hook_v = HookPoint()
-        self.hook_scores = HookPoint()  # (B, H, Tq, Tk), before softmax, masked entries -inf
+        self.hook_scores = HookPoint()  # (B, H, Tq, Tk), before softmax; masked entries = float min
         self.hook_pattern = HookPoint()  # (B, H, Tq, Tk), rows sum to 1
         self.hook_z = HookPoint()  # (B, H, Tq, d_head), per-head output before W_o
 

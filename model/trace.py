@@ -34,7 +34,16 @@ def _r(value: float) -> float:
 
 
 def _list(t: torch.Tensor) -> list:
-    return [_list(row) for row in t] if t.dim() > 1 else [_r(v) for v in t.tolist()]
+    """A tensor as nested lists rounded to 4 significant digits (in one go for large tensors, where
+    a handful of tensor ops beat a Python call per value)."""
+    if t.numel() <= 256:
+        return [_list(row) for row in t] if t.dim() > 1 else [_r(v) for v in t.tolist()]
+    t = torch.nan_to_num(t.detach().double(), nan=0.0, posinf=1e30, neginf=-1e30)
+    k = 3 - torch.floor(torch.log10(t.abs().clamp_min(1e-300)))  # decimals that keep 4 digits
+    # n / 10^k (and n * 10^-k) are correctly rounded, so they print as the short decimal they are.
+    small = torch.round(t * 10.0 ** k.clamp_min(0)) / 10.0 ** k.clamp_min(0)
+    large = torch.round(t / 10.0 ** (-k).clamp_min(0)) * 10.0 ** (-k).clamp_min(0)
+    return torch.where(k >= 0, small, large).tolist()
 
 
 def _token_norms(x: torch.Tensor) -> list[float]:
@@ -229,7 +238,10 @@ def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None =
     if len(src_ids) > model.config.max_len:
         raise ValueError(f"the input has {len(src_ids)} tokens; this model takes at most {model.config.max_len}")
     src = torch.tensor([src_ids])
+    expected_ids = _expected_ids(task, src_text, expected)
     max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
+    if expected_ids is not None:  # a model that never stops is shown a few tokens past the answer, not 16
+        max_new = min(max_new, len(expected_ids) + 3)
 
     # Batch of one: generation stops at EOS, so every id here is the model's own choice (even PAD).
     generated = model.greedy_decode(src, max_new, switches)[0].tolist()
@@ -265,17 +277,23 @@ def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None =
         "logit_lens": _logit_lens(cache, model, task, switches),
         "steps": build_steps(model, len(generated), switches),
     }
-    result.update(_expected_part(model, task, src, src_text, expected, generated, switches, with_gradients))
+    result.update(_expected_part(model, task, src, expected_ids, generated, switches, with_gradients))
     return result
 
 
-def _expected_part(model, task, src, src_text, expected, generated, switches, with_gradients) -> dict:
+def _expected_ids(task: Task, src_text: str, expected: str | None) -> list[int] | None:
+    """The right answer as target ids + EOS, or None when the input has none (e.g. not a number)."""
     if expected is None:
         try:
             expected = task.target(src_text)
         except ValueError:
-            return {"expected_tokens": None, "correct": None, "gradients": None}
-    expected_ids = task.tgt_tokenizer.encode(expected) + [EOS]
+            return None
+    return task.tgt_tokenizer.encode(expected) + [EOS]
+
+
+def _expected_part(model, task, src, expected_ids, generated, switches, with_gradients) -> dict:
+    if expected_ids is None:
+        return {"expected_tokens": None, "correct": None, "gradients": None}
     gradients = None
     if with_gradients:
         tgt_in = torch.tensor([[BOS] + expected_ids[:-1]])
@@ -292,15 +310,19 @@ def trace_size(result: dict) -> int:
 
 
 @torch.no_grad()
-def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches) -> dict:
+def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches,
+                    intact_output: list[str] | None = None) -> dict:
     """The intact model (its trained switches) against the ablated one, on the same source and the same
     decoder input (the intact model's own greedy output), so every position lines up. Per layer, over
     real tokens: mean ‖x_ablated − x_intact‖ / ‖x_intact‖ and mean cos(x_ablated, x_intact) of the
-    layer's output stream."""
+    layer's output stream. `intact_output` (the intact trace's output tokens) saves decoding again."""
     model.eval()
     src = torch.tensor([task.src_tokenizer.encode(src_text)])
-    max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
-    generated = model.greedy_decode(src, max_new, model.switches)[0].tolist()
+    if intact_output is not None:
+        generated = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]
+    else:
+        max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
+        generated = model.greedy_decode(src, max_new, model.switches)[0].tolist()
     tgt_in = torch.tensor([[BOS] + generated[:-1]])
     names = [f"{stack}.{i}.hook_resid_post" for stack in ("encoder", "decoder")
              for i in range(model.config.n_layers(stack))]

@@ -340,3 +340,13 @@ def test_attention_distance_bars_are_the_mean_of_heads(traces):
     enc_heads = fig["data"][1]
     assert len(enc_heads["y"]) == 2 * 4
     assert fig["data"][2]["marker"]["pattern"]["shape"] == F.DECODER_PATTERN
+
+
+def test_norm_overview_has_one_group_per_norm_and_reads_the_trace(traces):
+    t = traces["intact"]
+    fig = F.norm_overview(t)
+    n_norms = sum(len(layer["sublayers"]) for stack in ("encoder", "decoder") for layer in t[stack])
+    assert all(len(tr["x"]) == n_norms for tr in fig["data"])
+    after_std = fig["data"][3]["y"]  # std panel, after the norm
+    first = t["encoder"][0]["sublayers"]["self_attn"]["norm"]["after_std"]
+    assert after_std[0] == pytest.approx(sum(first) / len(first))

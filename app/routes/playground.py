@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from functools import lru_cache
 
 from fastapi import APIRouter, Request
-from jinja2_fragments import render_block
+from fastapi.responses import HTMLResponse
+from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from app.i18n import Translator
 from app.playground_view import playground_context, step_context
 from app.state import PlaygroundState, parse_state
 from app.templating import base_context, is_htmx, render, templates
@@ -27,15 +30,24 @@ def _url(state: PlaygroundState, request: Request) -> str:
     return f"/playground?{state.query()}" + (f"&lang={lang}" if lang else "")
 
 
+@lru_cache(maxsize=256)
+def _results_html(state: PlaygroundState, lang: str, with_input: bool) -> str:
+    """The results partial, rendered once per state and language: a class flipping the same switch
+    on the same example is served from here."""
+    t = Translator(lang)
+    context = {"lang": lang, "t": t, "oob": True, **playground_context(state, t)}
+    blocks = ["results"] + (["input_field"] if with_input else [])
+    return render_blocks(templates.env, "playground.html", blocks, context)
+
+
 @router.get("/playground", summary="The playground page (or its results partial for HTMX)")
 async def playground(request: Request):
     state = _state(request)
-    context = await run_in_threadpool(playground_context, state, base_context(request)["t"])
     if is_htmx(request):
-        blocks = ["results"] + (["input_field"] if request.query_params.get("random") else [])
-        context["oob"] = True
-        return render(request, "playground.html", context, block_names=blocks,
-                      headers={"HX-Push-Url": _url(state, request)})
+        lang = base_context(request)["lang"]
+        html = await run_in_threadpool(_results_html, state, lang, bool(request.query_params.get("random")))
+        return HTMLResponse(html, headers={"HX-Push-Url": _url(state, request)})
+    context = await run_in_threadpool(playground_context, state, base_context(request)["t"])
     return render(request, "playground.html", context)
 
 

@@ -25,7 +25,14 @@ function stateQuery(extra) {
   return params;
 }
 
+// The step the learner asked for last (the hidden form field), so quick clicks add up even
+// before the previous step's partial has arrived.
 function currentStep() {
+  const input = document.getElementById("step-input");
+  return input ? Number(input.value) : 0;
+}
+
+function shownStep() {
   const layout = document.querySelector("#step-view .step-layout");
   return layout ? Number(layout.dataset.step) : 0;
 }
@@ -67,7 +74,7 @@ function setPlayingUI(on) {
 
 function play() {
   if (playing()) return;
-  let start = currentStep();
+  let start = shownStep();
   if (start >= totalSteps() - 1) start = 0; // at the end: play again from the start
   const speed = document.getElementById("speed").value;
   const slot = document.getElementById("stream-slot");
@@ -117,7 +124,16 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "ArrowLeft" && event.target.type !== "range") { pause(); goToStep(currentStep() - 1); event.preventDefault(); }
 });
 
+// Highlight the switches that differ from how the model was trained, as they change.
+function markChangedSwitches() {
+  document.querySelectorAll(".switch[data-trained]").forEach((el) => {
+    const control = el.querySelector("input:checked, select");
+    el.classList.toggle("is-changed", !!control && control.value !== el.dataset.trained);
+  });
+}
+
 document.addEventListener("change", (event) => {
+  if (event.target.closest && event.target.closest(".switch")) markChangedSwitches();
   if (event.target.id === "step-slider") { pause(); goToStep(Number(event.target.value)); }
   if (event.target.id === "speed" && playing()) { pause(); play(); }
 });
@@ -142,7 +158,7 @@ function selectTab(tab) {
 }
 
 document.addEventListener("htmx:sseMessage", () => {
-  const step = currentStep();
+  const step = shownStep();
   syncStep(step);
   if (step >= totalSteps() - 1) pause();
 });
@@ -150,6 +166,14 @@ document.addEventListener("htmx:sseClose", () => setPlayingUI(false));
 document.addEventListener("htmx:beforeRequest", (event) => {
   // A new model run (switch change) stops Play: the stream belongs to the old state.
   if (event.detail.elt && event.detail.elt.id === "state-form") pause();
+});
+
+// A model re-run answers with the step asked for when it was sent; if the learner stepped on
+// meanwhile, fetch the step they are at now.
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "results" && currentStep() !== shownStep()) {
+    goToStep(currentStep());
+  }
 });
 
 htmx.onLoad((root) => renderPlots(root));
