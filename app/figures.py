@@ -15,13 +15,17 @@ Conventions, the same in every figure:
 - ‖F(x)‖/‖x‖ and cos(F(x), x) are two figures with the same x axis: residual_contributions and residual_cosines.
 - Every user-visible string is in LABELS (hover templates included), so a translation can replace it in one
   place. Entries with {fields} are filled with str.format; hover templates are used verbatim.
+- Figures follow a language: LABELS_EN (English) or LABELS_ZH (Simplified Chinese), same keys. LABELS reads the
+  one chosen by `with language("zh"): ...` (a ContextVar, default "en"); a missing key falls back to English.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 Figure = dict[str, Any]
@@ -48,7 +52,7 @@ HEADS_PER_ROW = 4
 SUBLAYER_COMPONENT = {"self_attn": "attention", "cross_attn": "cross_attention", "ffn": "ffn"}
 TOKENS_OF = {"encoder": "src_tokens", "src": "src_tokens", "decoder": "tgt_tokens", "tgt": "tgt_tokens"}
 
-LABELS = {
+LABELS_EN = {
     # shared words
     "layer": "Layer",
     "layer_n": "Layer {n}",
@@ -190,6 +194,204 @@ LABELS = {
     "hover_accuracy": "Step %{x}<br>%{fullData.name}: %{y:.1%}<extra></extra>",
     "hover_grad_cell": "Step %{x} · %{customdata[0]}<br>‖∂loss/∂x‖ = %{customdata[1]:~.4g}<extra></extra>",
 }
+
+LABELS_ZH = {
+    # shared words
+    "layer": "层",
+    "layer_n": "第 {n} 层",
+    "enc_n": "编码器 {n}",
+    "dec_n": "解码器 {n}",
+    "head_n": "头 {n}",
+    "token_at": "{token}（位置 {n}）",
+    "encoder": "编码器",
+    "decoder": "解码器",
+    "self_attn": "自注意力",
+    "cross_attn": "交叉注意力",
+    "ffn": "前馈网络",
+    "short_self_attn": "注意力",
+    "short_cross_attn": "交叉",
+    "short_ffn": "前馈",
+    "step_sublayer": "第 {n} 层 {kind}",
+    "on": "开",
+    "off": "关",
+    "residual_off": "残差关闭",
+    "missing": "—",
+    # attention
+    "query_axis": "查询词元（发出关注）",
+    "key_axis": "键词元（被关注）",
+    "query_source": "查询词元（源序列）",
+    "key_source": "键词元（源序列）",
+    "query_output": "查询词元（输出位置）",
+    "key_decoder_input": "键词元（解码器输入）",
+    "attention_weight": "注意力权重",
+    "distance_title": "各层自注意力关注多远",
+    "distance_axis": "平均距离（位置数）",
+    "encoder_self": "编码器（各头平均）",
+    "decoder_self": "解码器（各头平均）",
+    "per_head": "单个头",
+    # residual stream
+    "ratio_title": "{stack}：各子层的 ‖F(x)‖ / ‖x‖",
+    "ratio_axis": "‖F(x)‖ / ‖x‖（词元平均）",
+    "cos_title": "{stack}：各子层的 cos(F(x), x)",
+    "cos_axis": "cos(F(x), x)（词元平均）",
+    "sublayer_axis": "子层（按前向顺序）",
+    "stream_title": "{stack}：残差流大小 ‖x‖ 逐层变化",
+    "stream_axis": "残差流范数 ‖x‖",
+    "step_axis": "步骤（每个子层的 Add & Norm 之后）",
+    "embed_pe": "嵌入+PE",
+    # normalization
+    "before_norm": "归一化前",
+    "after_norm": "归一化后",
+    "mean": "均值",
+    "std": "标准差",
+    "norm_mean_axis": "均值",
+    "norm_std_axis": "标准差",
+    "token_axis": "词元",
+    "gamma": "γ（缩放）",
+    "beta": "β（平移）",
+    "feature_axis": "特征（残差流的维度）",
+    "param_axis": "参数值",
+    "rms_no_beta": "RMSNorm 没有 β：只用 γ",
+    "norm_unused": "归一化已关闭：γ 和 β 不起作用",
+    # positions and embeddings
+    "pe_title": "位置编码：每个位置一行",
+    "pe_value": "PE 值",
+    "position_axis": "位置",
+    "similarity_title": "位置编码之间的相似度",
+    "cosine": "余弦相似度",
+    "embed_title_src": "源序列：‖嵌入‖、‖PE‖ 与 ‖和‖",
+    "embed_title_tgt": "解码器输入：‖嵌入‖、‖PE‖ 与 ‖和‖",
+    "src_token_axis": "源词元",
+    "tgt_token_axis": "解码器输入词元",
+    "norm_axis": "范数 ‖·‖",
+    "embed_norm": "‖词元嵌入‖",
+    "pos_norm": "‖位置编码‖",
+    "sum_norm": "‖嵌入 + PE‖",
+    # output
+    "output_title": "模型对所选每个词元有多确定",
+    "output_axis": "输出位置（预测的词元）",
+    "prob_axis": "P(所选词元)",
+    "chosen": "所选词元",
+    "matches": "与期望答案一致",
+    "differs": "与期望答案不同",
+    "no_output": "模型没有输出任何词元",
+    "lens_title": "logit lens：每层之后的最佳猜测",
+    "lens_x": "输出位置（最终预测）",
+    "lens_y": "解码器层",
+    "lens_cell": "{layer} · 位置 {n}（最终为 {token}）",
+    "top1_prob": "Top-1 概率",
+    # gradients
+    "gradient_title": "各层输入处的 ‖∂loss/∂x‖（损失 {loss}）",
+    "gradient_title_none": "到达各层输入的梯度",
+    "layer_forward_axis": "层（按前向顺序）",
+    "gradient_axis": "‖∂loss/∂x‖（对数）",
+    "no_gradient": "此输入没有期望答案，因此没有梯度",
+    # intact vs ablated
+    "difference_title": "消融与完整模型的残差流之差，逐层",
+    "difference_note": "两次运行使用相同的源序列和相同的解码器输入（完整模型的答案）",
+    "relative_axis": "‖x消融 − x完整‖ / ‖x完整‖",
+    "relative": "相对距离",
+    "norm_overview_title": "所有归一化（{kind}）：词元平均的 μ 和 σ，归一化前 → 后",
+    "norm_overview_axis": "归一化（按前向顺序，位于每个子层之后）",
+    "compare_cosine": "cos(x消融, x完整)",
+    "cosine_fx_x": "cos(F(x), x)",
+    "token_ratio_axis": "‖F(x)‖ / ‖x‖",
+    # training
+    "training_title": "训练：损失与准确率",
+    "training_step_axis": "训练步数",
+    "loss_axis": "损失（对数刻度）",
+    "accuracy_axis": "准确率",
+    "loss": "损失",
+    "token_accuracy": "词元准确率（训练批次）",
+    "heldout_seq_accuracy": "整个答案准确率（留出集）",
+    "no_history": "尚无训练步",
+    "grad_heatmap_title": "{stack}：训练过程中各层的 ‖∂loss/∂x‖",
+    "grad_colour": "‖∂loss/∂x‖",
+    # hover templates (verbatim Plotly templates; learner text arrives through customdata)
+    "hover_attention": "查询 %{customdata[0]}（位置 %{customdata[1]}）<br>键 %{customdata[2]}（位置 %{customdata[3]}）"
+                       "<br>权重 %{z:~.4g}<extra></extra>",
+    "hover_distance_mean": "%{customdata}<br>各头平均：%{y:~.4g} 个位置<extra></extra>",
+    "hover_distance_head": "%{customdata}<br>%{y:~.4g} 个位置<extra></extra>",
+    "hover_ratio": "%{customdata[0]}<br>‖F(x)‖ / ‖x‖：平均 %{y:~.4g}，"
+                   "各词元 %{customdata[1]:~.4g} 到 %{customdata[2]:~.4g}<br>残差 %{customdata[3]}<extra></extra>",
+    "hover_cos": "%{customdata[0]}<br>cos(F(x), x)：平均 %{y:~.4g}，"
+                 "各词元 %{customdata[1]:~.4g} 到 %{customdata[2]:~.4g}<br>残差 %{customdata[3]}<extra></extra>",
+    "hover_stream": "%{customdata[0]}<br>%{customdata[1]}：‖x‖ = %{y:~.4g}<extra></extra>",
+    "hover_norm_stat": "%{customdata[0]}<br>%{fullData.name}，%{customdata[1]}：%{y:~.4g}<extra></extra>",
+    "hover_gamma": "特征 %{x}<br>γ = %{y:~.4g}<extra></extra>",
+    "hover_beta": "特征 %{x}<br>β = %{y:~.4g}<extra></extra>",
+    "hover_pe": "位置 %{y}，特征 %{x}<br>PE = %{z:~.4g}<extra></extra>",
+    "hover_similarity": "位置 %{y} 与 %{x}<br>余弦相似度 %{z:~.4g}<extra></extra>",
+    "hover_embedding": "%{customdata[0]}<br>%{fullData.name} = %{y:~.4g}<br>cos(嵌入, PE) = %{customdata[1]:~.4g}"
+                       "<extra></extra>",
+    "hover_output": "位置 %{customdata[0]}：%{customdata[1]}<br>p = %{y:~.4g}<br>前 3 名：%{customdata[2]}",
+    "hover_expected": "<br>期望：%{customdata[3]}",
+    "hover_lens": "%{customdata[0]}<br>Top-1 p = %{z:~.4g}<br>前 3 名：%{customdata[1]}<extra></extra>",
+    "hover_gradient": "%{customdata}<br>‖∂loss/∂x‖ = %{y:~.4g}<extra></extra>",
+    "hover_relative": "%{customdata}<br>‖Δx‖ / ‖x‖ = %{y:.2%}<extra></extra>",
+    "hover_norm_overview": "%{customdata[0]}<br>%{fullData.name}<br>%{customdata[1]} = %{y:~.4g}<extra></extra>",
+    "hover_cosine_compare": "%{customdata}<br>cos = %{y:.4f}<extra></extra>",
+    "hover_token_ratio": "%{customdata}<br>‖F(x)‖ / ‖x‖ = %{y:~.4g}<extra></extra>",
+    "hover_token_cos": "%{customdata}<br>cos(F(x), x) = %{y:.3f}<extra></extra>",
+    "hover_loss": "第 %{x} 步<br>损失 %{y:~.4g}<extra></extra>",
+    "hover_accuracy": "第 %{x} 步<br>%{fullData.name}：%{y:.1%}<extra></extra>",
+    "hover_grad_cell": "第 %{x} 步 · %{customdata[0]}<br>‖∂loss/∂x‖ = %{customdata[1]:~.4g}<extra></extra>",
+}
+
+LABELS_BY_LANGUAGE: dict[str, dict[str, str]] = {"en": LABELS_EN, "zh": LABELS_ZH}
+_LANGUAGE: ContextVar[str] = ContextVar("addnorm_figures_language", default="en")
+
+
+class _Labels(Mapping[str, str]):
+    """LABELS: the labels of the current language (see `language`); a key it lacks falls back to English."""
+
+    def _current(self) -> dict[str, str]:
+        table = LABELS_BY_LANGUAGE.get(_LANGUAGE.get(), LABELS_EN)
+        return table if table is LABELS_EN else LABELS_EN | table
+
+    def __getitem__(self, key: str) -> str:
+        table = LABELS_BY_LANGUAGE.get(_LANGUAGE.get(), LABELS_EN)
+        return table[key] if key in table else LABELS_EN[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def keys(self) -> KeysView[str]:
+        return self._current().keys()
+
+    def items(self) -> ItemsView[str, str]:
+        return self._current().items()
+
+    def values(self) -> ValuesView[str]:
+        return self._current().values()
+
+    def __repr__(self) -> str:
+        return f"<figure labels ({_LANGUAGE.get()})>"
+
+
+LABELS = _Labels()
+
+
+def current_language() -> str:
+    """The language figures are built in here ("en" unless inside `language`)."""
+    return _LANGUAGE.get()
+
+
+@contextmanager
+def language(lang: str) -> Iterator[None]:
+    """Build figures in `lang` ("en" or "zh") inside the block: `with language("zh"): fig = logit_lens(trace)`.
+
+    The choice lives in a ContextVar, so it is restored on exit and never leaks into other threads or tasks."""
+    if lang not in LABELS_BY_LANGUAGE:
+        raise ValueError(f"unknown figure language {lang!r}; expected one of {sorted(LABELS_BY_LANGUAGE)}")
+    token = _LANGUAGE.set(lang)
+    try:
+        yield
+    finally:
+        _LANGUAGE.reset(token)
 
 
 # ---------------------------------------------------------------- shared helpers

@@ -55,11 +55,28 @@ def step_figures(trace: dict, step: dict, t) -> list[dict]:
         keys = src if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
         pattern = [head[:rows] for head in sub["pattern"]]
         title = t(f"fig.pattern.{stack}.{step['sublayer']}", n=layer + 1)
-        return [figures.attention_head_grid(pattern, query_tokens[:rows], keys, title)]
+        query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
+        return [figures.attention_head_grid(pattern, query_tokens[:rows], keys, title,
+                                            query_axis=query_axis, key_axis=key_axis)]
     if op == "sublayer":
         return [figures.sublayer_tokens(sub, query_tokens[:rows], t("fig.ffn_tokens", n=layer + 1))]
     title = t("fig.norm_here", stack=t(f"stack.{stack}"), n=layer + 1)
     return [figures.norm_statistics(_rows(sub["norm"], rows), query_tokens[:rows], title)]
+
+
+def step_heads(trace: dict, step: dict, t) -> list[dict]:
+    """For an attention step: one large map per head (the learner picks which one is shown)."""
+    if step["op"] != "sublayer" or step["sublayer"] not in ("self_attn", "cross_attn"):
+        return []
+    stack, layer, position = step["stack"], step["layer"], step["position"]
+    pattern = trace[stack][layer]["sublayers"][step["sublayer"]]["pattern"]
+    queries = trace["src_tokens"] if stack == "encoder" else trace["tgt_tokens"]
+    keys = trace["src_tokens"] if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
+    rows = len(queries) if position is None else position + 1
+    query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
+    return [figures.attention_heatmap(head[:rows], queries[:rows], keys, t("fig.head", n=h + 1),
+                                      query_axis=query_axis, key_axis=key_axis)
+            for h, head in enumerate(pattern)]
 
 
 def _rows(norm: dict, rows: int) -> dict:
@@ -118,6 +135,7 @@ def step_context(state: PlaygroundState, t) -> dict:
         "step": step,
         "step_title": step_title(step, t),
         "step_figures": step_figures(trace, step, t),
+        "step_heads": step_heads(trace, step, t),
         "arch_layout": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
     }
 

@@ -132,7 +132,21 @@ function markChangedSwitches() {
   });
 }
 
+// The large attention map shows one head; the choice is kept while the learner steps on.
+let selectedHead = 0;
+
+function showHead(root) {
+  const views = (root || document).querySelectorAll(".head-view");
+  if (!views.length) return;
+  const head = Math.min(selectedHead, views.length - 1);
+  views.forEach((view) => { view.hidden = Number(view.dataset.head) !== head; });
+  const radio = document.querySelector(`input[name=head-pick][value="${head}"]`);
+  if (radio) radio.checked = true;
+  renderPlots(document.querySelector(".head-view:not([hidden])"));
+}
+
 document.addEventListener("change", (event) => {
+  if (event.target.name === "head-pick") { selectedHead = Number(event.target.value); showHead(); return; }
   if (event.target.closest && event.target.closest(".switch")) markChangedSwitches();
   if (event.target.id === "step-slider") { pause(); goToStep(Number(event.target.value)); }
   if (event.target.id === "speed" && playing()) { pause(); play(); }
@@ -176,5 +190,5 @@ document.addEventListener("htmx:afterSwap", (event) => {
   }
 });
 
-htmx.onLoad((root) => renderPlots(root));
+htmx.onLoad((root) => { showHead(root); renderPlots(root); });
 window.addEventListener("DOMContentLoaded", () => renderPlots(document));
