@@ -9,7 +9,9 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app.errors import install_error_handlers
-from app.routes import api, pages, playground
+from app.jobs import LocalJobRunner
+from app.routes import api, pages, playground, training
+from app.store import RunStore
 from app.settings import Settings, get_settings
 from model.zoo import default_entry, load_zoo_model
 
@@ -23,13 +25,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         torch.set_num_threads(settings.torch_threads)
         load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
+        app.state.store = RunStore(settings.data_dir / "runs.sqlite3")
+        app.state.runner = LocalJobRunner(app.state.store, settings.workers, settings.max_queue)
+        app.state.runner.start()
         yield
+        app.state.runner.stop()
+        app.state.store.close()
 
     app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # plotly.js and figure JSON compress ~4x
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    for router in (pages.router, playground.router, api.router):
+    for router in (pages.router, playground.router, training.router, api.router):
         app.include_router(router)
     install_error_handlers(app)
     return app

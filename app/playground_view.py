@@ -120,6 +120,11 @@ def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
     return controls
 
 
+def _step_figures(trace: dict, step: dict, t) -> dict:
+    with figures.language(t.lang):
+        return {"step_figures": step_figures(trace, step, t), "step_heads": step_heads(trace, step, t)}
+
+
 def step_context(state: PlaygroundState, t) -> dict:
     trace = trace_for(state)
     steps = trace["steps"]
@@ -134,8 +139,7 @@ def step_context(state: PlaygroundState, t) -> dict:
         "step_index": index,
         "step": step,
         "step_title": step_title(step, t),
-        "step_figures": step_figures(trace, step, t),
-        "step_heads": step_heads(trace, step, t),
+        **_step_figures(trace, step, t),
         "arch_layout": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
     }
 
@@ -145,7 +149,9 @@ def _cached_panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
     """Panels do not depend on the step: built once per (model, input, switches, language)."""
     entry = get_entry(state.model)
     comparison = comparison_for(state) if is_ablated(state) else None
-    return panel_figures(trace_for(state), comparison, ModelConfig.from_dict(entry.model_config), Translator(lang))
+    with figures.language(lang):
+        return panel_figures(trace_for(state), comparison, ModelConfig.from_dict(entry.model_config),
+                             Translator(lang))
 
 
 def playground_context(state: PlaygroundState, t) -> dict:

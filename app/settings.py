@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     max_input_chars: int = 200  # longer input is refused before any work
     trace_cache_size: int = 256  # traces kept in memory (keyed by model, input, switches)
     stream_min_interval_ms: int = 50  # fastest Play speed
+    max_layers: int = 12  # per stack, for training runs
+    max_steps: int = 5000
+    max_queue: int = 8  # runs waiting for a worker
 
 
 @lru_cache

@@ -5,6 +5,9 @@ import html
 import json
 import math
 import re
+import string
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -79,9 +82,11 @@ def _axis_titles(layout, letter):
     return [v["title"]["text"] for k, v in layout.items() if re.fullmatch(f"{letter}axis\\d*", k)]
 
 
-def test_every_figure_has_titles_in_words_and_is_strict_json(traces, pe_table):
-    figures = _all_figures(traces["intact"], pe_table)
-    figures["gradient_norms_none"] = F.gradient_norms(traces["no_gradient"])
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_figure_has_titles_in_words_and_is_strict_json(traces, pe_table, lang):
+    with F.language(lang):
+        figures = _all_figures(traces["intact"], pe_table)
+        figures["gradient_norms_none"] = F.gradient_norms(traces["no_gradient"])
     for name, fig in figures.items():
         layout = fig["layout"]
         assert layout["title"]["text"].strip(), name
@@ -93,9 +98,12 @@ def test_every_figure_has_titles_in_words_and_is_strict_json(traces, pe_table):
             assert "<extra></extra>" in tr["hovertemplate"], (name, tr.get("name"))
 
 
-def test_user_visible_strings_come_from_labels():
-    formatted = {k: v for k, v in F.LABELS.items() if not k.startswith("hover_")}
-    assert all(isinstance(v, str) and v for v in F.LABELS.values())
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_user_visible_strings_come_from_labels(lang):
+    with F.language(lang):
+        formatted = {k: v for k, v in F.LABELS.items() if not k.startswith("hover_")}
+        assert all(isinstance(v, str) and v for v in F.LABELS.values())
+        assert len(F.LABELS) == len(F.LABELS_EN) and set(F.LABELS) == set(F.LABELS_EN.keys()) == set(F.LABELS.keys())
     assert all("%{" not in v for v in formatted.values())  # only hover templates hold Plotly placeholders
     assert set(F.COMPONENT_COLOURS) == {"attention", "cross_attention", "ffn", "norm", "residual", "embedding",
                                         "positional", "output"}
@@ -350,3 +358,131 @@ def test_norm_overview_has_one_group_per_norm_and_reads_the_trace(traces):
     after_std = fig["data"][3]["y"]  # std panel, after the norm
     first = t["encoder"][0]["sublayers"]["self_attn"]["norm"]["after_std"]
     assert after_std[0] == pytest.approx(sum(first) / len(first))
+
+
+# ---------------------------------------------------------------- language
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _format_fields(text):
+    """The {fields} str.format fills (Plotly's %{...} placeholders removed first)."""
+    return sorted(f for _, f, _, _ in string.Formatter().parse(re.sub(r"%\{[^}]*\}", "", text)) if f is not None)
+
+
+def _plotly_placeholders(text):
+    return sorted(re.findall(r"%\{[^}]*\}", text))
+
+
+def _tags(text):
+    return re.findall(r"<[^>]*>", text)
+
+
+def test_chinese_labels_mirror_the_english_ones():
+    assert F.LABELS_ZH.keys() == F.LABELS_EN.keys()
+    for key, en in F.LABELS_EN.items():
+        zh = F.LABELS_ZH[key]
+        assert isinstance(zh, str) and zh.strip(), key
+        assert _format_fields(zh) == _format_fields(en), key
+        assert _plotly_placeholders(zh) == _plotly_placeholders(en), key
+        assert _tags(zh) == _tags(en), key
+        assert key.startswith("hover_") or "%{" not in zh, key
+    sample = {"n": 2, "kind": "layer", "token": "&lt;eos&gt;", "stack": "x", "layer": "y", "loss": "0.5"}
+    for key, zh in F.LABELS_ZH.items():
+        if not key.startswith("hover_"):
+            zh.format(**sample)  # every non-hover label is a valid str.format template
+    # the words students read are translated; formulas stay as they are
+    for key in ("distance_title", "query_axis", "training_title", "lens_title", "norm_overview_title", "loss"):
+        assert CJK.search(F.LABELS_ZH[key]), key
+    assert "‖∂loss/∂x‖" in F.LABELS_ZH["gradient_title"] and "logit lens" in F.LABELS_ZH["lens_title"]
+    assert F.LABELS_ZH["cosine_fx_x"] == "cos(F(x), x)" and F.LABELS_ZH["token_ratio_axis"] == "‖F(x)‖ / ‖x‖"
+
+
+def _titles(fig):
+    layout = fig["layout"]
+    return layout["title"]["text"], _axis_titles(layout, "x"), _axis_titles(layout, "y")
+
+
+def _language_figures(t):
+    return [F.logit_lens(t), F.gradient_norms(t), F.attention_distance_by_layer(t),
+            F.residual_contributions(t, "encoder"), F.training_curves(_history()), F.norm_overview(t)]
+
+
+def test_figures_follow_the_language_and_it_is_restored(traces):
+    t = traces["intact"]
+    english = _language_figures(t)
+    assert F.current_language() == "en"
+    with F.language("zh"):
+        assert F.current_language() == "zh" and F.LABELS["loss"] == F.LABELS_ZH["loss"]
+        chinese = _language_figures(t)
+        with F.language("en"):  # nested blocks restore the outer language
+            assert _language_figures(t) == english
+        assert _language_figures(t) == chinese
+    for fig in chinese:
+        title, x_titles, y_titles = _titles(fig)
+        assert CJK.search(title), title
+        assert any(CJK.search(x) for x in x_titles) and any(CJK.search(y) for y in y_titles), (title, x_titles)
+    lens = chinese[0]
+    assert lens["layout"]["title"]["text"] == F.LABELS_ZH["lens_title"]
+    assert lens["data"][0]["hovertemplate"] == F.LABELS_ZH["hover_lens"]
+    assert lens["layout"]["yaxis"]["ticktext"][0] == F.LABELS_ZH["layer_n"].format(n=1)
+    assert [tr["name"] for tr in chinese[4]["data"]] == [F.LABELS_ZH[k] for k in
+                                                         ("loss", "token_accuracy", "heldout_seq_accuracy")]
+    # outside the block: English again, identical to before
+    assert F.current_language() == "en" and F.LABELS["loss"] == F.LABELS_EN["loss"]
+    assert _language_figures(t) == english
+    for fig in english:
+        title, x_titles, y_titles = _titles(fig)
+        assert not CJK.search(title + "".join(x_titles + y_titles)), title
+
+
+def test_language_is_restored_after_an_error_and_rejects_unknown_languages():
+    with pytest.raises(RuntimeError), F.language("zh"):
+        raise RuntimeError("boom")
+    assert F.current_language() == "en" and F.LABELS["layer"] == "Layer"
+    with pytest.raises(ValueError), F.language("fr"):
+        pass
+    assert F.current_language() == "en"
+
+
+def test_missing_chinese_label_falls_back_to_english(monkeypatch):
+    monkeypatch.delitem(F.LABELS_ZH, "per_head")
+    with F.language("zh"):
+        assert F.LABELS["per_head"] == F.LABELS_EN["per_head"]
+        assert F.LABELS["layer"] == F.LABELS_ZH["layer"]
+        assert dict(F.LABELS.items())["per_head"] == F.LABELS_EN["per_head"] and len(F.LABELS) == len(F.LABELS_EN)
+    with pytest.raises(KeyError):
+        F.LABELS["no_such_label"]
+
+
+def test_language_does_not_leak_into_other_threads(traces):
+    t = traces["intact"]
+    english = F.logit_lens(t)
+    with F.language("zh"):
+        chinese = F.logit_lens(t)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # a new thread starts without the caller's context
+            assert pool.submit(F.logit_lens, t).result() == english
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(fig=F.logit_lens(t), lang=F.current_language()))
+        thread.start()
+        thread.join()
+        assert result == {"fig": english, "lang": "en"}
+        assert F.logit_lens(t) == chinese  # this thread is still in Chinese
+    assert chinese["layout"]["title"]["text"] == F.LABELS_ZH["lens_title"] != english["layout"]["title"]["text"]
+
+
+def test_concurrent_threads_each_keep_their_own_language(traces):
+    t = traces["intact"]
+    barrier = threading.Barrier(2, timeout=10)
+
+    def build(lang):
+        with F.language(lang):
+            barrier.wait()  # both threads are inside their block at the same time
+            fig = F.training_curves(_history())
+            barrier.wait()
+            return lang, fig["layout"]["title"]["text"], F.logit_lens(t)["layout"]["yaxis"]["title"]["text"]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(build, ["zh", "en"]))
+    assert results == [("zh", F.LABELS_ZH["training_title"], F.LABELS_ZH["lens_y"]),
+                       ("en", F.LABELS_EN["training_title"], F.LABELS_EN["lens_y"])]

@@ -5,14 +5,17 @@
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
 function renderPlot(el) {
-  if (!window.Plotly || el.dataset.rendered || el.offsetParent === null) return; // hidden: render when shown
+  // Hidden plots render when shown; live plots are drawn by training.js as their data streams in.
+  if (!window.Plotly || el.dataset.rendered || el.dataset.live || el.offsetParent === null) return;
   const fig = JSON.parse(el.dataset.figure);
   el.dataset.rendered = "pending";
   Plotly.newPlot(el, fig.data, fig.layout, PLOT_CONFIG).then(() => { el.dataset.rendered = "true"; });
 }
 
 function renderPlots(root) {
-  (root || document).querySelectorAll(".plot[data-figure]").forEach(renderPlot);
+  root = root || document;
+  if (root.matches && root.matches(".plot[data-figure]")) renderPlot(root);
+  root.querySelectorAll(".plot[data-figure]").forEach(renderPlot);
 }
 
 // ---- playground state --------------------------------------------------------------------

@@ -1,0 +1,258 @@
+"""The run store: every training run, its metrics and its checkpoint, in one SQLite file.
+
+This module is the only code that touches the file. A run is defined by a RunSpec; identical specs
+share a key, so a finished run can be replayed instead of trained again (find_done).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATUSES = ("done", "failed", "cancelled")
+SCHEMA_VERSION = 1
+INTERRUPTED = "interrupted: the server stopped before this run finished"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    label       TEXT NOT NULL DEFAULT '',
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    error       TEXT,
+    final       TEXT,
+    steps_done  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, status);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step   INTEGER NOT NULL,
+    data   TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+-- Checkpoints live apart from runs so that listing runs never reads the blobs.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    data   BLOB NOT NULL
+);
+"""
+
+_SELECT_RUN = """
+SELECT runs.*, EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = runs.id) AS has_checkpoint FROM runs
+"""
+
+
+def _check_status(status: str, allowed: tuple[str, ...]) -> None:
+    if status not in allowed:
+        raise ValueError(f"status {status!r} is not allowed; choose one of {' | '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What defines a training run; two runs with the same spec would produce the same numbers."""
+
+    task: str
+    model_config: dict[str, Any]  # ModelConfig.to_dict()
+    switches: dict[str, Any]  # Switches.to_dict()
+    train_config: dict[str, Any]  # TrainConfig.to_dict()
+
+    def to_json(self) -> str:
+        # Canonical form: sorted keys and no spaces, so equal specs give equal text and equal keys.
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    def key(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class RunRecord:
+    id: int
+    key: str
+    spec: RunSpec
+    status: str
+    label: str  # free text such as "A: residual on"
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None  # why it failed or was cancelled
+    final: dict[str, Any] | None  # the metrics row with the highest step
+    steps_done: int
+    has_checkpoint: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        data = dict(row)
+        data["spec"] = RunSpec.from_json(data["spec"])
+        data["final"] = json.loads(data["final"]) if data["final"] is not None else None
+        data["has_checkpoint"] = bool(data["has_checkpoint"])
+        return cls(**data)
+
+
+class RunStore:
+    """Thread-safe access to the run database.
+
+    One connection guarded by a lock, rather than one connection per thread: the web server's
+    worker threads come and go, and per-thread connections would be left open behind them and
+    could not all be closed by close(). Every query here takes milliseconds, so serialising them
+    costs nothing noticeable, and SQLite admits only one writer at a time anyway. Other processes
+    (training workers) are kept apart by SQLite's own file locks; WAL lets them read while one writes.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; _write() opens each one explicitly.
+        # timeout: wait up to 10 s for another process's write lock instead of failing at once.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        try:
+            self._set_up()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _set_up(self) -> None:
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: never corrupt, at worst loses the last commits
+        self._conn.execute("PRAGMA foreign_keys=ON")  # so deleting a run deletes its metrics and checkpoint
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
+        with self._write() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails halfway
+        # because another process started writing after it had read.
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:  # a failed COMMIT may have ended it already
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def _require(self, conn: sqlite3.Connection, run_id: int) -> None:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise KeyError(f"no run with id {run_id}")
+
+    def recover(self) -> int:
+        """Fail every run left queued or running by a previous process; returns how many."""
+        with self._write() as conn:
+            cursor = conn.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
+                                  "WHERE status IN ('queued', 'running')", (INTERRUPTED, time.time()))
+            return cursor.rowcount
+
+    def create(self, spec: RunSpec, label: str = "") -> RunRecord:
+        with self._write() as conn:
+            cursor = conn.execute("INSERT INTO runs (key, spec, status, label, created_at) "
+                                  "VALUES (?, ?, 'queued', ?, ?)", (spec.key(), spec.to_json(), label, time.time()))
+            row = conn.execute(_SELECT_RUN + "WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return RunRecord.from_row(row)
+
+    def find_done(self, spec: RunSpec) -> RunRecord | None:
+        """The newest finished run with this exact spec that can be replayed (it has a checkpoint)."""
+        with self._lock:
+            row = self._conn.execute(
+                _SELECT_RUN + "WHERE key = ? AND status = 'done' AND EXISTS (SELECT 1 FROM checkpoints c "
+                              "WHERE c.run_id = runs.id) ORDER BY id DESC LIMIT 1",
+                (spec.key(),)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    def mark_running(self, run_id: int) -> None:
+        with self._write() as conn:
+            self._require(conn, run_id)
+            conn.execute("UPDATE runs SET status = 'running', started_at = ? WHERE id = ?", (time.time(), run_id))
+
+    def add_metrics(self, run_id: int, rows: list[dict[str, Any]]) -> None:
+        """Store metrics rows keyed by their "step"; a row for a step already stored replaces it."""
+        for row in rows:
+            step = row.get("step")
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise ValueError(f"each metrics row needs an integer 'step'; got {step!r}")
+        if not rows:
+            return
+        with self._write() as conn:
+            self._require(conn, run_id)
+            # json.dumps keeps NaN/Infinity (a diverged loss must stay visible) and json.loads reads them back.
+            conn.executemany("INSERT INTO metrics (run_id, step, data) VALUES (?, ?, ?) "
+                             "ON CONFLICT (run_id, step) DO UPDATE SET data = excluded.data",
+                             [(run_id, row["step"], json.dumps(row)) for row in rows])
+            # Derived from the table rather than from this batch, so batches may arrive in any order.
+            conn.execute("UPDATE runs SET steps_done = (SELECT MAX(step) FROM metrics WHERE run_id = :id), "
+                         "final = (SELECT data FROM metrics WHERE run_id = :id ORDER BY step DESC LIMIT 1) "
+                         "WHERE id = :id", {"id": run_id})
+
+    def metrics(self, run_id: int, after_step: int = 0) -> list[dict[str, Any]]:
+        """Rows with step > after_step, in step order (a client passes the last step it has seen)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT data FROM metrics WHERE run_id = ? AND step > ? ORDER BY step",
+                                      (run_id, after_step)).fetchall()
+        return [json.loads(row["data"]) for row in rows]
+
+    def finish(self, run_id: int, status: str, checkpoint: bytes | None = None, error: str | None = None) -> None:
+        _check_status(status, FINAL_STATUSES)
+        with self._write() as conn:
+            self._require(conn, run_id)
+            conn.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                         (status, error, time.time(), run_id))
+            if checkpoint is not None:
+                conn.execute("INSERT OR REPLACE INTO checkpoints (run_id, data) VALUES (?, ?)", (run_id, checkpoint))
+
+    def checkpoint(self, run_id: int) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM checkpoints WHERE run_id = ?", (run_id,)).fetchone()
+        return bytes(row["data"]) if row else None
+
+    def get(self, run_id: int) -> RunRecord | None:
+        with self._lock:
+            row = self._conn.execute(_SELECT_RUN + "WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    def list(self, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+        """Newest first (by id, which never ties, unlike created_at)."""
+        if status is not None:
+            _check_status(status, STATUSES)
+        with self._lock:
+            rows = self._conn.execute(_SELECT_RUN + "WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2",
+                                      (status, limit)).fetchall()
+        return [RunRecord.from_row(row) for row in rows]
+
+    def delete(self, run_id: int) -> None:
+        """Remove a run with its metrics and checkpoint; deleting a missing run does nothing."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))

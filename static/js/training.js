@@ -1,0 +1,103 @@
+// The training lab: each run card listens to its run's server-sent events and redraws its curves
+// (loss, accuracies) and the gradient heatmap (steps × layers) at most five times a second.
+"use strict";
+
+const RUN_REDRAW_MS = 200;
+
+function attachRun(card) {
+  if (card.dataset.attached) return;
+  card.dataset.attached = "true";
+  const runId = card.dataset.runId;
+  const total = Number(card.dataset.totalSteps);
+  const rows = [];
+  const progress = card.querySelector("progress");
+  const statusEl = card.querySelector(".run-status");
+  const rateEl = card.querySelector(".run-rate");
+  const curves = card.querySelector(".live-curves");
+  const heatmap = card.querySelector(".live-heatmap");
+  let dirty = false;
+
+  const source = new EventSource(`/train/runs/${runId}/events`);
+  source.addEventListener("metrics", (event) => {
+    rows.push(...JSON.parse(event.data));
+    dirty = true;
+  });
+  source.addEventListener("status", (event) => {
+    const info = JSON.parse(event.data);
+    card.dataset.status = info.status;
+    statusEl.textContent = statusText(info);
+    if (["done", "failed", "cancelled"].includes(info.status)) {
+      source.close();
+      const stop = card.querySelector("button.stop");
+      if (stop) stop.remove();
+      dirty = true;
+    }
+  });
+  source.onerror = () => { if (["done", "failed", "cancelled"].includes(card.dataset.status)) source.close(); };
+
+  const timer = setInterval(() => {
+    if (!document.body.contains(card)) { clearInterval(timer); source.close(); return; }
+    if (!dirty || !rows.length) return;
+    rows.sort((a, b) => a.step - b.step);
+    dirty = false;
+    const last = rows[rows.length - 1];
+    progress.value = last.step;
+    const rate = last.step / Math.max(last.elapsed_s, 1e-6);
+    const eta = (total - last.step) / Math.max(rate, 1e-6);
+    rateEl.textContent = `${last.step} / ${total} · ${rate.toFixed(1)} steps/s` +
+      (card.dataset.status === "running" ? ` · ETA ${Math.round(eta)} s` : "");
+    drawCurves(curves, rows);
+    drawHeatmap(heatmap, rows);
+  }, RUN_REDRAW_MS);
+}
+
+function statusText(info) {
+  const words = (document.getElementById("status-words") || {}).dataset || {};
+  const word = words[info.status] || info.status;
+  if (info.status === "queued" && info.position) return `${word} (#${info.position})`;
+  return info.status === "failed" && info.message ? `${word}: ${info.message}` : word;
+}
+
+function figureOf(el) {
+  return JSON.parse(el.dataset.figure);
+}
+
+function drawCurves(el, rows) {
+  const fig = figureOf(el);
+  const steps = rows.map((r) => r.step);
+  const evals = rows.filter((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined);
+  const [loss, tok, held] = fig.data;
+  loss.x = steps; loss.y = rows.map((r) => r.loss);
+  tok.x = steps; tok.y = rows.map((r) => r.token_accuracy);
+  held.x = evals.map((r) => r.step); held.y = evals.map((r) => r.heldout_seq_accuracy);
+  Plotly.react(el, fig.data, fig.layout, { displaylogo: false, responsive: true });
+}
+
+function drawHeatmap(el, rows) {
+  const fig = figureOf(el);
+  const stacks = ["encoder", "decoder"];
+  const names = [];
+  stacks.forEach((stack) => (rows[0].layer_grad_norms[stack] || []).forEach((_, i) => names.push(`${stack === "encoder" ? "Enc" : "Dec"} ${i + 1}`)));
+  const z = names.map((_, j) => rows.map((r) => {
+    const all = [...r.layer_grad_norms.encoder, ...r.layer_grad_norms.decoder];
+    const v = all[j];
+    return v > 0 ? Math.log10(v) : null;
+  }));
+  const trace = fig.data[0];
+  trace.x = rows.map((r) => r.step);
+  trace.y = names.map((_, i) => i);
+  trace.z = z;
+  const wrap = el.closest("[data-title]");
+  if (wrap) fig.layout.title.text = wrap.dataset.title;
+  fig.layout.yaxis = Object.assign(fig.layout.yaxis || {}, { tickmode: "array", tickvals: names.map((_, i) => i), ticktext: names });
+  Plotly.react(el, fig.data, fig.layout, { displaylogo: false, responsive: true });
+}
+
+function attachAll(root) {
+  root = root || document;
+  if (root.matches && root.matches(".run-card[data-run-id]")) attachRun(root);
+  root.querySelectorAll(".run-card[data-run-id]").forEach(attachRun);
+}
+
+htmx.onLoad(attachAll);
+window.addEventListener("DOMContentLoaded", () => attachAll(document));
