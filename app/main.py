@@ -11,8 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from app.errors import install_error_handlers
 from app.jobs import LocalJobRunner
 from app.routes import api, pages, playground, training
-from app.store import RunStore
 from app.settings import Settings, get_settings
+from app.store import RunStore
 from model.zoo import default_entry, load_zoo_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 never leaving a run "running" after a restart."""
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -38,11 +39,20 @@ def wait_for(predicate, timeout=60.0):
     raise AssertionError("timed out")
 
 
+def run_async(coroutine_function):
+    """asyncio.run in a thread of its own: Playwright's sync API may hold this thread's event loop."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=asyncio.run(coroutine_function())))
+    thread.start()
+    thread.join()
+    return result.get("value")
+
+
 def collect(runner, run_id):
     async def go():
         return [e async for e in runner.events(run_id)]
 
-    return asyncio.run(go())
+    return run_async(go)
 
 
 def test_a_run_trains_streams_its_metrics_and_stores_a_checkpoint(runner):
@@ -115,7 +125,7 @@ def test_a_run_nobody_watches_any_more_is_cancelled(runner):
             if event.kind == "metrics":
                 return  # the client goes away
 
-    asyncio.run(watch_briefly())
+    run_async(watch_briefly)
     wait_for(lambda: runner.store.get(record.id).status == "cancelled", timeout=30)
 
 

@@ -59,7 +59,8 @@ async def start_run(request: Request):
         record, replayed = _runner(request).submit(spec, label)
     except QueueFull as error:
         raise BadInput("queue", str(error), 429) from None
-    return render(request, "train.html", _run_context(record, pick_language(request), replayed), block_names=["run_card"])
+    context = _run_context(record, pick_language(request), replayed)
+    return render(request, "train.html", context, block_names=["run_card"])
 
 
 @router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")
