@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.errors import install_error_handlers
 from app.jobs import LocalJobRunner
+from app.models import use_store
 from app.routes import api, pages, playground, training
 from app.settings import Settings, get_settings
 from app.store import RunStore
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.torch_threads)
         load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
         app.state.store = RunStore(settings.data_dir / "runs.sqlite3")
+        use_store(app.state.store)
         app.state.runner = LocalJobRunner(app.state.store, settings.workers, settings.max_queue)
         app.state.runner.start()
         yield

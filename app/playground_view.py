@@ -12,11 +12,11 @@ from functools import lru_cache
 from app import figures
 from app.architecture import architecture_layout
 from app.i18n import Translator
+from app.models import model_info, zoo_models
 from app.state import PlaygroundState, choices
 from app.tracing import comparison_for, is_ablated, trace_for
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
-from model.zoo import get_entry, load_manifest
 
 STACK_SUBLAYERS = {"encoder": ("self_attn", "ffn"), "decoder": ("self_attn", "cross_attn", "ffn")}
 
@@ -130,7 +130,7 @@ def step_context(state: PlaygroundState, t) -> dict:
     steps = trace["steps"]
     index = min(state.step, len(steps) - 1)
     step = steps[index]
-    entry = get_entry(state.model)
+    entry = model_info(state.model)
     config = ModelConfig.from_dict(entry.model_config)
     return {
         "state": state,
@@ -147,7 +147,7 @@ def step_context(state: PlaygroundState, t) -> dict:
 @lru_cache(maxsize=128)
 def _cached_panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
     """Panels do not depend on the step: built once per (model, input, switches, language)."""
-    entry = get_entry(state.model)
+    entry = model_info(state.model)
     comparison = comparison_for(state) if is_ablated(state) else None
     with figures.language(lang):
         return panel_figures(trace_for(state), comparison, ModelConfig.from_dict(entry.model_config),
@@ -156,13 +156,13 @@ def _cached_panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
 
 def playground_context(state: PlaygroundState, t) -> dict:
     context = step_context(state, t)
-    entry = get_entry(state.model)
+    entry = model_info(state.model)
     ablated = is_ablated(state)
     intact = trace_for(state, intact=True) if ablated else None
     trained = Switches.from_dict(entry.switches)
     context.update(
         entry=entry,
-        entries=load_manifest(),
+        entries=zoo_models() + ([] if any(m.name == entry.name for m in zoo_models()) else [entry]),
         ablated=ablated,
         intact=intact,
         differences=state.switches.differences(trained),

@@ -13,10 +13,10 @@ from typing import get_args
 from urllib.parse import urlencode
 
 import model.config as config_module
+from app.models import default_model, model_info
 from model.config import ConfigError, ModelConfig, Switches
 from model.tasks import UnknownTokenError, get_task
 from model.transformer import check_switches_fit
-from model.zoo import default_entry, get_entry, zoo_names
 
 ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 SWITCH_FIELDS = [f.name for f in fields(Switches)]
@@ -75,11 +75,11 @@ def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
 
 
 def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None) -> PlaygroundState:
-    name = params.get("model") or default_entry().name
+    name = params.get("model") or default_model()
     try:
-        entry = get_entry(name)
-    except KeyError:
-        raise BadInput("model", f"unknown model {name!r}; available: {', '.join(zoo_names())}", 404) from None
+        entry = model_info(name)
+    except KeyError as error:
+        raise BadInput("model", error.args[0], 404) from None
     task = get_task(entry.task)
     if params.get("random"):
         text = task.sample(rng or random.Random(), split="heldout")[0]

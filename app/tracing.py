@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from app.models import load_model
 from app.settings import get_settings
 from app.state import BadInput, PlaygroundState
 from model.config import Switches
 from model.tasks import UnknownTokenError
 from model.trace import compare_streams, trace
-from model.zoo import load_zoo_model
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
 def _cached_trace(model_name: str, text: str, switches_json: str) -> dict:
-    model, task, _ = load_zoo_model(model_name)
+    model, task, _ = load_model(model_name)
     try:
         return trace(model, task, text, Switches.from_json(switches_json))
     except (UnknownTokenError, ValueError) as error:
@@ -26,19 +26,19 @@ def _cached_trace(model_name: str, text: str, switches_json: str) -> dict:
 
 def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
     """The trace as the state asks (ablated), or with the model's own switches (intact)."""
-    model, _, _ = load_zoo_model(state.model)
+    model, _, _ = load_model(state.model)
     switches = model.switches if intact else state.switches
     return _cached_trace(state.model, state.input, switches.to_json())
 
 
 def is_ablated(state: PlaygroundState) -> bool:
-    model, _, _ = load_zoo_model(state.model)
+    model, _, _ = load_model(state.model)
     return state.switches != model.switches
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
 def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
-    model, task, _ = load_zoo_model(model_name)
+    model, task, _ = load_model(model_name)
     intact = _cached_trace(model_name, text, model.switches.to_json())
     return compare_streams(model, task, text, Switches.from_json(switches_json), intact["output_tokens"])
 

@@ -9,10 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from app.models import model_info
 from app.state import BadInput, parse_state
 from app.tracing import trace_for
 from model.tasks import get_task
-from model.zoo import get_entry, load_manifest
+from model.zoo import load_manifest
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -54,8 +55,8 @@ async def trace(
 @router.get("/models/{name}/example", summary="A random held-out input for a model's task")
 def example(name: str, seed: int | None = None) -> dict[str, str]:
     try:
-        entry = get_entry(name)
+        entry = model_info(name)
     except KeyError as error:
-        raise BadInput("model", str(error).strip("'\""), 404) from None
+        raise BadInput("model", error.args[0], 404) from None
     source, target = get_task(entry.task).sample(random.Random(seed), split="heldout")
     return {"input": source, "expected": target}

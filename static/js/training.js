@@ -30,6 +30,8 @@ function attachRun(card) {
       source.close();
       const stop = card.querySelector("button.stop");
       if (stop) stop.remove();
+      const inspect = card.querySelector(".inspect-link");
+      if (inspect && info.status === "done") inspect.hidden = false;
       dirty = true;
     }
   });

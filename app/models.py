@@ -1,0 +1,76 @@
+"""Every model the playground can open: the shipped zoo, and any finished run in the run store
+(named "run-<id>"), so a model trained in the training lab can be inspected layer by layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from model.checkpoint import load_checkpoint
+from model.tasks import Task, get_task
+from model.transformer import Seq2Seq
+from model.zoo import ZooEntry, default_entry, get_entry, load_manifest, load_zoo_model
+
+RUN_PREFIX = "run-"
+_store = None  # the app's RunStore, set at startup
+
+
+def use_store(store) -> None:
+    global _store
+    _store = store
+    _load_run.cache_clear()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    title: str
+    task: str
+    model_config: dict[str, Any]
+    switches: dict[str, Any]
+
+
+def _from_zoo(entry: ZooEntry) -> ModelInfo:
+    return ModelInfo(entry.name, entry.title, entry.task, entry.model_config, entry.switches)
+
+
+def default_model() -> str:
+    return default_entry().name
+
+
+def zoo_models() -> list[ModelInfo]:
+    return [_from_zoo(e) for e in load_manifest()]
+
+
+def model_info(name: str) -> ModelInfo:
+    """KeyError naming what is available when there is no such model."""
+    if name.startswith(RUN_PREFIX):
+        return _load_run(name)[2]
+    try:
+        return _from_zoo(get_entry(name))
+    except KeyError:
+        available = ", ".join(m.name for m in zoo_models())
+        raise KeyError(f"unknown model {name!r}; available: {available}, or run-<id> for a finished run") from None
+
+
+def load_model(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
+    if name.startswith(RUN_PREFIX):
+        return _load_run(name)
+    model, task, entry = load_zoo_model(name)
+    return model, task, _from_zoo(entry)
+
+
+@lru_cache(maxsize=16)
+def _load_run(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
+    raw_id = name[len(RUN_PREFIX):]
+    record = _store.get(int(raw_id)) if (_store is not None and raw_id.isdigit()) else None
+    checkpoint = _store.checkpoint(record.id) if record is not None else None
+    if record is None or record.status != "done" or checkpoint is None:
+        raise KeyError(f"unknown model {name!r}: there is no finished run {raw_id} in the run store")
+    model, _ = load_checkpoint(checkpoint)
+    label = record.label or f"{record.spec.task}"
+    config = record.spec.model_config
+    title = f"Run #{record.id} · {label} · {config['n_encoder_layers']}+{config['n_decoder_layers']} layers"
+    info = ModelInfo(name, title, record.spec.task, config, record.spec.switches)
+    return model, get_task(record.spec.task), info

@@ -1,0 +1,76 @@
+"""The training lab's routes: start, stream, replay, inspect in the playground, bad settings, restart."""
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+SMALL = {"task": "copy", "layers": "1", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "30",
+         "norm_position": "pre", "seed": "3"}
+
+
+@pytest.fixture
+def client(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as c:
+        yield c
+
+
+def start(client, **changes) -> tuple[int, str]:
+    r = client.post("/train/runs", data={**SMALL, **changes})
+    assert r.status_code == 200, r.text
+    return int(re.search(r'data-run-id="(\d+)"', r.text).group(1)), r.text
+
+
+def follow(client, run_id) -> str:
+    with client.stream("GET", f"/train/runs/{run_id}/events") as events:
+        return "".join(events.iter_text())
+
+
+def test_a_run_streams_to_done_replays_and_opens_in_the_playground(client):
+    run_id, _ = start(client)
+    body = follow(client, run_id)
+    assert body.count('"step":') >= 30 or body.count('"step": ') >= 30
+    assert '"status": "done"' in body
+    again, html = start(client)
+    assert again == run_id and "Replayed from the run store" in html
+    page = client.get(f"/playground?model=run-{run_id}&input=12345")
+    assert page.status_code == 200 and f"Run #{run_id}" in page.text
+    trace = client.get(f"/api/trace?model=run-{run_id}&input=12345").json()["trace"]
+    assert trace["config"]["d_model"] == 16 and trace["switches"]["norm_position"] == "pre"
+    runs = client.get("/api/runs").json()
+    assert runs[0]["id"] == run_id and runs[0]["status"] == "done"
+    metrics = client.get(f"/api/runs/{run_id}/metrics").json()["metrics"]
+    assert [m["step"] for m in metrics] == list(range(1, 31))
+
+
+def test_an_unfinished_or_unknown_run_is_not_a_model(client):
+    r = client.get("/playground?model=run-999")
+    assert r.status_code == 404 and "no finished run 999" in r.text
+    assert client.get("/train/runs/999").status_code == 404
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), [
+    ({"layers": "40"}, "layers", "outside 1..12"),
+    ({"d_model": "24", "n_heads": "5"}, "n_heads", "not divisible by 5 heads"),
+    ({"steps": "abc"}, "steps", "not a whole number"),
+    ({"lr": "2"}, "lr", "outside"),
+    ({"task": "poetry"}, "task", "unknown task"),
+    ({"norm": "group"}, "norm", "choose one of"),
+])
+def test_bad_settings_are_refused_before_any_work(client, changes, field, message):
+    r = client.post("/train/runs", data={**SMALL, **changes}, headers={"HX-Request": "true"})
+    assert r.status_code in (413, 422) and field in r.text and message in r.text
+    assert client.get("/api/runs").json() == []
+
+
+def test_runs_survive_a_restart(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings)) as c:
+        run_id, _ = start(c)
+        follow(c, run_id)
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/api/runs").json()[0]["status"] == "done"
+        assert c.get(f"/playground?model=run-{run_id}&input=123").status_code == 200
