@@ -66,6 +66,25 @@ def parse_run_request(form: dict, settings) -> tuple[RunSpec, str]:
     return spec, label
 
 
+# B differs from A in exactly one setting, so the comparison says what that setting does.
+AB_OPTIONS = ("residual=off", "norm=none", "norm=batch", "norm=rms", "norm_position=post", "norm_position=pre",
+              "pos_encoding=none", "pos_encoding=learned", "pos_every_layer=on", "causal_mask=off",
+              "memory=same_depth", "warmup_steps=200")
+
+
+def parse_ab(form: dict) -> tuple[dict, str] | None:
+    """The form of run B (A's form with one change) and the change, or None for a single run."""
+    change = str(form.get("ab", "")).strip()
+    if not change:
+        return None
+    if change not in AB_OPTIONS:
+        raise BadInput("ab", f"{change!r} is not allowed; choose one of {' | '.join(AB_OPTIONS)}")
+    name, value = change.split("=")
+    if str(form.get(name, "")) == value:
+        raise BadInput("ab", f"A already has {change}: B would be the same run")
+    return {**form, name: value}, change
+
+
 def switch_controls_for(switches: Switches) -> list[dict]:
     from app.playground_view import switch_controls
 

@@ -74,3 +74,24 @@ def test_runs_survive_a_restart(tmp_path):
     with TestClient(create_app(settings)) as c:
         assert c.get("/api/runs").json()[0]["status"] == "done"
         assert c.get(f"/playground?model=run-{run_id}&input=123").status_code == 200
+
+
+def test_ab_starts_a_and_b_differing_in_exactly_one_setting(client):
+    r = client.post("/train/runs", data={**SMALL, "ab": "residual=off"})
+    assert r.status_code == 200 and 'class="ab-card"' in r.text
+    a_id, b_id = (int(x) for x in re.search(r'data-a="(\d+)" data-b="(\d+)"', r.text).groups())
+    for run_id in (a_id, b_id):
+        follow(client, run_id)
+    runs = {run["id"]: run for run in client.get("/api/runs").json()}
+    a, b = runs[a_id]["spec"], runs[b_id]["spec"]
+    assert a["switches"]["residual"] is True and b["switches"]["residual"] is False
+    assert {k: v for k, v in a["switches"].items() if k != "residual"} == \
+           {k: v for k, v in b["switches"].items() if k != "residual"}
+    assert a["train_config"] == b["train_config"] and runs[b_id]["label"] == "B: residual=off"
+
+
+def test_ab_refuses_a_b_equal_to_a_or_an_unknown_change(client):
+    r = client.post("/train/runs", data={**SMALL, "ab": "norm_position=pre"}, headers={"HX-Request": "true"})
+    assert r.status_code == 422 and "B would be the same run" in r.text
+    r = client.post("/train/runs", data={**SMALL, "ab": "d_model=4"}, headers={"HX-Request": "true"})
+    assert r.status_code == 422 and "not allowed" in r.text

@@ -16,7 +16,7 @@ from app.jobs import QueueFull
 from app.state import BadInput, choices
 from app.store import RunRecord
 from app.templating import is_htmx, render
-from app.training_form import DEFAULTS, parse_run_request, switch_controls_for
+from app.training_form import AB_OPTIONS, DEFAULTS, parse_ab, parse_run_request, switch_controls_for
 from model.tasks import TASKS
 
 router = APIRouter(tags=["training"])
@@ -47,20 +47,36 @@ def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
 def training_page(request: Request):
     return render(request, "train.html", {
         "defaults": DEFAULTS, "tasks": list(TASKS), "controls": switch_controls_for(DEFAULTS["switches"]),
-        "norm_choices": choices("norm"), "runs": _store(request).list(limit=12),
+        "norm_choices": choices("norm"), "runs": _store(request).list(limit=12), "ab_options": AB_OPTIONS,
     })
 
 
 @router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)")
 async def start_run(request: Request):
-    form = await request.form()
-    spec, label = parse_run_request(dict(form), request.app.state.settings)
+    form = dict(await request.form())
+    settings, lang = request.app.state.settings, pick_language(request)
+    spec, label = parse_run_request(form, settings)
+    ab = parse_ab(form)
+    if ab is None:
+        record, replayed = _submit(request, spec, label)
+        return render(request, "train.html", _run_context(record, lang, replayed), block_names=["run_card"])
+    b_form, change = ab
+    b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
+    a_record, a_replayed = _submit(request, spec, label or "A")
+    b_record, b_replayed = _submit(request, b_spec, f"B: {change}")
+    with figures.language(lang):
+        overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
+                                            "heldout_seq_accuracy": 0.0}])
+    context = {"a": _run_context(a_record, lang, a_replayed), "b": _run_context(b_record, lang, b_replayed),
+               "change": change, "overlay": overlay}
+    return render(request, "train.html", context, block_names=["ab_card"])
+
+
+def _submit(request: Request, spec, label: str):
     try:
-        record, replayed = _runner(request).submit(spec, label)
+        return _runner(request).submit(spec, label)
     except QueueFull as error:
         raise BadInput("queue", str(error), 429) from None
-    context = _run_context(record, pick_language(request), replayed)
-    return render(request, "train.html", context, block_names=["run_card"])
 
 
 @router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")

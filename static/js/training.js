@@ -10,6 +10,7 @@ function attachRun(card) {
   const runId = card.dataset.runId;
   const total = Number(card.dataset.totalSteps);
   const rows = [];
+  card.runRows = rows;
   const progress = card.querySelector("progress");
   const statusEl = card.querySelector(".run-status");
   const rateEl = card.querySelector(".run-rate");
@@ -50,6 +51,7 @@ function attachRun(card) {
       (card.dataset.status === "running" ? ` · ETA ${Math.round(eta)} s` : "");
     drawCurves(curves, rows);
     drawHeatmap(heatmap, rows);
+    card.dispatchEvent(new CustomEvent("run-update", { bubbles: true }));
   }, RUN_REDRAW_MS);
 }
 
@@ -94,6 +96,66 @@ function drawHeatmap(el, rows) {
   fig.layout.yaxis = Object.assign(fig.layout.yaxis || {}, { tickmode: "array", tickvals: names.map((_, i) => i), ticktext: names });
   Plotly.react(el, fig.data, fig.layout, { displaylogo: false, responsive: true });
 }
+
+// ---- A/B: both runs' curves in one chart, and a one-line verdict when both have finished ----
+
+const FINAL = ["done", "failed", "cancelled"];
+
+function stepReaching(rows, target) {
+  const hit = rows.find((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined && r.heldout_seq_accuracy >= target);
+  return hit ? hit.step : null;
+}
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => (key in values ? values[key] : `{${key}}`));
+}
+
+function abVerdict(section, a, b) {
+  const target = Number(section.dataset.target);
+  const pct = `${Math.round(target * 100)}%`;
+  const atA = stepReaching(a.runRows, target);
+  const atB = stepReaching(b.runRows, target);
+  const lastAcc = (rows) => {
+    const evals = rows.filter((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined);
+    return evals.length ? `${(evals[evals.length - 1].heldout_seq_accuracy * 100).toFixed(1)}%` : "—";
+  };
+  if (atA !== null && atB !== null) {
+    return atA === atB ? fill(section.dataset.resultTie, { target: pct, at: atA }) : fill(section.dataset.resultBoth, { target: pct, a: atA, b: atB });
+  }
+  if (atA === null && atB === null) {
+    return fill(section.dataset.resultNone, { target: pct, a_final: lastAcc(a.runRows), b_final: lastAcc(b.runRows) });
+  }
+  const [first, other, at, otherCard] = atA !== null ? ["A", "B", atA, b] : ["B", "A", atB, a];
+  const steps = otherCard.runRows.length ? otherCard.runRows[otherCard.runRows.length - 1].step : 0;
+  return fill(section.dataset.resultOne, { first, other, at, target: pct, steps });
+}
+
+function drawOverlay(section) {
+  const a = document.getElementById(`run-${section.dataset.a}`);
+  const b = document.getElementById(`run-${section.dataset.b}`);
+  if (!a || !b || !a.runRows || !b.runRows) return;
+  const el = section.querySelector(".ab-overlay");
+  const fig = figureOf(el);
+  const [lossTemplate, , heldTemplate] = fig.data;
+  const data = [];
+  [["A", a, "solid"], ["B", b, "dash"]].forEach(([name, card, dash]) => {
+    const rows = card.runRows;
+    const evals = rows.filter((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined);
+    data.push({ ...lossTemplate, name: `${name} · ${lossTemplate.name}`, x: rows.map((r) => r.step), y: rows.map((r) => r.loss),
+      line: { ...lossTemplate.line, dash, color: name === "A" ? "#000000" : "#CC79A7" } });
+    data.push({ ...heldTemplate, name: `${name} · ${heldTemplate.name}`, x: evals.map((r) => r.step), y: evals.map((r) => r.heldout_seq_accuracy),
+      line: { ...heldTemplate.line, dash, color: name === "A" ? "#0072B2" : "#E69F00" } });
+  });
+  Plotly.react(el, data, fig.layout, { displaylogo: false, responsive: true });
+  if (FINAL.includes(a.dataset.status) && FINAL.includes(b.dataset.status)) {
+    section.querySelector(".ab-result").textContent = abVerdict(section, a, b);
+  }
+}
+
+document.addEventListener("run-update", (event) => {
+  const section = event.target.closest(".ab-card");
+  if (section) drawOverlay(section);
+});
 
 function attachAll(root) {
   root = root || document;
