@@ -155,6 +155,13 @@ LABELS_EN = {
     "token_ratio_axis": "‖F(x)‖ / ‖x‖",
     # training
     "training_title": "Training: loss and accuracy",
+    "sweep_accuracy_title": "Final held-out exact answers by depth",
+    "sweep_steps_title": "Steps to reach {target} held-out exact answers",
+    "sweep_depth_axis": "Layers (encoder and decoder each)",
+    "sweep_accuracy_axis": "Held-out exact answers",
+    "sweep_steps_axis": "Training steps",
+    "sweep_not_reached": "not reached",
+    "hover_sweep": "%{fullData.name}<br>%{x} layers: %{y}<extra></extra>",
     "training_step_axis": "Training step",
     "loss_axis": "Loss (log scale)",
     "accuracy_axis": "Accuracy",
@@ -298,6 +305,13 @@ LABELS_ZH = {
     "token_ratio_axis": "‖F(x)‖ / ‖x‖",
     # training
     "training_title": "训练：损失与准确率",
+    "sweep_accuracy_title": "不同深度的最终留出集整句正确率",
+    "sweep_steps_title": "达到留出集整句正确率 {target} 所需步数",
+    "sweep_depth_axis": "层数（编码器、解码器各）",
+    "sweep_accuracy_axis": "留出集整句正确率",
+    "sweep_steps_axis": "训练步数",
+    "sweep_not_reached": "未达到",
+    "hover_sweep": "%{fullData.name}<br>%{x} 层：%{y}<extra></extra>",
     "training_step_axis": "训练步数",
     "loss_axis": "损失（对数刻度）",
     "accuracy_axis": "准确率",
@@ -906,3 +920,38 @@ def gradient_heatmap(history: Iterable[Any], stack: str) -> Figure:
     return _figure([heatmap], LABELS["grad_heatmap_title"].format(stack=LABELS[stack]), 140 + 40 * max(n_layers, 3),
                    annotations=[] if rows else [_note(LABELS["no_history"])],
                    xaxis=_axis(LABELS["training_step_axis"]), yaxis=_index_axis(LABELS["layer"], layers))
+
+
+# ---------------------------------------------------------------- sweeps
+
+SWEEP_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000")
+
+
+def _sweep_lines(rows: list[dict], field: str, names: dict[str, str]) -> list[dict]:
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    data = []
+    for i, variant in enumerate(variants):
+        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["depth"])
+        data.append({"type": "scatter", "mode": "lines+markers", "name": _esc(names.get(variant, variant)),
+                     "x": [r["depth"] for r in mine], "y": [_num(r[field]) for r in mine],
+                     "line": {"color": SWEEP_COLOURS[i % len(SWEEP_COLOURS)], "width": 2},
+                     "marker": {"size": 8}, "hovertemplate": LABELS["hover_sweep"]})
+    return data
+
+
+def sweep_accuracy(rows: list[dict], names: dict[str, str]) -> Figure:
+    """Final held-out exact-sequence accuracy against depth, one line per switch setting (claims R3, N4)."""
+    depths = sorted({r["depth"] for r in rows})
+    return _figure(_sweep_lines(rows, "heldout_seq_accuracy", names), LABELS["sweep_accuracy_title"], 340,
+                   xaxis=_axis(LABELS["sweep_depth_axis"], tickmode="array", tickvals=depths),
+                   yaxis=_axis(LABELS["sweep_accuracy_axis"], range=[0, 1.02], tickformat=".0%"))
+
+
+def sweep_steps(rows: list[dict], names: dict[str, str], target: float) -> Figure:
+    """Steps until held-out accuracy first reached the target, against depth (missing = not reached)."""
+    depths = sorted({r["depth"] for r in rows})
+    return _figure(_sweep_lines(rows, "steps_to_target", names),
+                   LABELS["sweep_steps_title"].format(target=f"{target:.0%}"), 340,
+                   subtitle=LABELS["sweep_not_reached"] + ": —",
+                   xaxis=_axis(LABELS["sweep_depth_axis"], tickmode="array", tickvals=depths),
+                   yaxis=_axis(LABELS["sweep_steps_axis"], rangemode="tozero"))

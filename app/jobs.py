@@ -35,8 +35,12 @@ class Event:
 
 
 class JobRunner(Protocol):
-    def submit(self, spec: RunSpec, label: str = "") -> tuple[RunRecord, bool]: ...  # (run, replayed)
+    def submit(self, spec: RunSpec, label: str = "", background: bool = False) -> tuple[RunRecord, bool]: ...
     def cancel(self, run_id: int) -> bool: ...
+    def waiting_count(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
     def queue_position(self, run_id: int) -> int | None: ...
     def events(self, run_id: int) -> AsyncIterator[Event]: ...
 
@@ -78,6 +82,7 @@ class _Job:
     spec: dict
     cancel: Any  # mp.Event
     process: Any = None  # mp.Process once started
+    background: bool = False  # trains on when nobody watches
     subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list)
 
 
@@ -124,7 +129,8 @@ class LocalJobRunner:
 
     # ---- the interface ------------------------------------------------------------------
 
-    def submit(self, spec: RunSpec, label: str = "") -> tuple[RunRecord, bool]:
+    def submit(self, spec: RunSpec, label: str = "", background: bool = False) -> tuple[RunRecord, bool]:
+        """(run, replayed). A background run (a sweep's) trains whether or not anyone watches it."""
         stored = self.store.find_done(spec)
         if stored is not None:
             return stored, True
@@ -133,9 +139,10 @@ class LocalJobRunner:
                 raise QueueFull(f"{len(self._waiting)} runs are already waiting (the limit is {self.max_queue}); "
                                 "try again when one has finished")
             record = self.store.create(spec, label)
-            self._jobs[record.id] = _Job(record.id, _spec_dict(spec), self._ctx.Event())
+            self._jobs[record.id] = _Job(record.id, _spec_dict(spec), self._ctx.Event(), background=background)
             self._waiting.append(record.id)
-        self._schedule_unwatched_check(record.id, self.connect_timeout_s)  # in case its page never connects
+        if not background:
+            self._schedule_unwatched_check(record.id, self.connect_timeout_s)  # in case its page never connects
         return record, False
 
     def cancel(self, run_id: int) -> bool:
@@ -154,6 +161,10 @@ class LocalJobRunner:
             self.store.finish(run_id, "cancelled", error="stopped before it started")
             self._publish(waiting_cancelled, Event("cancelled", run_id, "stopped before it started"))
         return True
+
+    def waiting_count(self) -> int:
+        with self._lock:
+            return len(self._waiting)
 
     def queue_position(self, run_id: int) -> int | None:
         """1 = next to start; None when running or not waiting."""
@@ -217,7 +228,7 @@ class LocalJobRunner:
     def _cancel_if_unwatched(self, run_id: int) -> None:
         with self._lock:
             job = self._jobs.get(run_id)
-            unwatched = job is not None and not job.subscribers
+            unwatched = job is not None and not job.subscribers and not job.background
         if unwatched:
             self.cancel(run_id)
 

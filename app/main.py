@@ -11,9 +11,10 @@ from fastapi.staticfiles import StaticFiles
 from app.errors import install_error_handlers
 from app.jobs import LocalJobRunner
 from app.models import use_store
-from app.routes import api, pages, playground, training
+from app.routes import api, pages, playground, sweeps, training
 from app.settings import Settings, get_settings
 from app.store import RunStore
+from app.sweeps import SweepScheduler
 from model.zoo import default_entry, load_zoo_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         use_store(app.state.store)
         app.state.runner = LocalJobRunner(app.state.store, settings.workers, settings.max_queue)
         app.state.runner.start()
+        app.state.sweeps = SweepScheduler(app.state.runner, app.state.store)
+        app.state.sweeps.start()
         yield
+        app.state.sweeps.stop()
         app.state.runner.stop()
         app.state.store.close()
 
@@ -38,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # plotly.js and figure JSON compress ~4x
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    for router in (pages.router, playground.router, training.router, api.router):
+    for router in (pages.router, playground.router, training.router, sweeps.router, api.router):
         app.include_router(router)
     install_error_handlers(app)
     return app

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 -- Checkpoints live apart from runs so that listing runs never reads the blobs.
+CREATE TABLE IF NOT EXISTS sweeps (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL,
+    items      TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
     data   BLOB NOT NULL
@@ -192,6 +198,39 @@ class RunStore:
                               "WHERE c.run_id = runs.id) ORDER BY id DESC LIMIT 1",
                 (spec.key(),)).fetchone()
         return RunRecord.from_row(row) if row else None
+
+    def find_latest(self, spec: RunSpec) -> RunRecord | None:
+        """The newest run with this spec, whatever its status (a sweep's cell shows it)."""
+        with self._lock:
+            row = self._conn.execute(_SELECT_RUN + "WHERE key = ? ORDER BY id DESC LIMIT 1", (spec.key(),)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    # ---- sweeps: named lists of run specs; their results are the runs with those specs ----
+
+    def create_sweep(self, name: str, items: list[dict[str, Any]]) -> int:
+        """items: [{"spec": RunSpec, ...labels}]; returns the sweep id."""
+        stored = [{**item, "spec": item["spec"].to_json()} for item in items]
+        with self._write() as conn:
+            cursor = conn.execute("INSERT INTO sweeps (name, items, created_at) VALUES (?, ?, ?)",
+                                  (name, json.dumps(stored), time.time()))
+            return cursor.lastrowid
+
+    def sweep(self, sweep_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT id, name, items, created_at FROM sweeps WHERE id = ?",
+                                     (sweep_id,)).fetchone()
+        return self._sweep_from_row(row) if row else None
+
+    def sweeps(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, name, items, created_at FROM sweeps ORDER BY id DESC LIMIT ?",
+                                      (limit,)).fetchall()
+        return [self._sweep_from_row(row) for row in rows]
+
+    @staticmethod
+    def _sweep_from_row(row) -> dict[str, Any]:
+        items = [{**item, "spec": RunSpec.from_json(item["spec"])} for item in json.loads(row[2])]
+        return {"id": row[0], "name": row[1], "items": items, "created_at": row[3]}
 
     def mark_running(self, run_id: int) -> None:
         with self._write() as conn:

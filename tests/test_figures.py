@@ -387,7 +387,8 @@ def test_chinese_labels_mirror_the_english_ones():
         assert _plotly_placeholders(zh) == _plotly_placeholders(en), key
         assert _tags(zh) == _tags(en), key
         assert key.startswith("hover_") or "%{" not in zh, key
-    sample = {"n": 2, "kind": "layer", "token": "&lt;eos&gt;", "stack": "x", "layer": "y", "loss": "0.5"}
+    sample = {"n": 2, "kind": "layer", "token": "&lt;eos&gt;", "stack": "x", "layer": "y", "loss": "0.5",
+              "target": "99%"}
     for key, zh in F.LABELS_ZH.items():
         if not key.startswith("hover_"):
             zh.format(**sample)  # every non-hover label is a valid str.format template
@@ -486,3 +487,16 @@ def test_concurrent_threads_each_keep_their_own_language(traces):
         results = list(pool.map(build, ["zh", "en"]))
     assert results == [("zh", F.LABELS_ZH["training_title"], F.LABELS_ZH["lens_y"]),
                        ("en", F.LABELS_EN["training_title"], F.LABELS_EN["lens_y"])]
+
+
+def test_sweep_figures_draw_one_line_per_setting_with_gaps_where_not_reached():
+    rows = [{"variant": "pre_ln", "depth": d, "heldout_seq_accuracy": 0.99, "steps_to_target": 100 * d}
+            for d in (2, 4)] + [{"variant": "no_residual", "depth": d, "heldout_seq_accuracy": 0.1,
+                                 "steps_to_target": None} for d in (2, 4)]
+    names = {"pre_ln": "Pre-LN", "no_residual": "no residual"}
+    acc = F.sweep_accuracy(rows, names)
+    assert [tr["name"] for tr in acc["data"]] == ["Pre-LN", "no residual"]
+    assert acc["data"][0]["x"] == [2, 4] and acc["data"][1]["y"] == [0.1, 0.1]
+    steps = F.sweep_steps(rows, names, 0.99)
+    assert steps["data"][0]["y"] == [200, 400] and steps["data"][1]["y"] == [None, None]
+    assert "99%" in steps["layout"]["title"]["text"]

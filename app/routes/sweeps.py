@@ -1,0 +1,59 @@
+"""Depth sweeps in the training lab: start one, and watch its table and charts fill in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app import figures
+from app.i18n import Translator, pick_language
+from app.state import BadInput
+from app.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
+from app.templating import is_htmx, render
+from app.training_form import DEFAULTS
+from model.tasks import TASKS
+
+router = APIRouter(tags=["training"])
+
+
+def _sweep_context(request: Request, sweep: dict) -> dict:
+    rows = sweep_results(request.app.state.store, sweep)
+    t = Translator(pick_language(request))
+    names = {v: t(f"variant.{v}") for v in VARIANTS}
+    with figures.language(t.lang):
+        charts = [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]
+    finished = all(r["status"] in ("done", "failed", "cancelled") for r in rows)
+    return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET}
+
+
+@router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far")
+def sweeps_page(request: Request):
+    return render(request, "sweeps.html", {
+        "tasks": list(TASKS), "defaults": DEFAULTS, "depths": DEPTHS, "variants": list(VARIANTS),
+        "sweeps": request.app.state.store.sweeps(limit=20),
+    })
+
+
+@router.post("/train/sweeps", summary="Start a depth sweep (runs train one after another in the background)")
+async def start_sweep(request: Request):
+    form = await request.form()
+    depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
+    variants = list(form.getlist("variants"))
+    fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
+    items = sweep_items(fields, depths, variants, request.app.state.settings)
+    name = str(form.get("name", "")).strip()[:60] or f"{fields.get('task', 'reverse')} · {', '.join(variants)}"
+    sweep_id = request.app.state.sweeps.create(name, items)
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": f"/train/sweeps/{sweep_id}"})
+    return Response(status_code=303, headers={"Location": f"/train/sweeps/{sweep_id}"})
+
+
+@router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)")
+def sweep_page(request: Request, sweep_id: int):
+    sweep = request.app.state.store.sweep(sweep_id)
+    if sweep is None:
+        raise BadInput("sweep", f"there is no sweep {sweep_id}", 404)
+    context = _sweep_context(request, sweep)
+    if is_htmx(request):
+        return render(request, "sweep.html", context, block_names=["sweep_results"])
+    return render(request, "sweep.html", context)

@@ -1,0 +1,51 @@
+"""Depth sweeps: validated up front, run in the background one after another, results per cell."""
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+FORM = {"task": "copy", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "20", "seed": "5"}
+
+
+@pytest.fixture
+def client(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as c:
+        yield c
+
+
+def test_a_sweep_trains_every_cell_in_the_background(client):
+    r = client.post("/train/sweeps", data={**FORM, "depths": ["1", "2"], "variants": ["pre_ln", "no_residual"]},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    url = r.headers["location"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        page = client.get(url, headers={"HX-Request": "true"}).text
+        if "Every run of this sweep has finished" in page:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the sweep did not finish")
+    runs = client.get("/api/runs").json()
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"done"}
+    layers = sorted((r["spec"]["model_config"]["n_encoder_layers"], r["spec"]["switches"]["residual"]) for r in runs)
+    assert layers == [(1, False), (1, True), (2, False), (2, True)]
+    assert page.count("<tr>") == 5  # header + 4 cells
+    assert "hx-trigger=\"every 3s\"" not in page  # finished: the page stops polling
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"depths": [], "variants": ["pre_ln"]}, "choose at least one depth"),
+    ({"depths": ["5"], "variants": ["pre_ln"]}, "5 is not allowed"),
+    ({"depths": ["2"], "variants": ["magic"]}, "magic&#39; is not allowed"),
+    ({"depths": ["1", "2", "3", "4", "6"], "variants": ["pre_ln", "post_ln", "no_residual", "no_norm", "batch_norm",
+                                                        "pe_every_layer", "post_ln_warmup"]}, "more than a sweep"),
+])
+def test_bad_sweeps_are_refused_before_anything_trains(client, data, message):
+    r = client.post("/train/sweeps", data={**FORM, **data}, headers={"HX-Request": "true"})
+    assert r.status_code == 422 and message in r.text
+    assert client.get("/api/runs").json() == []
