@@ -88,12 +88,13 @@ class _Job:
 
 class LocalJobRunner:
     def __init__(self, store: RunStore, workers: int = 1, max_queue: int = 8, disconnect_grace_s: float = 5.0,
-                 connect_timeout_s: float = 20.0):
+                 connect_timeout_s: float = 20.0, recover: bool = True):
         self.store = store
         self.workers = workers
         self.max_queue = max_queue
         self.disconnect_grace_s = disconnect_grace_s  # after the last watcher leaves
         self.connect_timeout_s = connect_timeout_s  # for the first watcher to arrive
+        self.recover = recover  # only the server recovers: a command beside it must not fail its runs
         # forkserver: workers start from a clean process that has torch imported, fast and thread-safe
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["torch", "model.train"])
@@ -109,7 +110,8 @@ class LocalJobRunner:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.store.recover()
+        if self.recover:
+            self.store.recover()
         for thread in self._threads:
             thread.start()
 
@@ -125,7 +127,8 @@ class LocalJobRunner:
                     job.process.terminate()
         for thread in self._threads:
             thread.join(timeout=5)
-        self.store.recover()  # anything still unfinished is marked failed, not left running
+        if self.recover:
+            self.store.recover()  # anything still unfinished is marked failed, not left running
 
     # ---- the interface ------------------------------------------------------------------
 
