@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from app import figures
 from app.architecture import architecture_layout
@@ -103,6 +104,12 @@ def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) 
     return panels
 
 
+def train_query(state: PlaygroundState, task: str) -> str:
+    """The training lab's URL with this state's switches and task: retrain what is being ablated."""
+    params = {k: v for k, v in state.params().items() if k not in ("model", "input", "step")}
+    return urlencode({**params, "task": task})
+
+
 def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
     """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
     controls = []
@@ -169,6 +176,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         controls=switch_controls(state.switches, trained),
         panels=_cached_panels(replace(state, step=0), t.lang),
         state_params=state.params(),
+        train_query=train_query(state, entry.task),
         entry_dict=asdict(entry),
     )
     return context

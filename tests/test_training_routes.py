@@ -95,3 +95,12 @@ def test_ab_refuses_a_b_equal_to_a_or_an_unknown_change(client):
     assert r.status_code == 422 and "B would be the same run" in r.text
     r = client.post("/train/runs", data={**SMALL, "ab": "d_model=4"}, headers={"HX-Request": "true"})
     assert r.status_code == 422 and "not allowed" in r.text
+
+
+def test_the_playground_links_to_the_training_lab_with_its_switches(client):
+    page = client.get("/playground?input=1234&residual=off&norm=rms").text
+    link = re.search(r'href="(/train\?[^"]+)"', page).group(1).replace("&amp;", "&")
+    assert "residual=off" in link and "norm=rms" in link and "task=reverse" in link
+    form = client.get(link).text
+    assert re.search(r'name="residual" value="off" checked', form)
+    assert re.search(r'<option value="rms" selected', form)

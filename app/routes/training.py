@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app import figures
 from app.i18n import pick_language
 from app.jobs import QueueFull
-from app.state import BadInput, choices
+from app.state import BadInput, choices, parse_switches
 from app.store import RunRecord
 from app.templating import is_htmx, render
 from app.training_form import AB_OPTIONS, DEFAULTS, parse_ab, parse_run_request, switch_controls_for
@@ -45,8 +45,12 @@ def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
 
 @router.get("/train", summary="The training lab")
 def training_page(request: Request):
+    """Switch parameters in the URL (as the playground links them) pre-fill the form."""
+    switches = parse_switches(request.query_params, DEFAULTS["switches"])
+    task = request.query_params.get("task", DEFAULTS["task"])
+    defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
     return render(request, "train.html", {
-        "defaults": DEFAULTS, "tasks": list(TASKS), "controls": switch_controls_for(DEFAULTS["switches"]),
+        "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
         "norm_choices": choices("norm"), "runs": _store(request).list(limit=12), "ab_options": AB_OPTIONS,
     })
 
