@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from app.errors import install_error_handlers
 from app.jobs import LocalJobRunner
 from app.models import use_store
-from app.routes import api, pages, playground, sweeps, training
+from app.routes import api, lessons, pages, playground, sweeps, training
 from app.settings import Settings, get_settings
 from app.store import RunStore
 from app.sweeps import SweepScheduler
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # plotly.js and figure JSON compress ~4x
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    for router in (pages.router, playground.router, training.router, sweeps.router, api.router):
+    for router in (pages.router, playground.router, training.router, sweeps.router, lessons.router, api.router):
         app.include_router(router)
     install_error_handlers(app)
     return app

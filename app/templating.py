@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Blocks(directory=ROOT / "templates")
 templates.env.filters["query_with"] = lambda params, **changes: urlencode({**dict(params), **changes})
 
-NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"), ("/docs", "nav.api")]
+NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"), ("/lessons", "nav.lessons"),
+       ("/claims", "nav.claims"), ("/docs", "nav.api")]
 
 
 def is_htmx(request: Request) -> bool:

@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from app import figures
 from app.i18n import Translator, pick_language
+from app.precompute import PLANS
 from app.state import BadInput
 from app.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
 from app.templating import is_htmx, render
@@ -37,12 +38,21 @@ def sweeps_page(request: Request):
 @router.post("/train/sweeps", summary="Start a depth sweep (runs train one after another in the background)")
 async def start_sweep(request: Request):
     form = await request.form()
-    depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
-    variants = list(form.getlist("variants"))
-    fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
+    plan = form.get("plan")
+    if plan:  # a lesson asks for one of the precomputed plans
+        if plan not in PLANS:
+            raise BadInput("plan", f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
+        fields, depths, variants = PLANS[plan]
+        name = plan
+    else:
+        depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
+        variants = list(form.getlist("variants"))
+        fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
+        name = str(form.get("name", "")).strip()[:60] or f"{fields.get('task', 'reverse')} · {', '.join(variants)}"
     items = sweep_items(fields, depths, variants, request.app.state.settings)
-    name = str(form.get("name", "")).strip()[:60] or f"{fields.get('task', 'reverse')} · {', '.join(variants)}"
     sweep_id = request.app.state.sweeps.create(name, items)
+    if plan and is_htmx(request):
+        return render(request, "sweep.html", {"sweep_id": sweep_id}, block_names=["sweep_started"])
     if is_htmx(request):
         return Response(status_code=204, headers={"HX-Redirect": f"/train/sweeps/{sweep_id}"})
     return Response(status_code=303, headers={"Location": f"/train/sweeps/{sweep_id}"})

@@ -1,0 +1,234 @@
+"""Every claim of the note is measured: zoo claims from the shipped models, training claims from the
+runs in the store (not_measured without them, and computed from whatever metrics are stored)."""
+
+import math
+
+import pytest
+import torch
+
+from app.claims import CLAIMS, VERDICTS, measure
+from app.precompute import PLANS
+from app.settings import Settings
+from app.store import RunStore
+from app.sweeps import sweep_items
+
+CLAIM_IDS = ["R1", "R2", "R3", "R4", "R5", "N1", "N2", "N3", "N4", "N5", "E1", "E2",
+             "P1", "P2", "P3", "P4", "P5", "D1", "D2", "D3", "D4"]
+STORE_CLAIMS = ["R3", "R4", "N2", "N3", "N4", "P2"]
+ZOO_CLAIMS = [c for c in CLAIM_IDS if c not in STORE_CLAIMS]
+LESSONS = {"residual", "normalization", "encoder-stack", "positional-encoding", "decoder-stack",
+           "training-vs-inference"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """As the app runs (settings.torch_threads): on a busy machine several threads per op crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_every_claim_of_the_note_has_a_text_in_both_languages():
+    assert set(CLAIMS) == set(CLAIM_IDS)
+    for claim_id, claim in CLAIMS.items():
+        assert claim["en"].strip() and claim["zh"].strip(), claim_id
+        assert claim["lesson"] in LESSONS and claim["group"] == claim_id[0]
+
+
+def test_an_unknown_claim_is_refused():
+    with pytest.raises(KeyError, match="unknown claim"):
+        measure("X9")
+
+
+def _check_shape(v, claim_id):
+    assert v.claim == claim_id and v.verdict in VERDICTS
+    assert v.numbers and v.sources
+    for lang in ("en", "zh"):
+        assert v.summary[lang].strip() and v.method[lang].strip()
+    return v
+
+
+@pytest.mark.parametrize("claim_id", ZOO_CLAIMS)
+def test_zoo_claims_are_measured_without_a_store(claim_id):
+    v = _check_shape(measure(claim_id), claim_id)
+    assert v.verdict != "not_measured"
+    assert any(ch.isdigit() for ch in v.summary["en"]) and any(ch.isdigit() for ch in v.summary["zh"])
+
+
+def test_the_pe_rotation_is_exact():
+    v = measure("P3")
+    assert v.verdict == "holds" and v.numbers["max_abs_error_all_offsets"] < 1e-4
+
+
+@pytest.mark.parametrize("claim_id", STORE_CLAIMS)
+def test_training_claims_are_not_measured_with_an_empty_store(tmp_path, claim_id):
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        v = _check_shape(measure(claim_id, store), claim_id)
+    assert v.verdict == "not_measured" and "app.precompute" in v.summary["en"]
+    assert v.numbers["sweep_runs_done"] == 0
+
+
+# ---- a fake sweep: runs with made-up metrics, stored the way the job runner stores them ----
+
+
+def _rows(depth: int, acc: float = 1.0, reach: int | None = 100, steps: int = 600, noise: float = 0.0,
+          drift: float = 0.0, grad_ratio: float = 2.0) -> list[dict]:
+    rows = []
+    for step in range(10, steps + 1, 10):
+        reached = reach is not None and step >= reach
+        layers = {stack: list(range(depth)) for stack in ("encoder", "decoder")}
+        rows.append({
+            "step": step, "loss": 2.0 * math.exp(-step / 100) + 0.01 + noise * (-1) ** (step // 10),
+            "token_accuracy": 0.9, "lr": 1e-3, "grad_norm": 1.0, "elapsed_s": step / 10, "diverged": False,
+            "layer_grad_norms": {s: [0.01 * (grad_ratio - (grad_ratio - 1) * i / max(depth - 1, 1)) for i in ls]
+                                 for s, ls in layers.items()},
+            "layer_input_mean": {s: [0.0 for _ in ls] for s, ls in layers.items()},
+            "layer_input_std": {s: [1.0 + drift * (i + 1) * step / steps for i in ls] for s, ls in layers.items()},
+            "heldout_seq_accuracy": acc if step == steps else (0.995 if reached else 0.3 * acc),
+            "heldout_token_accuracy": acc,
+        })
+    return rows
+
+
+GOOD = {"acc": 1.0, "reach": 100}
+
+
+def _fill(store: RunStore, plan: str, cells: dict) -> None:
+    """cells: {(variant, depth): keyword arguments of _rows}; cells not given stay unrun."""
+    form, depths, variants = PLANS[plan]
+    items = sweep_items(form, depths, variants, Settings())
+    store.create_sweep(plan, items)
+    for item in items:
+        kwargs = cells.get((item["variant"], item["depth"]))
+        if kwargs is not None:
+            run = store.create(item["spec"])
+            store.add_metrics(run.id, _rows(item["depth"], **kwargs))
+            store.finish(run.id, "done")
+
+
+def _depth_cells(**changes) -> dict:
+    cells = {(v, d): dict(GOOD) for v in PLANS["depth-residual-norm"][2] for d in (2, 4, 6)}
+    for key, value in changes.items():
+        variant, depth = key.rsplit("_", 1)
+        cells[(variant, int(depth))] = value
+    return cells
+
+
+def _measure(tmp_path, name: str, claim_id: str, plan: str, cells: dict):
+    with RunStore(tmp_path / f"{name}.sqlite3") as store:
+        _fill(store, plan, cells)
+        return _check_shape(measure(claim_id, store), claim_id)
+
+
+def test_r3_follows_the_stored_accuracies(tmp_path):
+    fails_deep = _depth_cells(no_residual_6={"acc": 0.1, "reach": None})
+    v = _measure(tmp_path, "a", "R3", "depth-residual-norm", fails_deep)
+    assert v.verdict == "holds" and v.numbers["no_residual_depth6_heldout_accuracy"] == 0.1
+    assert "sweep:depth-residual-norm" in v.sources
+    fails_early = _depth_cells(**{f"no_residual_{d}": {"acc": 0.2, "reach": None} for d in (2, 4, 6)})
+    v = _measure(tmp_path, "b", "R3", "depth-residual-norm", fails_early)
+    assert v.verdict == "holds_with_caveats" and "2 layers" in v.summary["en"]
+    v = _measure(tmp_path, "c", "R3", "depth-residual-norm", _depth_cells())
+    assert v.verdict == "does_not_hold" and v.numbers["no_residual_depth6_heldout_accuracy"] == 1.0
+
+
+def test_r4_reduction_is_computed_from_steps_to_target(tmp_path):
+    near_30 = _depth_cells(**{f"no_residual_{d}": {"acc": 1.0, "reach": 140} for d in (2, 4, 6)})
+    v = _measure(tmp_path, "a", "R4", "depth-residual-norm", near_30)
+    assert v.verdict == "holds" and v.numbers["depth4_reduction"] == pytest.approx(1 - 100 / 140, abs=1e-3)
+    never = _depth_cells(**{f"no_residual_{d}": {"acc": 0.3, "reach": None} for d in (2, 4, 6)})
+    v = _measure(tmp_path, "b", "R4", "depth-residual-norm", never)
+    assert v.verdict == "holds_with_caveats" and "not reached in 600 steps" in v.summary["en"]
+    slower = _depth_cells(**{f"pre_ln_{d}": {"acc": 1.0, "reach": 300} for d in (2, 4, 6)})
+    assert _measure(tmp_path, "c", "R4", "depth-residual-norm", slower).verdict == "does_not_hold"
+
+
+def test_n2_and_n4_follow_the_stored_runs(tmp_path):
+    v = _measure(tmp_path, "a", "N2", "depth-residual-norm", _depth_cells(post_ln_6={"acc": 0.4, "reach": None}))
+    assert v.verdict == "holds_with_caveats" and v.numbers["post_ln_depth6_heldout_accuracy"] == 0.4
+    assert _measure(tmp_path, "b", "N2", "depth-residual-norm", _depth_cells()).verdict == "holds"
+    slow_then_failing = _depth_cells(no_norm_2={"acc": 1.0, "reach": 200}, no_norm_4={"acc": 1.0, "reach": 200},
+                                     no_norm_6={"acc": 0.05, "reach": None})
+    v = _measure(tmp_path, "c", "N4", "depth-residual-norm", slow_then_failing)
+    assert v.verdict == "holds" and v.numbers["no_norm_depth6_heldout_accuracy"] == 0.05
+    assert v.numbers["depth2_speedup_pre_ln_vs_no_norm"] == pytest.approx(0.5)
+    v = _measure(tmp_path, "d", "N4", "depth-residual-norm", _depth_cells())
+    assert v.verdict == "does_not_hold" and v.numbers["depth6_speedup_pre_ln_vs_no_norm"] == 0
+
+
+def test_n3_drift_is_computed_from_the_stored_layer_statistics(tmp_path):
+    drifting = _depth_cells(no_norm_6={**GOOD, "drift": 2.0}, pre_ln_6={**GOOD, "drift": 1.0})
+    v = _measure(tmp_path, "a", "N3", "depth-residual-norm", drifting)
+    assert v.verdict == "holds_with_caveats" and "contested" in v.summary["en"]
+    assert v.numbers["post_ln_input_std_drift_cv"] == 0 and v.numbers["no_norm_input_std_drift_cv"] > 0.1
+    steady = _depth_cells(post_ln_6={**GOOD, "drift": 2.0})
+    assert _measure(tmp_path, "b", "N3", "depth-residual-norm", steady).verdict == "does_not_hold"
+
+
+def test_p2_roughness_is_computed_from_the_stored_losses(tmp_path):
+    cells = {("pre_ln", d): dict(GOOD) for d in (2, 4)}
+    v = _measure(tmp_path, "a", "P2", "pe-every-layer",
+                 {**cells, **{("pe_every_layer", d): {"acc": 0.5, "reach": None, "noise": 0.3} for d in (2, 4)}})
+    assert v.verdict == "holds" and v.numbers["depth4_accuracy_pe_every_layer"] == 0.5
+    assert v.numbers["depth4_roughness_ratio"] is None or v.numbers["depth4_roughness_ratio"] > 2
+    same = {("pe_every_layer", d): dict(GOOD) for d in (2, 4)}
+    v = _measure(tmp_path, "b", "P2", "pe-every-layer", {**cells, **same})
+    assert v.verdict == "does_not_hold" and v.numbers["depth2_roughness_ratio"] == pytest.approx(1.0)
+
+
+def test_a_partial_sweep_is_not_measured_until_the_needed_runs_are_done(tmp_path):
+    v = _measure(tmp_path, "a", "R3", "depth-residual-norm", {("pre_ln", 2): dict(GOOD)})
+    assert v.verdict == "not_measured" and v.numbers == {"sweep_runs_done": 1, "sweep_runs_total": 15}
+
+
+def test_r1_adds_the_gradients_recorded_in_training(tmp_path):
+    cells = _depth_cells(**{f"no_residual_{d}": {**GOOD, "grad_ratio": 1e-3} for d in (2, 4, 6)})
+    v = _measure(tmp_path, "a", "R1", "depth-residual-norm", cells)
+    assert v.numbers["trained_depth"] == 6 and v.verdict == "holds"
+    assert v.numbers["trained_no_residual_decoder_first_over_last"] == pytest.approx(1e-3)
+
+
+def _checkpoint(switches) -> bytes:
+    """The trained weights of reverse-pre-2x2 saved as a run's checkpoint with other switches."""
+    from model.checkpoint import checkpoint_bytes
+    from model.train import TrainConfig
+    from model.transformer import Seq2Seq
+    from model.zoo import load_zoo_model
+
+    zoo_model, _, _ = load_zoo_model("reverse-pre-2x2")
+    model = Seq2Seq(zoo_model.config, switches)
+    model.load_state_dict(zoo_model.state_dict())
+    return checkpoint_bytes(model, TrainConfig(), [])
+
+
+def test_n5_uses_the_stored_batch_norm_run(tmp_path):
+    from model.config import Switches
+
+    for name, acc_bn, expected in (("a", 0.3, "holds"), ("b", 1.0, "holds_with_caveats")):
+        with RunStore(tmp_path / f"{name}.sqlite3") as store:
+            _fill(store, "batch-vs-layer-norm", {("pre_ln", 2): dict(GOOD)})
+            items = sweep_items(*PLANS["batch-vs-layer-norm"], Settings())
+            item = next(i for i in items if i["variant"] == "batch_norm")
+            run = store.create(item["spec"])
+            store.add_metrics(run.id, _rows(2, acc=acc_bn, reach=None))
+            store.finish(run.id, "done", checkpoint=_checkpoint(Switches(norm="batch", norm_position="pre")))
+            v = _check_shape(measure("N5", store), "N5")
+        assert v.verdict == expected and v.sources[0] == "sweep:batch-vs-layer-norm"
+        assert v.numbers["batchnorm_run_heldout_accuracy"] == acc_bn and v.numbers["batchnorm_model"] == "stored run"
+        assert v.numbers["batchnorm_train_change_alone"] > 1e-3 > v.numbers["batchnorm_eval_change_other_batchmates"]
+
+
+def test_d3_reports_a_stored_run_trained_without_the_mask(tmp_path):
+    from app.store import RunSpec
+    from model.config import Switches
+
+    spec = RunSpec("reverse", {}, Switches(causal_mask=False).to_dict(), {})
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        run = store.create(spec)
+        store.add_metrics(run.id, [{**row, "heldout_seq_accuracy": 0.04} for row in _rows(2)])
+        store.finish(run.id, "done")
+        v = _check_shape(measure("D3", store), "D3")
+    assert v.verdict == "holds" and f"run:{run.id}" in v.sources
+    assert v.numbers["unmasked_run_teacher_forced_token_accuracy"] == 0.9
+    assert v.numbers["unmasked_run_greedy_heldout_accuracy"] == 0.04
