@@ -24,6 +24,7 @@ PLANS: dict[str, tuple[dict, list[int], list[str]]] = {
                             ["pre_ln", "post_ln", "post_ln_warmup", "no_residual", "no_norm"]),
     "pe-every-layer": ({"task": "reverse", "steps": "600", "seed": "0"}, [2, 4], ["pre_ln", "pe_every_layer"]),
     "batch-vs-layer-norm": ({"task": "reverse", "steps": "600", "seed": "0"}, [2], ["pre_ln", "batch_norm"]),
+    "causal-mask-off": ({"task": "reverse", "steps": "600", "seed": "0"}, [2], ["pre_ln", "no_causal_mask"]),
 }
 
 

@@ -23,6 +23,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "no_norm": {"norm_position": "pre", "norm": "none"},
     "batch_norm": {"norm_position": "pre", "norm": "batch"},
     "pe_every_layer": {"norm_position": "pre", "pos_every_layer": "on"},
+    "no_causal_mask": {"norm_position": "pre", "causal_mask": "off"},
 }
 DEPTHS = (1, 2, 3, 4, 6, 8, 12)
 MAX_RUNS = 30
@@ -63,7 +64,8 @@ def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
     """Per item: its latest run's status, final held-out accuracy and the step it first reached TARGET."""
     rows = []
     for item in sweep["items"]:
-        record = store.find_latest(item["spec"])
+        # a finished run of this spec (maybe another sweep's) wins over one still waiting
+        record = store.find_done(item["spec"]) or store.find_latest(item["spec"])
         final = record.final if record and record.final else {}
         done = record is not None and record.status == "done"
         rows.append({

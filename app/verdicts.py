@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     settings = get_settings()
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)  # tiny models: more threads only add contention
     with RunStore(settings.data_dir / "runs.sqlite3") as store:
         if not args.no_train:
             from app.precompute import PLANS, precompute

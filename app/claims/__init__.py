@@ -69,7 +69,7 @@ CLAIMS: dict[str, dict[str, str]] = {
                  "token at a time.", "训练时借助因果掩码并行计算所有目标位置;推理时自回归地逐个生成词元。",
                  "training-vs-inference", "D"),
     "D4": _claim("Shallow decoder layers model local dependencies, deep ones long-range dependencies.",
-                 "解码器浅层建模局部依赖,深层建模长距离依赖。", "decoder-stack", "D"),
+                 "解码器浅层建模局部依赖,深层建模长距离依赖。", "training-vs-inference", "D"),
 }
 
 _MEASURES = {**residual.MEASURES, **depth.MEASURES, **norm.MEASURES, **stacks.MEASURES, **position.MEASURES}

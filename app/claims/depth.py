@@ -229,8 +229,8 @@ def measure_n4(store: RunStore | None) -> Verdict:
     ups = ", ".join(f"{d} layers {pct(s) if s is not None else '—'}" for d, s in speedups.items())
     ups_zh = "、".join(f"{d} 层 {pct(s) if s is not None else '—'}" for d, s in speedups.items())
     en = (f"Without any norm the final held-out accuracy by depth is {accs} (Pre-LN at depth {deep}: "
-          f"{pct(_acc(pre))}, Post-LN: {pct(_acc(sweep.get('post_ln', deep)))}). Pre-LN needs fewer steps to "
-          f"{pct(TARGET)} than no norm by: {ups}.")
+          f"{pct(_acc(pre))}, Post-LN: {pct(_acc(sweep.get('post_ln', deep)))}). Steps to {pct(TARGET)} saved "
+          f"by Pre-LN compared with no norm: {ups}.")
     zh = (f"完全不用归一化时,各深度的最终留出集正确率为 {accs_zh}({deep} 层 Pre-LN 为 {pct(_acc(pre))},Post-LN 为 "
           f"{pct(_acc(sweep.get('post_ln', deep)))})。Pre-LN 比无归一化达到 {pct(TARGET)} 少用的步数比例:{ups_zh}。")
     if None in speedups.values():
