@@ -124,6 +124,8 @@ class LocalJobRunner:
                     job.process.terminate()
         for thread in self._threads:
             thread.join(timeout=5)
+        self._events.close()  # release the queue's semaphores and feeder thread
+        self._events.join_thread()
         if self.recover:
             self.store.recover()  # anything still unfinished is marked failed, not left running
 
