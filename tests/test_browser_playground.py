@@ -49,6 +49,7 @@ def test_stepping_reaches_the_first_decoder_token(page: Page, live_server):
     for expected in range(1, 40):
         page.locator("#btn-step").click()
         expect(page.locator("#step-view .step-layout")).to_have_attribute("data-step", str(expected))
+        wait_for_plots(page)  # as a learner does: the next click lands where the button now is
         if "Output token 1" in page.locator(".step-title").inner_text():
             break
     else:

@@ -60,7 +60,28 @@ function goToStep(step) {
   if (!total) return;
   step = Math.max(0, Math.min(total - 1, step));
   syncStep(step);
-  htmx.ajax("GET", "/playground/step?" + stateQuery({ step }).toString(), { target: "#step-view", swap: "innerHTML" });
+  fetchStep(step);
+}
+
+// Each step request aborts the one before, so the view always ends on the step asked for last.
+let stepRequest = null;
+
+async function fetchStep(step) {
+  if (stepRequest) stepRequest.abort();
+  const request = (stepRequest = new AbortController());
+  try {
+    const response = await fetch("/playground/step?" + stateQuery({ step }).toString(),
+                                 { headers: { "HX-Request": "true" }, signal: request.signal });
+    const html = await response.text();
+    if (request !== stepRequest) return;
+    const view = document.getElementById("step-view");
+    view.innerHTML = html;
+    htmx.process(view);
+    showHead(view);
+    renderPlots(view);
+  } catch (error) {
+    if (error.name !== "AbortError") throw error;
+  }
 }
 
 // ---- Play over server-sent events ----------------------------------------------------------
@@ -188,7 +209,8 @@ document.addEventListener("htmx:beforeRequest", (event) => {
 // A model re-run answers with the step asked for when it was sent; if the learner stepped on
 // meanwhile, fetch the step they are at now.
 document.addEventListener("htmx:afterSwap", (event) => {
-  if (event.detail.target && event.detail.target.id === "results" && currentStep() !== shownStep()) {
+  const id = event.detail.target && event.detail.target.id;
+  if (id === "results" && !playing() && currentStep() !== shownStep()) {
     goToStep(currentStep());
   }
 });
