@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app.compute import model_limiter
 from app.errors import install_error_handlers
 from app.jobs import LocalJobRunner
 from app.models import use_store
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         torch.set_num_threads(settings.torch_threads)
+        app.state.model_limiter = model_limiter(settings.model_threads)
         load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
         app.state.store = RunStore(settings.data_dir / "runs.sqlite3")
         use_store(app.state.store)
@@ -40,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
     app.state.settings = settings
-    app.add_middleware(GZipMiddleware, minimum_size=1024)  # plotly.js and figure JSON compress ~4x
+    # plotly.js and figure JSON compress ~4x; level 6 is half the time of the default 9 for ~2% more bytes
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (pages.router, playground.router, training.router, sweeps.router, lessons.router, api.router):
         app.include_router(router)

@@ -85,17 +85,25 @@ def _rows(norm: dict, rows: int) -> dict:
     return {k: (v[:rows] if k in per_token else v) for k, v in norm.items()}
 
 
+@lru_cache(maxsize=16)
+def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, dict]:
+    """The PE table and its position similarity depend on the model's size only, never on the input:
+    built once (the similarity matrix alone costs more than the rest of the panels)."""
+    pe = sinusoidal_table(max_len, d_model).tolist()
+    with figures.language(lang):
+        return figures.positional_heatmap(pe), figures.position_similarity(pe)
+
+
 def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
     """The tabs under the step view: each a list of figures."""
-    pe = sinusoidal_table(config.max_len, config.d_model).tolist()
     panels = {
         "attention": [figures.attention_distance_by_layer(trace)],
         "residual": [figures.residual_contributions(trace, "encoder"), figures.residual_contributions(trace, "decoder"),
                      figures.stream_norms(trace, "encoder"), figures.stream_norms(trace, "decoder")],
         "norm": [figures.norm_overview(trace),
                  figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))],
-        "position": [figures.embedding_vs_position(trace, "src"), figures.positional_heatmap(pe),
-                     figures.position_similarity(pe)],
+        "position": [figures.embedding_vs_position(trace, "src"),
+                     *_positional_figures(config.max_len, config.d_model, figures.current_language())],
         "output": [figures.output_probabilities(trace), figures.logit_lens(trace)],
         "gradients": [figures.gradient_norms(trace)],
     }

@@ -8,6 +8,13 @@ request for a (switches, input) the server has not traced yet (a cache miss: the
 runs) — each client keeps its own input and flips one switch per request, as a learner does — and
 then the same clicks again (cache hits, as when a class flips the same switches on the same
 example). A static file's latency is measured in the same run as the baseline.
+
+Three loads:
+- 1 client clicking back to back;
+- a classroom: 20 learners at once, each reading the new plots for 1–3 s before the next click
+  (the load the targets are set for);
+- saturation: 20 clients clicking back to back with no pause, which no class does; it shows the
+  server's throughput and how the queue grows once the cores are busy.
 """
 
 from __future__ import annotations
@@ -70,16 +77,23 @@ async def run_load(base: str, paths: list[str], concurrency: int, headers=None) 
     return await run_sessions(base, [paths[i::concurrency] for i in range(concurrency)], headers, skip_first=False)
 
 
-async def run_sessions(base: str, sessions: list[list[str]], headers=None, skip_first=True):
+async def run_sessions(base: str, sessions: list[list[str]], headers=None, skip_first=True,
+                       think_s: tuple[float, float] | None = None, seed: int = 0):
+    """Each session's paths in order. With `think_s` (lo, hi), a client waits a random time in that
+    range before each click, as a learner reading the plots; clients start at random offsets."""
     times, sizes = [], []
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-        async def client_loop(paths: list[str]):
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=100)) as client:
+        async def client_loop(paths: list[str], pauses: list[float]):
             for i, path in enumerate(paths):
+                if think_s:
+                    await asyncio.sleep(pauses[i])
                 ms, size = await timed(client, path, headers)
                 if i or not skip_first:
                     times.append(ms)
                     sizes.append(size)
-        await asyncio.gather(*(client_loop(s) for s in sessions))
+        pauses = [[rng.uniform(*think_s) if think_s else 0.0 for _ in s] for s in sessions]
+        await asyncio.gather(*(client_loop(s, p) for s, p in zip(sessions, pauses, strict=True)))
     return times, sizes
 
 
@@ -114,18 +128,22 @@ async def main(requests: int) -> None:
                 time.sleep(0.1)
         static_path = "/static/css/app.css"
         print(f"{requests} requests per measurement, server on one uvicorn worker")
-        for concurrency in (1, 20):
+        loads = (("1 client, back to back", 1, None), ("classroom: 20 learners, 1-3 s between clicks", 20, (1.0, 3.0)),
+                 ("saturation: 20 clients, back to back", 20, None))
+        for seed, (name, concurrency, think_s) in enumerate(loads, start=1):
             base_t, _ = await run_load(base, [static_path] * requests, concurrency)
             flips = max(2, requests // concurrency)
-            sessions = [[f"/playground?{q}" for q in s] for s in learner_sessions(concurrency, flips, concurrency)]
-            miss_t, sizes = await run_sessions(base, sessions, HX)
-            hit_t, _ = await run_sessions(base, sessions, HX)  # the same clicks again: now cached
-            print(f"{concurrency:>2} client(s), {flips} switch changes each: new state (model runs) "
-                  f"p50 {pct(miss_t, 50):.0f} ms, p95 {pct(miss_t, 95):.0f} ms; "
-                  f"cached state p50 {pct(hit_t, 50):.1f} ms, "
-                  f"p95 {pct(hit_t, 95):.1f} ms; static file p50 {pct(base_t, 50):.1f} ms "
-                  f"(model run = {pct(miss_t, 50) / pct(base_t, 50):.0f}x static); "
-                  f"partial {statistics.median(sizes) / 1000:.0f} KB gzipped (max {max(sizes) / 1000:.0f} KB)")
+            sessions = [[f"/playground?{q}" for q in s] for s in learner_sessions(concurrency, flips, seed)]
+            start = time.perf_counter()
+            miss_t, sizes = await run_sessions(base, sessions, HX, think_s=think_s, seed=seed)
+            rate = len(miss_t) / (time.perf_counter() - start)
+            hit_t, _ = await run_sessions(base, sessions, HX, think_s=think_s, seed=seed)  # the same clicks: cached
+            print(f"{name}, {flips} switch changes each:\n"
+                  f"    new state (model runs) p50 {pct(miss_t, 50):.0f} ms, p95 {pct(miss_t, 95):.0f} ms "
+                  f"({rate:.1f} switch changes/s served); cached state p50 {pct(hit_t, 50):.1f} ms, "
+                  f"p95 {pct(hit_t, 95):.1f} ms\n"
+                  f"    static file p50 {pct(base_t, 50):.1f} ms (model run = {pct(miss_t, 50) / pct(base_t, 50):.0f}x "
+                  f"static); partial {statistics.median(sizes) / 1000:.0f} KB gzipped (max {max(sizes) / 1000:.0f} KB)")
         raw, zipped = first_load_bytes(base)
         print(f"first page load (/playground + scripts + styles): {raw / 1e6:.2f} MB raw, "
               f"{zipped / 1e6:.2f} MB gzipped")
@@ -136,5 +154,5 @@ async def main(requests: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=120)
+    parser.add_argument("--requests", type=int, default=200)
     asyncio.run(main(parser.parse_args().requests))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, get_args, get_origin
+from functools import cache
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 NormType = Literal["layer", "rms", "batch", "none"]
 NormPosition = Literal["post", "pre"]
@@ -39,12 +40,16 @@ def _check_literal(name: str, value: Any, annotation: Any) -> None:
         raise ConfigError(name, f"{value!r} is not allowed; choose one of {choices}")
 
 
+@cache
+def _field_annotations(cls: type) -> dict[str, Any]:
+    # Resolved once per class: every switch change in the web app validates a new Switches.
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
 def _check_types(obj: Any) -> None:
     # Literal fields are checked by value; bool/int fields by type (bool is not an int here).
-    hints = {f.name: f.type for f in fields(obj)}
-    namespace = globals()
-    for name, hint in hints.items():
-        annotation = eval(hint, namespace) if isinstance(hint, str) else hint
+    for name, annotation in _field_annotations(type(obj)).items():
         value = getattr(obj, name)
         if get_origin(annotation) is Literal:
             _check_literal(name, value, annotation)

@@ -46,6 +46,11 @@ def _list(t: torch.Tensor) -> list:
     return torch.where(k >= 0, small, large).tolist()
 
 
+def _eval_mode(model: Seq2Seq) -> None:
+    if model.training:  # eval() walks every module; a shared, loaded model is in eval mode already
+        model.eval()
+
+
 def _token_norms(x: torch.Tensor) -> list[float]:
     return _list(x.norm(dim=-1))  # x: (T, D)
 
@@ -231,7 +236,7 @@ def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None =
           expected: str | None = None, with_gradients: bool = True) -> dict:
     """Raises UnknownTokenError (from the tokenizer) or ValueError for input the model cannot take."""
     switches = switches or model.switches
-    model.eval()
+    _eval_mode(model)
     src_ids = task.src_tokenizer.encode(src_text)
     if not src_ids:
         raise ValueError("the input is empty")
@@ -316,7 +321,7 @@ def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches
     decoder input (the intact model's own greedy output), so every position lines up. Per layer, over
     real tokens: mean ‖x_ablated − x_intact‖ / ‖x_intact‖ and mean cos(x_ablated, x_intact) of the
     layer's output stream. `intact_output` (the intact trace's output tokens) saves decoding again."""
-    model.eval()
+    _eval_mode(model)
     src = torch.tensor([task.src_tokenizer.encode(src_text)])
     if intact_output is not None:
         generated = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]

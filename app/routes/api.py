@@ -7,8 +7,8 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 
+from app.compute import run_model_work
 from app.models import model_info
 from app.state import BadInput, parse_state
 from app.tracing import trace_for
@@ -46,9 +46,9 @@ async def trace(
     """The response holds per-layer stream norms, sublayer contributions, norm statistics, attention
     patterns, the logit lens, gradients and the ordered steps of the forward pass."""
     state = parse_state(request.query_params, request.app.state.settings.max_input_chars)
-    result = {"state": state.params(), "trace": await run_in_threadpool(trace_for, state)}
+    result = {"state": state.params(), "trace": await run_model_work(request, trace_for, state)}
     if intact:
-        result["intact"] = await run_in_threadpool(trace_for, state, True)
+        result["intact"] = await run_model_work(request, trace_for, state, True)
     return result
 
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
 
+from app.compute import run_model_work
 from app.i18n import Translator
 from app.playground_view import playground_context, step_context
 from app.state import PlaygroundState, parse_state
@@ -45,16 +45,16 @@ async def playground(request: Request):
     state = _state(request)
     if is_htmx(request):
         lang = base_context(request)["lang"]
-        html = await run_in_threadpool(_results_html, state, lang, bool(request.query_params.get("random")))
+        html = await run_model_work(request, _results_html, state, lang, bool(request.query_params.get("random")))
         return HTMLResponse(html, headers={"HX-Push-Url": _url(state, request)})
-    context = await run_in_threadpool(playground_context, state, base_context(request)["t"])
+    context = await run_model_work(request, playground_context, state, base_context(request)["t"])
     return render(request, "playground.html", context)
 
 
 @router.get("/playground/step", summary="The step view partial for one step")
 async def playground_step(request: Request):
     state = _state(request)
-    context = await run_in_threadpool(step_context, state, base_context(request)["t"])
+    context = await run_model_work(request, step_context, state, base_context(request)["t"])
     return render(request, "playground.html", context, block_names=["step_view"],
                   headers={"HX-Replace-Url": _url(state, request)})
 
@@ -65,14 +65,14 @@ async def playground_stream(request: Request, interval_ms: int = 400):
     settings = request.app.state.settings
     interval = max(interval_ms, settings.stream_min_interval_ms) / 1000
     t = base_context(request)["t"]
-    first = await run_in_threadpool(step_context, state, t)
+    first = await run_model_work(request, step_context, state, t)
     total = len(first["steps"])
 
     async def events():
         for index in range(first["step_index"], total):
             if await request.is_disconnected():  # the learner left or pressed Pause
                 return
-            context = await run_in_threadpool(step_context, PlaygroundState(
+            context = await run_model_work(request, step_context, PlaygroundState(
                 state.model, state.input, state.switches, index), t)
             html = render_block(templates.env, "playground.html", "step_view", base_context(request, **context))
             yield ServerSentEvent(data=html, event="step", id=str(index))
