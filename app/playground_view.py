@@ -125,7 +125,9 @@ def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
         if name == "residual_off":
             continue
         trained_value = getattr(trained, name)
-        entry = {"name": name, "changed": value != trained_value}
+        # The per-sublayer residual switches do nothing while the master switch is off.
+        overridden = name.startswith("residual_") and not switches.residual
+        entry = {"name": name, "changed": value != trained_value, "overridden": overridden}
         if isinstance(value, bool):
             entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"),
                          trained="on" if trained_value else "off")

@@ -1,6 +1,7 @@
 """The playground in a real browser (Playwright + Debian chromium)."""
 
 import json
+import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -99,3 +100,16 @@ def test_bad_input_is_shown_inline(page: Page, live_server):
     page.locator("#input").fill("12x4")
     expect(page.locator("#results [role=alert]")).to_contain_text("unknown token 'x'")
     expect(page.locator("#state-form")).to_be_visible()
+
+
+def test_sublayer_residual_switches_dim_while_every_residual_is_off(page: Page, live_server):
+    page.goto(f"{live_server}/playground?input=31415")
+    sub = page.locator("#switch-residual_ffn")
+    expect(sub).not_to_have_class(re.compile("is-overridden"))
+    page.locator("#switch-residual label", has_text="off").click()
+    expect(sub).to_have_class(re.compile("is-overridden"))
+    expect(page).to_have_url(re.compile("residual=off"))
+    page.reload()  # the server renders the same from the URL
+    expect(sub).to_have_class(re.compile("is-overridden"))
+    page.locator("#switch-residual label", has_text="on").click()
+    expect(sub).not_to_have_class(re.compile("is-overridden"))

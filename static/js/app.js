@@ -149,10 +149,17 @@ document.addEventListener("keydown", (event) => {
 });
 
 // Highlight the switches that differ from how the model was trained, as they change.
+// While every residual connection is off, the per-sublayer residual switches have no effect: dim them.
 function markChangedSwitches() {
   document.querySelectorAll(".switch[data-trained]").forEach((el) => {
     const control = el.querySelector("input:checked, select");
     el.classList.toggle("is-changed", !!control && control.value !== el.dataset.trained);
+  });
+  const master = document.querySelector("#switch-residual input:checked");
+  document.querySelectorAll(".switch[data-overridden-note]").forEach((el) => {
+    const overridden = !!master && master.value === "off";
+    el.classList.toggle("is-overridden", overridden);
+    el.title = overridden ? el.dataset.overriddenNote : "";
   });
 }
 
