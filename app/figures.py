@@ -456,7 +456,10 @@ def _axis(title: str, **extra: Any) -> dict:
 
 def _index_axis(title: str, labels: list[str], **extra: Any) -> dict:
     """Positions 0..n-1 with `labels` (already escaped) as tick text: repeated labels stay distinct."""
-    return _axis(title, tickmode="array", tickvals=list(range(len(labels))), ticktext=labels, **extra)
+    # Plotly hides a label that would stick out of the figure (a slanted last label does): keep it, and let
+    # automargin make room.
+    return _axis(title, tickmode="array", tickvals=list(range(len(labels))), ticktext=labels,
+                 ticklabeloverflow="allow", **extra)
 
 
 def _right_axis(title: str, **extra: Any) -> dict:
