@@ -7,19 +7,21 @@ the logit lens of every decoder layer and per-layer gradient norms for the expec
 
 Decoder rows are stitched: row t holds what the model computed when it produced output token t,
 seeing only the tokens before it. With the causal mask on, one pass over the whole generated
-sequence computes exactly those rows (tested); with it off, each step is its own pass.
+sequence computes exactly those rows (tested); with it off, each decoding step's pass is recorded.
+The source is encoded once, for decoding and the trace alike.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import torch
 
 from model.config import SUBLAYERS_OF, Switches
 from model.tasks import BOS, EOS, PAD, Task
-from model.transformer import Seq2Seq
+from model.transformer import EncoderOutput, Seq2Seq
 
 TRACE_BUDGET_BYTES = 300_000  # a full trace of any zoo model on its longest input stays below this
 TOP_K = 3
@@ -135,33 +137,57 @@ def _embedding_summary(embed: torch.Tensor, pos: torch.Tensor) -> dict:
     }
 
 
-def _stitched_decoder_cache(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, switches: Switches):
-    """Row t of every decoder hook as computed when output token t was produced."""
+def _cached(model: Seq2Seq, run: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """run() with every hook that fires stored, batch dimension dropped."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def store(x: torch.Tensor, hook) -> None:
+        cache[hook.name] = x.detach()[0]
+
+    with model.hooks([(None, store)]):
+        out = run()
+    return out, cache
+
+
+def _stitch_row(rows: dict[str, list[torch.Tensor]], cache: dict[str, torch.Tensor], t: int, T: int) -> None:
+    """Keep row t of one decoder step's hooks (the step that produced output token t)."""
+    for name, value in cache.items():
+        if name.endswith(("hook_scores", "hook_pattern")):  # (H, Tq, Tk)
+            row = value[:, t]
+            if ".self_attn." in name:  # keys that did not exist yet are shown as 0
+                row = torch.nn.functional.pad(row, (0, T - row.size(-1)))
+            rows.setdefault(name, []).append(row)
+        elif name.split(".")[-1] in ("hook_q", "hook_k", "hook_v", "hook_z"):
+            continue  # not summarised
+        elif value.dim() >= 2 and value.size(0) == t + 1:  # (T, …)
+            rows.setdefault(name, []).append(value[t])
+        else:  # per-feature statistics (batch norm) do not depend on t
+            rows.setdefault(name, []).append(value.reshape(-1))
+
+
+def _decode_with_cache(model: Seq2Seq, memory: EncoderOutput, max_new: int, switches: Switches):
+    """Greedy decoding, and every decoder hook stitched: row t as computed when output token t was produced,
+    seeing only the tokens before it. With the causal mask on, one pass over the whole generated sequence
+    computes exactly those rows; with it off, each step's own pass is recorded as it decodes."""
     if switches.causal_mask:
-        _, cache = model.run_with_cache(src, tgt_in, switches)
-        return {k: v[0] for k, v in cache.items()}
-    T = tgt_in.size(1)
+        generated = model.greedy_from(memory, max_new, switches)
+        tgt_in = torch.cat([torch.full((1, 1), BOS), generated[:, :-1]], dim=1)
+        _, cache = _cached(model, lambda: model.decode(tgt_in, memory, switches))
+        return generated[0].tolist(), cache
+    steps: list[dict[str, torch.Tensor]] = []
+
+    def recording_decode(ys: torch.Tensor) -> torch.Tensor:
+        logits, cache = _cached(model, lambda: model.decode(ys, memory, switches))
+        steps.append(cache)
+        return logits
+
+    generated = model.greedy_from(memory, max_new, switches, decode=recording_decode)
     rows: dict[str, list[torch.Tensor]] = {}
-    encoder_cache: dict[str, torch.Tensor] = {}
-    for t in range(T):
-        _, cache = model.run_with_cache(src, tgt_in[:, : t + 1], switches)
-        for name, value in cache.items():
-            value = value[0]
-            if not name.startswith("decoder") and name not in ("hook_tgt_embed", "hook_tgt_pos", "hook_logits"):
-                encoder_cache[name] = value
-            elif name.endswith("hook_scores") or name.endswith("hook_pattern"):  # (H, Tq, Tk)
-                row = value[:, t]
-                if ".self_attn." in name:  # keys that did not exist yet are shown as 0
-                    row = torch.nn.functional.pad(row, (0, T - row.size(-1)))
-                rows.setdefault(name, []).append(row)
-            elif name.split(".")[-1] in ("hook_q", "hook_k", "hook_v", "hook_z"):
-                continue  # not summarised
-            elif value.dim() >= 2 and value.size(0) == t + 1:  # (T, …)
-                rows.setdefault(name, []).append(value[t])
-            else:  # per-feature statistics (batch norm) do not depend on t
-                rows.setdefault(name, []).append(value.reshape(-1))
-    stitched = {name: torch.stack(r, dim=-2 if name.endswith(("scores", "pattern")) else 0) for name, r in rows.items()}
-    return {**encoder_cache, **stitched}
+    for t, cache in enumerate(steps):
+        _stitch_row(rows, cache, t, len(steps))
+    return generated[0].tolist(), {
+        name: torch.stack(r, dim=-2 if name.endswith(("scores", "pattern")) else 0) for name, r in rows.items()
+    }
 
 
 def _logit_lens(cache, model: Seq2Seq, task: Task, switches: Switches) -> list[list[list]]:
@@ -177,9 +203,10 @@ def _logit_lens(cache, model: Seq2Seq, task: Task, switches: Switches) -> list[l
 
 def _top_tokens(probs: torch.Tensor, task: Task, k: int = TOP_K) -> list[list]:
     top = probs.topk(min(k, probs.size(-1)), dim=-1)
+    token = task.tgt_tokenizer.token
     return [
-        [[task.tgt_tokenizer.token(i), _r(p)] for p, i in zip(row_p.tolist(), row_i.tolist(), strict=True)]
-        for row_p, row_i in zip(top.values, top.indices, strict=True)
+        [[token(i), _r(p)] for p, i in zip(row_p, row_i, strict=True)]
+        for row_p, row_i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
     ]
 
 
@@ -249,9 +276,9 @@ def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None =
         max_new = min(max_new, len(expected_ids) + 3)
 
     # Batch of one: generation stops at EOS, so every id here is the model's own choice (even PAD).
-    generated = model.greedy_decode(src, max_new, switches)[0].tolist()
-    tgt_in = torch.tensor([[BOS] + generated[:-1]])
-    cache = _stitched_decoder_cache(model, src, tgt_in, switches)
+    memory, cache = _cached(model, lambda: model.encode(src, switches))
+    generated, decoder_cache = _decode_with_cache(model, memory, max_new, switches)
+    cache.update(decoder_cache)
     probs = torch.softmax(cache["hook_logits"], dim=-1)  # (T, V)
 
     tok = task.tgt_tokenizer

@@ -6,6 +6,7 @@ another (ablation). Without it, the switches the model was built (trained) with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -127,12 +128,20 @@ class Seq2Seq(HookedModule):
     def greedy_decode(self, src: torch.Tensor, max_new_tokens: int, switches: Switches | None = None) -> torch.Tensor:
         """One token at a time, each step reading only what was generated before it.
         Returns (B, ≤ max_new_tokens) generated ids (no BOS), PAD after each sequence's EOS."""
-        memory = self.encode(src, switches)
-        ys = torch.full((src.size(0), 1), BOS, dtype=torch.long, device=src.device)
-        finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+        return self.greedy_from(self.encode(src, switches), max_new_tokens, switches)
+
+    @torch.no_grad()
+    def greedy_from(self, memory: EncoderOutput, max_new_tokens: int, switches: Switches | None = None,
+                    decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """greedy_decode() from an encoded source. `decode(ys)` -> logits replaces the plain decoder pass
+        of each step (a trace records every step's hooks through it)."""
+        decode = decode or (lambda ys: self.decode(ys, memory, switches))
+        batch = memory.final.size(0)
+        ys = torch.full((batch, 1), BOS, dtype=torch.long, device=memory.final.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=memory.final.device)
         max_new_tokens = min(max_new_tokens, self.config.max_len - 1)
         for _ in range(max_new_tokens):
-            next_token = self.decode(ys, memory, switches)[:, -1].argmax(-1)
+            next_token = decode(ys)[:, -1].argmax(-1)
             next_token = next_token.masked_fill(finished, PAD)
             ys = torch.cat([ys, next_token[:, None]], dim=1)
             finished |= next_token == EOS

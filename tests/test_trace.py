@@ -74,11 +74,20 @@ def test_stitched_decoder_rows_equal_what_each_greedy_step_computed(model, causa
     t = trace(model, TASK, "5551", switches)
     src = torch.tensor([TASK.src_tokenizer.encode("5551")])
     ys = torch.tensor([[1]])
+    last = model.config.n_decoder_layers - 1
     for step, token in enumerate(t["output_tokens"]):
-        probs = torch.softmax(model(src, ys, switches)[0, -1], -1)
+        logits, cache = model.run_with_cache(src, ys, switches)
+        probs = torch.softmax(logits[0, -1], -1)
         chosen = probs.argmax().item()
         assert TASK.tgt_tokenizer.token(chosen) == token
         assert t["output"]["chosen_prob"][step] == pytest.approx(probs[chosen].item(), rel=1e-3)
+        # inner rows too: the last layer's stream and the first layer's masked self-attention
+        stream = cache[f"decoder.{last}.hook_resid_post"][0, -1].norm().item()
+        assert t["decoder"][last]["resid_post_norm"][step] == pytest.approx(stream, rel=1e-3)
+        pattern = cache["decoder.0.self_attn.hook_pattern"][0, :, -1]  # (H, step + 1)
+        traced = torch.tensor([head[step] for head in t["decoder"][0]["sublayers"]["self_attn"]["pattern"]])
+        assert torch.allclose(traced[:, : step + 1], pattern, atol=1e-3)
+        assert torch.all(traced[:, step + 1 :] == 0)  # keys not generated yet
         ys = torch.cat([ys, torch.tensor([[chosen]])], dim=1)
 
 
