@@ -21,7 +21,9 @@ def test_home_names_the_app_and_lists_the_zoo(client):
     r = client.get("/")
     assert r.status_code == 200
     assert "Take a Transformer apart" in r.text
-    assert "reverse-post-2x2" in r.text and 'href="/playground' in r.text
+    assert "reverse-post-2x2" in r.text
+    for area in ("/playground", "/lessons", "/train", "/claims"):  # the home page leads to every area
+        assert f'class="card" href="{area}?lang=en"' in r.text
 
 
 def test_home_in_chinese_by_query_and_by_accept_language(client):
