@@ -2,6 +2,7 @@
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import anyio
@@ -28,7 +29,9 @@ def peak_concurrency(threads: int, calls: int) -> int:
             for _ in range(calls):
                 tasks.start_soon(run_model_work, request, work)
 
-    anyio.run(main)
+    # Its own thread: another test's browser may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(anyio.run, main).result()
     return peak
 
 
