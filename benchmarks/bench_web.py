@@ -72,9 +72,10 @@ async def timed(client: httpx.AsyncClient, url: str, headers=None) -> tuple[floa
     return elapsed, response.num_bytes_downloaded  # on the wire (gzip when the client accepts it)
 
 
-async def run_load(base: str, paths: list[str], concurrency: int, headers=None) -> tuple[list[float], list[int]]:
-    """`concurrency` clients sending the paths back to back."""
-    return await run_sessions(base, [paths[i::concurrency] for i in range(concurrency)], headers, skip_first=False)
+async def run_load(base: str, paths: list[str], concurrency: int, think_s=None) -> tuple[list[float], list[int]]:
+    """`concurrency` clients sending the paths, back to back or with `think_s` pauses (the baseline of a load)."""
+    sessions = [paths[i::concurrency] for i in range(concurrency)]
+    return await run_sessions(base, sessions, skip_first=False, think_s=think_s)
 
 
 async def run_sessions(base: str, sessions: list[list[str]], headers=None, skip_first=True,
@@ -131,7 +132,7 @@ async def main(requests: int) -> None:
         loads = (("1 client, back to back", 1, None), ("classroom: 20 learners, 1-3 s between clicks", 20, (1.0, 3.0)),
                  ("saturation: 20 clients, back to back", 20, None))
         for seed, (name, concurrency, think_s) in enumerate(loads, start=1):
-            base_t, _ = await run_load(base, [static_path] * requests, concurrency)
+            base_t, _ = await run_load(base, [static_path] * requests, concurrency, think_s)
             flips = max(2, requests // concurrency)
             sessions = [[f"/playground?{q}" for q in s] for s in learner_sessions(concurrency, flips, seed)]
             start = time.perf_counter()
