@@ -155,8 +155,8 @@ function markChangedSwitches() {
     const control = el.querySelector("input:checked, select");
     el.classList.toggle("is-changed", !!control && control.value !== el.dataset.trained);
   });
-  const master = document.querySelector("#switch-residual input:checked");
   document.querySelectorAll(".switch[data-overridden-note]").forEach((el) => {
+    const master = el.parentElement.querySelector('[id$="switch-residual"] input:checked');
     const overridden = !!master && master.value === "off";
     el.classList.toggle("is-overridden", overridden);
     el.title = overridden ? el.dataset.overriddenNote : "";
