@@ -44,3 +44,7 @@ class Translator:
     def __call__(self, key: str, **values) -> str:
         text = self._labels.get(key) or self._fallback.get(key) or key
         return text.format(**values) if values else text
+
+    def model_title(self, model) -> str:
+        """A model's title in this language: the zoo's are translated; a run keeps the title it was given."""
+        return self._labels.get(f"model.{model.name}", model.title)

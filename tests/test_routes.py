@@ -30,6 +30,8 @@ def test_home_in_chinese_by_query_and_by_accept_language(client):
     assert "逐层" in client.get("/?lang=zh").text or "拆" in client.get("/?lang=zh").text
     r = client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
     assert '<html lang="zh-Hans">' in r.text
+    assert "数字倒序 · 2+2 层" in r.text  # zoo model titles are translated, on home and in the playground
+    assert "数字倒序 · 2+2 层" in client.get("/playground?lang=zh").text
 
 
 def test_playground_full_page_has_controls_results_and_vendored_scripts(client):
