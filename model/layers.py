@@ -58,10 +58,7 @@ class Norm(nn.Module):
         return self.hook_out(self._affine(normalized, kind))
 
     def _hooked(self) -> bool:
-        for point in self._points:
-            if getattr(point._local, "fns", None):
-                return True
-        return False
+        return any(getattr(point._local, "fns", None) for point in self._points)
 
     def quiet(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The same computation without firing hooks or updating running statistics."""
