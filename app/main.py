@@ -1,5 +1,6 @@
 """The ASGI app: `uvicorn app.main:app`."""
 
+import gc
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -35,7 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runner.start()
         app.state.sweeps = SweepScheduler(app.state.runner, app.state.store)
         app.state.sweeps.start()
+        # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server. Frozen,
+        # it is left out of every later full garbage collection, which otherwise stalls a request for ~100 ms.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         app.state.sweeps.stop()
         app.state.runner.stop()
         app.state.store.close()

@@ -6,7 +6,7 @@ context serves the full page, its partials and the Play stream.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from functools import lru_cache
 from urllib.parse import urlencode
 
@@ -161,9 +161,9 @@ def step_context(state: PlaygroundState, t) -> dict:
     }
 
 
-@lru_cache(maxsize=128)
-def _cached_panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
-    """Panels do not depend on the step: built once per (model, input, switches, language)."""
+def _panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
+    """The tabs' figures. Not cached: they take about a millisecond from the cached trace, and the rendered
+    partial that holds them is cached already (kept figure dicts would only lengthen garbage collections)."""
     entry = model_info(state.model)
     comparison = comparison_for(state) if is_ablated(state) else None
     with figures.language(lang):
@@ -184,7 +184,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         intact=intact,
         differences=state.switches.differences(trained),
         controls=switch_controls(state.switches, trained),
-        panels=_cached_panels(replace(state, step=0), t.lang),
+        panels=_panels(state, t.lang),
         state_params=state.params(),
         train_query=train_query(state, entry.task),
         entry_dict=asdict(entry),
