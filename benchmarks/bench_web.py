@@ -140,7 +140,8 @@ async def main(requests: int) -> None:
             rate = len(miss_t) / (time.perf_counter() - start)
             hit_t, _ = await run_sessions(base, sessions, HX, think_s=think_s, seed=seed)  # the same clicks: cached
             print(f"{name}, {flips} switch changes each:\n"
-                  f"    new state (model runs) p50 {pct(miss_t, 50):.0f} ms, p95 {pct(miss_t, 95):.0f} ms, max {max(miss_t):.0f} ms "
+                  f"    new state (model runs) p50 {pct(miss_t, 50):.0f} ms, p95 {pct(miss_t, 95):.0f} ms, "
+                  f"max {max(miss_t):.0f} ms "
                   f"({rate:.1f} switch changes/s served); cached state p50 {pct(hit_t, 50):.1f} ms, "
                   f"p95 {pct(hit_t, 95):.1f} ms\n"
                   f"    static file p50 {pct(base_t, 50):.1f} ms (model run = {pct(miss_t, 50) / pct(base_t, 50):.0f}x "
