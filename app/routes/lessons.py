@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.claims import CLAIMS
+from app.compute import run_model_work
 from app.i18n import pick_language
 from app.lesson_widgets import run_widget
 from app.lessons_schema import get_lesson, load_lessons
@@ -49,7 +50,8 @@ async def lesson_widget(request: Request, slug: str, step_id: str):
     if step is None or step.widget is None:
         raise BadInput("step", f"lesson {slug!r} has no step {step_id!r} with a widget", 404)
     t = base_context(request)["t"]
-    result = await run_in_threadpool(run_widget, step.widget, request.app.state.settings, request.app.state.store, t)
+    result = await run_model_work(request, run_widget, step.widget, request.app.state.settings,
+                                  request.app.state.store, t)  # traces: queued with the playground's
     return render(request, "lesson.html", {"lesson": lesson, "step": step, "w": result}, block_names=["widget"])
 
 
