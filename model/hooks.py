@@ -109,14 +109,21 @@ class HookedModule(nn.Module):
         with self.hooks(fwd_hooks):
             return self(*args, **kwargs)
 
-    def run_with_cache(self, *args, names_filter: NameFilter = None, detach: bool = True, **kwargs):
-        """Returns (output, cache) where cache maps hook name -> tensor as it passed."""
+    @contextmanager
+    def caching(self, names_filter: NameFilter = None, detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+        """Inside the block, every hook that fires is stored in the yielded dict: hook name -> tensor as it
+        passed. For any part of the model (`with model.caching() as cache: model.encode(src)`)."""
         cache: dict[str, torch.Tensor] = {}
 
         def store(x: torch.Tensor, hook: HookPoint) -> None:
             cache[hook.name] = x.detach() if detach else x
 
         with self.hooks([(names_filter, store)]):
+            yield cache
+
+    def run_with_cache(self, *args, names_filter: NameFilter = None, detach: bool = True, **kwargs):
+        """Returns (output, cache) where cache maps hook name -> tensor as it passed."""
+        with self.caching(names_filter, detach) as cache:
             out = self(*args, **kwargs)
         return out, cache
 

@@ -138,15 +138,10 @@ def _embedding_summary(embed: torch.Tensor, pos: torch.Tensor) -> dict:
 
 
 def _cached(model: Seq2Seq, run: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """run() with every hook that fires stored, batch dimension dropped."""
-    cache: dict[str, torch.Tensor] = {}
-
-    def store(x: torch.Tensor, hook) -> None:
-        cache[hook.name] = x.detach()[0]
-
-    with model.hooks([(None, store)]):
+    """run() with every hook that fires stored, batch dimension dropped (a trace is of one input)."""
+    with model.caching() as cache:
         out = run()
-    return out, cache
+    return out, {name: value[0] for name, value in cache.items()}
 
 
 def _stitch_row(rows: dict[str, list[torch.Tensor]], cache: dict[str, torch.Tensor], t: int, T: int) -> None:

@@ -302,3 +302,12 @@ def test_hooks_added_in_one_thread_are_not_seen_by_another():
         model(SRC, TGT)
     worker.join()
     assert calls == [1] and seen_elsewhere == [1]
+
+
+def test_caching_records_only_the_part_that_ran_and_leaves_no_hook():
+    model = make_model()
+    with model.caching() as cache:
+        memory = model.encode(SRC)
+    assert cache and all(not name.startswith("decoder") and name != "hook_logits" for name in cache)
+    assert torch.equal(cache[f"encoder.{model.config.n_encoder_layers - 1}.hook_resid_post"], memory.per_layer[-1])
+    assert model.active_hook_count() == 0
