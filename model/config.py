@@ -16,6 +16,7 @@ NormType = Literal["layer", "rms", "batch", "none"]
 NormPosition = Literal["post", "pre"]
 PosEncoding = Literal["sinusoidal", "learned", "none"]
 Memory = Literal["final", "same_depth"]
+InitScheme = Literal["default", "xavier", "small"]  # how weights start; see model.layers.initialize
 SublayerKind = Literal["self_attn", "cross_attn", "ffn"]
 Stack = Literal["encoder", "decoder"]
 

@@ -59,6 +59,11 @@ class HookPoint(nn.Module):
         return x
 
 
+def any_hooked(points: Sequence[HookPoint]) -> bool:
+    """Whether any of these points has a hook in this thread, so that a fused kernel may skip them."""
+    return any(getattr(point._local, "fns", None) for point in points)
+
+
 def name_hook_points(root: nn.Module) -> dict[str, HookPoint]:
     points = {}
     for name, module in root.named_modules():

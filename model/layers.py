@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.hooks import HookPoint
+from model.hooks import HookPoint, any_hooked
 
 
 class Norm(nn.Module):
@@ -43,11 +43,8 @@ class Norm(nn.Module):
 
     def forward(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, D); pad_mask: (B, T) True at padding (ignored by batch statistics)."""
-        if kind in ("layer", "rms") and not self._hooked():
-            # Nobody is looking inside: torch's fused kernels compute the same thing (tested) in one op.
-            if kind == "layer":
-                return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
-            return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
+        if kind in ("layer", "rms") and not any_hooked(self._points):
+            return self._fused(x, kind)
         x = self.hook_in(x)
         mean, std = self.statistics(x, kind, pad_mask)
         mean = self.hook_mean(mean)
@@ -57,8 +54,11 @@ class Norm(nn.Module):
         normalized = self.hook_normalized((x - mean) / std)
         return self.hook_out(self._affine(normalized, kind))
 
-    def _hooked(self) -> bool:
-        return any(getattr(point._local, "fns", None) for point in self._points)
+    def _fused(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        # Nobody is looking inside: torch's fused kernels compute the same thing (tested) in one op.
+        if kind == "layer":
+            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
 
     def quiet(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The same computation without firing hooks or updating running statistics."""
@@ -160,8 +160,9 @@ class PositionalEncoding(nn.Module):
         self.learned = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.learned.weight, std=0.1)
 
-    def forward(self, length: int, kind: str) -> torch.Tensor:
-        """(1, length, D) table to add to the stream; zeros when kind == 'none'."""
+    def forward(self, length: int, kind: str, rows: int = 1) -> torch.Tensor:
+        """(1, length, D) table to add to a stream of `rows` sequences; zeros when kind == 'none'.
+        (`rows` matters only to a seed-stacked table, whose seeds each hold their own learned positions.)"""
         if length > self.sinusoidal.size(0):
             raise ValueError(f"sequence of {length} tokens is longer than max_len {self.sinusoidal.size(0)}")
         if kind == "sinusoidal":
@@ -171,3 +172,34 @@ class PositionalEncoding(nn.Module):
         if kind == "none":
             return self.sinusoidal.new_zeros(1, length, self.sinusoidal.size(1))
         raise ValueError(f"pos_encoding: unknown kind {kind!r}")
+
+
+OUTPUT_PROJECTIONS = ("W_o", "W_out")  # a sublayer's last Linear: what it adds to the residual stream
+
+
+@torch.no_grad()
+def initialize(model: nn.Module, scheme: str) -> None:
+    """Re-initialise every Linear of a Seq2Seq by `scheme` (under the run's torch seed, right after construction).
+
+    default  PyTorch's nn.Linear init, U(±1/√fan_in) for weights and biases, as constructed: nothing changes;
+    xavier   Xavier/Glorot uniform weights, zero biases;
+    small    GPT-2's: normal(0, 0.02) weights, zero biases, and each sublayer's output projection (attention
+             W_o, feed-forward W_out) scaled by 1/√(2·layers of its stack) so the stream does not grow with depth.
+    Embeddings and learned positions keep their own init in every scheme.
+    """
+    if scheme == "default":
+        return
+    if scheme not in ("xavier", "small"):
+        raise ValueError(f"init: unknown scheme {scheme!r}")
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        nn.init.zeros_(module.bias)
+        if scheme == "xavier":
+            nn.init.xavier_uniform_(module.weight)
+            continue
+        std = 0.02
+        if name.rsplit(".", 1)[-1] in OUTPUT_PROJECTIONS:
+            stack = name.split(".", 1)[0]
+            std /= math.sqrt(2 * model.config.n_layers(stack))
+        nn.init.normal_(module.weight, std=std)

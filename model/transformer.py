@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property, partial
 
 import torch
 from torch import nn
@@ -37,8 +38,15 @@ class Stack(nn.Module):
 @dataclass
 class EncoderOutput:
     final: torch.Tensor  # (B, S, D) what the decoder reads by default
-    per_layer: list[torch.Tensor]  # memory for switches.memory == "same_depth", one per encoder layer
+    layer_outputs: list[torch.Tensor]  # (B, S, D) the stream after each encoder layer
     pad_mask: torch.Tensor  # (B, S) True at source padding
+    final_norm: Callable[[torch.Tensor], torch.Tensor]  # the stack's final norm, without hooks
+
+    @cached_property
+    def per_layer(self) -> list[torch.Tensor]:
+        """Memory for switches.memory == "same_depth", one per encoder layer, normalised as the final output is.
+        Made only when something reads it: training with the default memory never does."""
+        return [self.final_norm(o) for o in self.layer_outputs[:-1]] + [self.final]
 
 
 class Seq2Seq(HookedModule):
@@ -76,7 +84,7 @@ class Seq2Seq(HookedModule):
         pad_mask = src == PAD
         inputs = LayerInputs(sw, "encoder", pad_mask, self_attn_mask=~pad_mask[:, None, None, :])
         x = self.hook_src_embed(self.src_embed(src))
-        pe = self.hook_src_pos(self.pos(src.size(1), sw.pos_encoding))
+        pe = self.hook_src_pos(self.pos(src.size(1), sw.pos_encoding, src.size(0)))
         x = x + pe
         outputs = []
         for i, layer in enumerate(self.encoder.layers()):
@@ -86,8 +94,8 @@ class Seq2Seq(HookedModule):
             outputs.append(x)
         kind = self._final_norm_kind(sw)
         final = self.encoder.norm_final(x, kind, pad_mask)
-        per_layer = [self.encoder.norm_final.quiet(o, kind, pad_mask) for o in outputs[:-1]] + [final]
-        return EncoderOutput(final, per_layer, pad_mask)
+        return EncoderOutput(final, outputs, pad_mask, partial(self.encoder.norm_final.quiet, kind=kind,
+                                                               pad_mask=pad_mask))
 
     def decode(self, tgt_in: torch.Tensor, memory: EncoderOutput, switches: Switches | None = None) -> torch.Tensor:
         """tgt_in: (B, T) BOS + target so far. Returns logits (B, T, tgt_vocab)."""
@@ -107,7 +115,7 @@ class Seq2Seq(HookedModule):
             cross_attn_mask=~memory.pad_mask[:, None, None, :],
         )
         x = self.hook_tgt_embed(self.tgt_embed(tgt_in))
-        pe = self.hook_tgt_pos(self.pos(T, sw.pos_encoding))
+        pe = self.hook_tgt_pos(self.pos(T, sw.pos_encoding, tgt_in.size(0)))
         x = x + pe
         for i, layer in enumerate(self.decoder.layers()):
             if i > 0 and sw.pos_every_layer:

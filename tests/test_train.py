@@ -2,6 +2,7 @@
 cancelled, and its checkpoint loads back to the same model."""
 
 import math
+import random
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 from model.checkpoint import checkpoint_bytes, load_checkpoint
 from model.config import ConfigError, Switches
 from model.tasks import get_task
-from model.train import TrainConfig, TrainingRun, model_config_for, steps_to_reach
+from model.train import TrainConfig, TrainingRun, model_config_for, new_model, steps_to_reach
 from model.train_cli import main as cli_main
 
 PRE_LN = Switches(norm_position="pre")
@@ -51,21 +52,20 @@ def test_metrics_carry_per_layer_gradient_norms_and_input_statistics():
 
 
 def test_gradient_norms_are_those_of_the_layer_inputs():
-    """Cross-check the probe against autograd on the same batch, computed independently."""
+    """Cross-check the probe against autograd on the same first batch and the same initial model."""
     run = short_run(steps=1)
-    batch = run.task.batch(__import__("random").Random(0), 32)
+    model = new_model(run.model_config, run.switches, seed=0)
+    batch = run.task.batch(random.Random(0), 32)
     inputs = {}
 
     def keep(x, hook):
         x.retain_grad()
         inputs[hook.name] = x
 
-    with run.model.hooks([("decoder.1.hook_resid_pre", keep)]):
-        logits = run.model(batch.src, batch.tgt_in)
+    with model.hooks([("decoder.1.hook_resid_pre", keep)]):
+        logits = model(batch.src, batch.tgt_in)
         torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=0).backward()
     expected = inputs["decoder.1.hook_resid_pre"].grad.norm().item()
-    run.model.zero_grad()
-    run.data_rng = __import__("random").Random(0)
     m = next(iter(run))
     assert m.layer_grad_norms["decoder"][1] == pytest.approx(expected, rel=1e-4)
 
