@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from app.state import BadInput, parse_switches
 from app.store import RunSpec
-from model.config import ConfigError, Switches
+from model.config import ConfigError, InitScheme, Switches
 from model.tasks import TASKS, get_task
 from model.train import TrainConfig, model_config_for
 
 # Defaults that train to 99% in well under a minute here (see model/zoo/build.py).
 DEFAULTS = {"task": "reverse", "layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 128, "steps": 600,
-            "lr": 0.001, "warmup_steps": 0, "seed": 0, "batch_size": 64, "eval_every": 50,
+            "lr": 0.001, "warmup_steps": 0, "seed": 0, "batch_size": 64, "eval_every": 50, "init": "default",
             "switches": Switches(norm_position="pre")}
+INIT_SCHEMES = get_args(InitScheme)
 LIMITS = {"layers": (1, 12), "d_model": (8, 256), "n_heads": (1, 16), "d_ff": (8, 1024), "steps": (10, 5000),
           "warmup_steps": (0, 5000), "seed": (0, 1_000_000), "batch_size": (4, 256)}
 
@@ -39,6 +42,24 @@ def _lr(form: dict) -> float:
     return value
 
 
+def _stop_at(form: dict) -> float:
+    raw = str(form.get("stop_at", 0)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput("stop_at", f"{raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise BadInput("stop_at", f"{value} is outside 0..1 (0 = train every step)")
+    return value
+
+
+def _init(form: dict) -> str:
+    value = str(form.get("init", DEFAULTS["init"])).strip()
+    if value not in INIT_SCHEMES:
+        raise BadInput("init", f"{value!r} is not allowed; choose one of {' | '.join(INIT_SCHEMES)}")
+    return value
+
+
 def parse_run_request(form: dict, settings) -> tuple[RunSpec, str]:
     task_name = form.get("task", DEFAULTS["task"])
     if task_name not in TASKS:
@@ -58,7 +79,8 @@ def parse_run_request(form: dict, settings) -> tuple[RunSpec, str]:
                                         n_encoder_layers=layers, n_decoder_layers=layers)
         train_config = TrainConfig(task=task_name, steps=steps, batch_size=_int(form, "batch_size"), lr=_lr(form),
                                    warmup_steps=_int(form, "warmup_steps"), seed=_int(form, "seed"),
-                                   eval_every=max(10, min(50, steps // 12)))
+                                   eval_every=max(10, min(50, steps // 12)), init=_init(form),
+                                   stop_at=_stop_at(form))
     except ConfigError as error:
         raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
     spec = RunSpec(task_name, model_config.to_dict(), switches.to_dict(), train_config.to_dict())

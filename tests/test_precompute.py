@@ -1,5 +1,7 @@
 """The precompute command trains what the lessons need once; a second call replays everything."""
 
+import pytest
+
 from app.precompute import PLANS, precompute
 from app.settings import Settings
 from app.store import RunStore
@@ -8,15 +10,33 @@ TINY = {"tiny": ({"task": "copy", "d_model": "16", "n_heads": "2", "d_ff": "32",
                  [1, 2], ["pre_ln", "no_norm"])}
 
 
-def test_precompute_fills_the_store_and_is_idempotent(tmp_path):
+def test_precompute_fills_the_store_with_every_seed_and_is_idempotent(tmp_path):
     settings = Settings(data_dir=tmp_path)
+    quiet = {"log": lambda *a, **k: None, "settings": settings, "seeds": (0, 1, 2)}
     with RunStore(tmp_path / "runs.sqlite3") as store:
-        first = precompute(store, TINY, workers=2, settings=settings, log=lambda *a, **k: None)
-        assert len(first["tiny"]) == 4
-        assert all(store.get(i).status == "done" for i in first["tiny"])
+        first = precompute(store, TINY, workers=2, **quiet)
+        assert len(first["tiny"]) == 4 * 3
+        records = [store.get(i) for i in first["tiny"]]
+        assert all(r.status == "done" and r.has_checkpoint and r.steps_done == 15 for r in records)
+        assert sorted(r.spec.train_config["seed"] for r in records) == [0] * 4 + [1] * 4 + [2] * 4
         assert [s["name"] for s in store.sweeps()] == ["tiny"]
-        again = precompute(store, TINY, workers=2, settings=settings, log=lambda *a, **k: None)
-        assert again == first and len(store.list(limit=100)) == 4
+        again = precompute(store, TINY, workers=2, **quiet)
+        assert again == first and len(store.list(limit=100)) == 12
+
+
+def test_seeds_trained_together_store_what_a_lone_run_of_that_seed_gives(tmp_path):
+    """Each stored seed is the run a one-seed job of the same spec would have made."""
+    from app.precompute import train_seeds, with_seed
+    from app.sweeps import sweep_items
+    from model.config import ModelConfig, Switches
+    from model.train import TrainConfig, TrainingRun
+
+    spec = sweep_items(*TINY["tiny"][:1], [1], ["pre_ln"], Settings())[0]["spec"]
+    together = {o.seed: o for o in train_seeds(spec, [0, 1])}
+    alone = with_seed(spec, 1)
+    lone = list(TrainingRun(ModelConfig.from_dict(alone.model_config), Switches.from_dict(alone.switches),
+                            TrainConfig.from_dict(alone.train_config)))
+    assert [row["loss"] for row in together[1].metrics] == pytest.approx([m.loss for m in lone], rel=1e-4)
 
 
 def test_the_lesson_plans_are_valid_sweeps():

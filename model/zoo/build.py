@@ -55,15 +55,13 @@ def build(recipe: Recipe) -> ZooEntry:
     task = get_task(recipe.task)
     model_config = model_config_for(task, n_encoder_layers=recipe.layers, n_decoder_layers=recipe.layers)
     train_config = TrainConfig(task=recipe.task, steps=recipe.steps, lr=recipe.lr,
-                               warmup_steps=recipe.warmup_steps, seed=0, eval_every=50)
+                               warmup_steps=recipe.warmup_steps, seed=0, eval_every=50, stop_at=recipe.stop_at)
     run = TrainingRun(model_config, recipe.switches, train_config)
     started = time.perf_counter()
-    for m in run:
+    for m in run:  # stops by itself once held-out accuracy reaches stop_at
         if m.heldout_seq_accuracy is not None:
             print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} held-out {m.heldout_seq_accuracy:.1%}",
                   file=sys.stderr)
-            if m.heldout_seq_accuracy >= recipe.stop_at:
-                break
     seconds = time.perf_counter() - started
     path = ZOO_DIR / f"{recipe.name}.pt"
     save_checkpoint(path, run.model, train_config, run.history, {"recipe": recipe.name})
