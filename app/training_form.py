@@ -91,7 +91,7 @@ def parse_run_request(form: dict, settings) -> tuple[RunSpec, str]:
 # B differs from A in exactly one setting, so the comparison says what that setting does.
 AB_OPTIONS = ("residual=off", "norm=none", "norm=batch", "norm=rms", "norm_position=post", "norm_position=pre",
               "pos_encoding=none", "pos_encoding=learned", "pos_every_layer=on", "causal_mask=off",
-              "memory=same_depth", "warmup_steps=200")
+              "memory=same_depth", "warmup_steps=200", "init=xavier", "init=small")
 
 
 def parse_ab(form: dict) -> tuple[dict, str] | None:

@@ -59,6 +59,8 @@ def test_an_unfinished_or_unknown_run_is_not_a_model(client):
     ({"lr": "2"}, "lr", "outside"),
     ({"task": "poetry"}, "task", "unknown task"),
     ({"norm": "group"}, "norm", "choose one of"),
+    ({"init": "huge"}, "init", "choose one of default | xavier | small"),
+    ({"stop_at": "1.5"}, "stop_at", "outside 0..1"),
 ])
 def test_bad_settings_are_refused_before_any_work(client, changes, field, message):
     r = client.post("/train/runs", data={**SMALL, **changes}, headers={"HX-Request": "true"})
@@ -104,3 +106,17 @@ def test_the_playground_links_to_the_training_lab_with_its_switches(client):
     form = client.get(link).text
     assert re.search(r'name="residual" value="off" checked', form)
     assert re.search(r'<option value="rms" selected', form)
+
+
+def test_the_initialisation_is_a_lab_setting_recorded_with_the_run(client):
+    form = client.get("/train").text
+    assert '<select name="init">' in form and '<option value="default" selected' in form
+    run_id, html = start(client, init="small", steps="10")
+    assert "small, GPT-2 style" in html
+    follow(client, run_id)
+    assert client.get("/api/runs").json()[0]["spec"]["train_config"]["init"] == "small"
+    other, _ = start(client, init="xavier", steps="10")
+    follow(client, other)
+    runs = {run["id"]: run for run in client.get("/api/runs").json()}
+    metrics = [client.get(f"/api/runs/{i}/metrics").json()["metrics"][0]["loss"] for i in (run_id, other)]
+    assert runs[other]["spec"]["train_config"]["init"] == "xavier" and metrics[0] != metrics[1]

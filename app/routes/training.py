@@ -16,7 +16,7 @@ from app.jobs import QueueFull
 from app.state import BadInput, choices, parse_switches
 from app.store import RunRecord
 from app.templating import is_htmx, render
-from app.training_form import AB_OPTIONS, DEFAULTS, parse_ab, parse_run_request, switch_controls_for
+from app.training_form import AB_OPTIONS, DEFAULTS, INIT_SCHEMES, parse_ab, parse_run_request, switch_controls_for
 from model.tasks import TASKS
 
 router = APIRouter(tags=["training"])
@@ -52,6 +52,7 @@ def training_page(request: Request):
     return render(request, "train.html", {
         "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
         "norm_choices": choices("norm"), "runs": _store(request).list(limit=12), "ab_options": AB_OPTIONS,
+        "init_schemes": INIT_SCHEMES,
     })
 
 
