@@ -72,28 +72,41 @@ def test_three_seeds_together_equal_three_lone_runs(switches):
     assert batched[0][-1].loss != batched[1][-1].loss  # the seeds really are different runs
 
 
-def test_a_lone_run_equals_a_bare_pytorch_training_loop():
-    """The engine (stacked weights, flat Adam, one-pass metrics) against the textbook loop."""
+@pytest.mark.parametrize("grad_clip", [0.0, 0.5])
+def test_a_lone_run_equals_a_bare_pytorch_training_loop(grad_clip):
+    """The engine (stacked weights, flat Adam, one-pass metrics, per-seed clipping) against the textbook loop."""
     switches = Switches(norm_position="pre")
     model = new_model(CONFIG, switches, seed=3)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = random.Random(3)
-    losses = []
+    losses, norms = [], []
     for _ in range(10):
         batch = TASK.batch(rng, 16)
         logits = model(batch.src, batch.tgt_in)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
         optimizer.zero_grad()
         loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf).item())
         optimizer.step()
         losses.append(loss.item())
-    run = TrainingRun(CONFIG, switches, train_config(seed=3, steps=10))
-    assert [m.loss for m in run] == pytest.approx(losses, rel=1e-4)
+    run = TrainingRun(CONFIG, switches, train_config(seed=3, steps=10, grad_clip=grad_clip))
+    history = list(run)
+    assert [m.loss for m in history] == pytest.approx(losses, rel=1e-4)
+    assert [m.grad_norm for m in history] == pytest.approx(norms, rel=1e-3)
+    if grad_clip:
+        assert min(norms) > grad_clip  # so clipping really acted on every step
     # Outputs, not weights: a key bias has no gradient but rounding noise (softmax ignores a shift shared by all
     # keys), and Adam scales noise up to full-size steps, differently in each implementation.
     batch = TASK.batch(random.Random(99), 32)
     torch.testing.assert_close(run.model.eval()(batch.src, batch.tgt_in), model.eval()(batch.src, batch.tgt_in),
                                rtol=1e-3, atol=1e-4)
+
+
+def test_clipping_is_per_seed():
+    switches = Switches(norm_position="pre")
+    batched = together(switches, [0, 1], steps=8, grad_clip=0.5)
+    for seed in (0, 1):
+        assert_same_history(batched[seed], lone(switches, seed, steps=8, grad_clip=0.5))
 
 
 def test_stacking_and_unstacking_keep_each_models_outputs():
