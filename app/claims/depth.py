@@ -49,11 +49,12 @@ def _reduction(fast: dict, slow: dict) -> float | None:
 
 def _method(variants: str, extra_en: str = "", extra_zh: str = "") -> dict[str, str]:
     return texts(
-        f"The precomputed sweep “{PLAN}” (reverse task, 600 steps, seed 0, Adam lr 1e-3; depths 2, 4, 6 encoder + "
-        f"decoder layers): final greedy held-out exact-sequence accuracy and the first evaluated step at which it "
-        f"reached {pct(TARGET)}, for {variants}.{extra_en}",
-        f"预先训练的扫描实验“{PLAN}”(反转任务,600 步,种子 0,Adam 学习率 1e-3;编码器与解码器各 2、4、6 层):"
-        f"最终留出集贪心解码整句正确率,以及首次达到 {pct(TARGET)} 的评估步数;比较 {variants}。{extra_zh}")
+        f"The precomputed sweep “{PLAN}” (reverse task, up to 600 steps, stopping at {pct(TARGET)} held-out, "
+        f"seed 0, Adam lr 1e-3; depths 2, 4, 6 encoder + decoder layers): final greedy held-out exact-sequence "
+        f"accuracy and the first evaluated step at which it reached {pct(TARGET)}, for {variants}.{extra_en}",
+        f"预先训练的扫描实验“{PLAN}”(反转任务,最多 600 步、留出集达到 {pct(TARGET)} 即停止,种子 0,"
+        f"Adam 学习率 1e-3;编码器与解码器各 2、4、6 层):最终留出集贪心解码整句正确率,"
+        f"以及首次达到 {pct(TARGET)} 的评估步数;比较 {variants}。{extra_zh}")
 
 
 def _sweep(store: RunStore | None, claim: str, variants: tuple[str, ...], needs_en: str, needs_zh: str,

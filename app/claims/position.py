@@ -86,11 +86,13 @@ def _roughness(metrics: list[dict]) -> tuple[float, float]:
 
 def measure_p2(store: RunStore | None) -> Verdict:
     method = texts(
-        "The precomputed sweep “pe-every-layer” (reverse task, 600 steps, Pre-LN, depths 2 and 4): PE added once "
-        "(pre_ln) vs at every layer (pe_every_layer). Final held-out exact-sequence accuracy, steps to 99%, and "
-        "roughness = std of the step-to-step change of the training loss over the second half of training.",
-        "预先训练的扫描实验“pe-every-layer”(反转任务,600 步,Pre-LN,2 层与 4 层):位置编码只加一次(pre_ln)与每层都加"
-        "(pe_every_layer)对比。最终留出集整句正确率、达到 99% 的步数,以及粗糙度 = 后半程训练损失逐步变化量的标准差。")
+        "The precomputed sweep “pe-every-layer” (reverse task, up to 600 steps, stopping at 99% held-out, Pre-LN, "
+        "depths 2 and 4): PE added once (pre_ln) vs at every layer (pe_every_layer). Final held-out exact-sequence "
+        "accuracy, steps to 99%, and roughness = std of the step-to-step change of the training loss over the "
+        "second half of training.",
+        "预先训练的扫描实验“pe-every-layer”(反转任务,最多 600 步、留出集达到 99% 即停止,Pre-LN,2 层与 4 层):"
+        "位置编码只加一次(pre_ln)与每层都加(pe_every_layer)对比。最终留出集整句正确率、达到 99% 的步数,"
+        "以及粗糙度 = 后半程训练损失逐步变化量的标准差。")
     sweep = load_sweep(store, "pe-every-layer")
     depths = sweep.depths("pre_ln", "pe_every_layer") if sweep else []
     if not depths:
