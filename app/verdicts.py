@@ -47,7 +47,7 @@ def current_verdicts(settings, store: RunStore) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.verdicts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-train", action="store_true", help="measure only; do not train missing runs")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="training processes at once (one per core)")
     args = parser.parse_args(argv)
     settings = get_settings()
     import torch
