@@ -87,8 +87,9 @@ def bench_seeds(repeats: int) -> None:
         floor, _ = medians(lambda d=depth: engine_ms_per_step(d, 1, batch_size=5 * 64), repeats)
         print(f"{depth}+{depth}: 5 seeds together {five:.1f} ms/step vs 1 seed {one:.1f} ms/step: {five / one:.2f}x "
               f"(target <= 2.5x); throughput {5 * one / five:.2f}x five runs one after another (target >= 2x)")
+        runs = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(fives, ones, strict=True))
         print(f"      floor: 1 seed with a 5x batch costs {floor / one:.2f}x one seed (the compute five seeds "
-              f"need without any batching overhead); medians of {', '.join(f'{a:.0f}/{b:.0f}' for a, b in zip(fives, ones))} ms")
+              f"need without any batching overhead); 5 seeds/1 seed per repeat: {runs} ms")
     torch.set_num_threads(2)
     two = engine_ms_per_step(2, 5)
     torch.set_num_threads(1)
@@ -154,27 +155,47 @@ def bench_memory() -> None:
           f"(target <= 1024 MB); the same process with torch imported and nothing trained: {idle:.0f} MB")
 
 
-def bench_sweeps() -> None:
+def bench_sweeps(data_dir: str | None) -> None:
     from app.precompute import PLANS, SEEDS, precompute
     from app.settings import Settings
     from app.store import RunStore
 
-    with tempfile.TemporaryDirectory() as data_dir:
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(data_dir or scratch)
         started = time.perf_counter()
-        with RunStore(Path(data_dir) / "runs.sqlite3") as store:
-            ids = precompute(store, PLANS, workers=2, settings=Settings(data_dir=data_dir),
+        with RunStore(directory / "runs.sqlite3") as store:
+            ids = precompute(store, PLANS, workers=2, settings=Settings(data_dir=directory),
                              log=lambda *a, **k: print(*a, **k, file=sys.stderr))
-            steps = sum(store.get(i).steps_done for plan in ids.values() for i in plan)
-            runs = sum(len(plan) for plan in ids.values())
-        minutes = (time.perf_counter() - started) / 60
-    print(f"every precomputed sweep ({len(PLANS)} plans, {runs} runs = configurations x {len(SEEDS)} seeds, "
-          f"{steps:,} seed-steps) from an empty store, 2 worker processes: {minutes:.1f} min (target <= 20 min)")
+            minutes = (time.perf_counter() - started) / 60
+            runs = [store.get(i) for i in sorted({i for plan in ids.values() for i in plan})]
+            print(f"every precomputed sweep ({len(PLANS)} plans: {len(runs) // len(SEEDS)} configurations x "
+                  f"{len(SEEDS)} seeds = {len(runs)} runs, {sum(r.steps_done for r in runs):,} seed-steps) from an "
+                  f"empty store, 2 worker processes: {minutes:.1f} min (target <= 20 min)")
+            _print_outcomes(runs)
+
+
+def _print_outcomes(runs) -> None:
+    """Per configuration: how many seeds reached 99% held-out and when, and the final held-out accuracy."""
+    by_config: dict[str, list] = {}
+    for run in runs:
+        spec = run.spec
+        name = (f"{spec.model_config['n_encoder_layers']}+{spec.model_config['n_decoder_layers']} "
+                f"{run.label.split(':', 1)[-1].split('×')[0].strip()}")
+        by_config.setdefault(name, []).append(run)
+    for name, group in sorted(by_config.items()):
+        reached = sorted(r.steps_done for r in group if (r.final or {}).get("heldout_seq_accuracy", 0) >= 0.99)
+        finals = [(r.final or {}).get("heldout_seq_accuracy") or 0.0 for r in group]
+        spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        print(f"  {name:28s} reached 99%: {len(reached)}/{len(group)} seeds"
+              f"{f' (median step {statistics.median(reached):.0f})' if reached else ''}; "
+              f"final held-out {statistics.fmean(finals):.1%} ± {spread:.1%}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip the sweeps (about 20 minutes)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", help="keep the sweeps' run store here (default: a temporary directory)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread unless said")
@@ -184,7 +205,7 @@ def main() -> None:
     bench_default_model()
     bench_memory()
     if not args.quick:
-        bench_sweeps()
+        bench_sweeps(args.data_dir)
 
 
 if __name__ == "__main__":
