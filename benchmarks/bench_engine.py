@@ -156,9 +156,9 @@ def bench_memory() -> None:
 
 
 def bench_sweeps(data_dir: str | None) -> None:
-    from app.precompute import PLANS, SEEDS, precompute
-    from app.settings import Settings
-    from app.store import RunStore
+    from app.lab.precompute import PLANS, SEEDS, precompute
+    from app.lab.store import RunStore
+    from app.web.settings import Settings
 
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(data_dir or scratch)

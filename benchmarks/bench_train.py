@@ -39,8 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.jobs import LocalJobRunner  # noqa: E402
-from app.store import RunSpec, RunStore  # noqa: E402
+from app.lab.jobs import LocalJobRunner  # noqa: E402
+from app.lab.store import RunSpec, RunStore  # noqa: E402
 from model.config import Switches  # noqa: E402
 from model.tasks import get_task  # noqa: E402
 from model.train import TrainConfig, TrainingRun, model_config_for  # noqa: E402

@@ -33,7 +33,7 @@ def browser_type_launch_args(browser_type_launch_args):
 def live_server(tmp_path_factory):
     """The real app under uvicorn on a free loopback port, for the whole session."""
     os.environ.setdefault("ADDNORM_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    from app.main import create_app
+    from app.web.factory import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

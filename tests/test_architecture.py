@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment, FileSystemLoader
 
-from app.architecture import ARCH_LABELS, WIDTH, architecture_layout
+from app.playground.architecture import ARCH_LABELS, WIDTH, architecture_layout
 from model.config import ModelConfig, Switches
 from model.trace import build_steps
 from model.transformer import Seq2Seq

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from app.claims import CLAIMS, VERDICTS, measure
-from app.precompute import PLANS
-from app.settings import Settings
-from app.store import RunStore
-from app.sweeps import sweep_items
+from app.lab.precompute import PLANS
+from app.lab.store import RunStore
+from app.lab.sweeps import sweep_items
+from app.teaching.claims import CLAIMS, VERDICTS, measure
+from app.web.settings import Settings
 
 CLAIM_IDS = ["R1", "R2", "R3", "R4", "R5", "N1", "N2", "N3", "N4", "N5", "E1", "E2",
              "P1", "P2", "P3", "P4", "P5", "D1", "D2", "D3", "D4"]
@@ -65,7 +65,7 @@ def test_the_pe_rotation_is_exact():
 def test_training_claims_are_not_measured_with_an_empty_store(tmp_path, claim_id):
     with RunStore(tmp_path / "runs.sqlite3") as store:
         v = _check_shape(measure(claim_id, store), claim_id)
-    assert v.verdict == "not_measured" and "app.precompute" in v.summary["en"]
+    assert v.verdict == "not_measured" and "app.lab.precompute" in v.summary["en"]
     assert v.numbers["sweep_runs_done"] == 0
 
 
@@ -220,7 +220,7 @@ def test_n5_uses_the_stored_batch_norm_run(tmp_path):
 
 
 def test_d3_reports_a_stored_run_trained_without_the_mask(tmp_path):
-    from app.store import RunSpec
+    from app.lab.store import RunSpec
     from model.config import Switches
 
     spec = RunSpec("reverse", {}, Switches(causal_mask=False).to_dict(), {})

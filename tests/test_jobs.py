@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.jobs import LocalJobRunner, QueueFull
-from app.store import RunSpec, RunStore
+from app.lab.jobs import LocalJobRunner, QueueFull
+from app.lab.store import RunSpec, RunStore
 from model.checkpoint import load_checkpoint
 from model.config import Switches
 from model.tasks import get_task

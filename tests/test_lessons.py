@@ -7,11 +7,11 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.claims import CLAIMS
-from app.i18n import labels
-from app.lessons_schema import load_lessons, preset_problems
-from app.main import create_app
-from app.settings import Settings
+from app.teaching.claims import CLAIMS
+from app.teaching.lesson_schema import load_lessons, preset_problems
+from app.web.factory import create_app
+from app.web.i18n import labels
+from app.web.settings import Settings
 
 LESSONS = load_lessons()
 STEPS = [(lesson.slug, step.id) for lesson in LESSONS for step in lesson.steps if step.widget is not None]

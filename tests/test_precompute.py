@@ -2,9 +2,9 @@
 
 import pytest
 
-from app.precompute import PLANS, precompute
-from app.settings import Settings
-from app.store import RunStore
+from app.lab.precompute import PLANS, precompute
+from app.lab.store import RunStore
+from app.web.settings import Settings
 
 TINY = {"tiny": ({"task": "copy", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "15", "seed": "2"},
                  [1, 2], ["pre_ln", "no_norm"])}
@@ -26,8 +26,8 @@ def test_precompute_fills_the_store_with_every_seed_and_is_idempotent(tmp_path):
 
 def test_seeds_trained_together_store_what_a_lone_run_of_that_seed_gives(tmp_path):
     """Each stored seed is the run a one-seed job of the same spec would have made."""
-    from app.precompute import train_seeds, with_seed
-    from app.sweeps import sweep_items
+    from app.lab.precompute import train_seeds, with_seed
+    from app.lab.sweeps import sweep_items
     from model.config import ModelConfig, Switches
     from model.train import TrainConfig, TrainingRun
 
@@ -40,7 +40,7 @@ def test_seeds_trained_together_store_what_a_lone_run_of_that_seed_gives(tmp_pat
 
 
 def test_the_lesson_plans_are_valid_sweeps():
-    from app.sweeps import sweep_items
+    from app.lab.sweeps import sweep_items
 
     for form, depths, variants in PLANS.values():
         assert len(sweep_items(form, depths, variants, Settings())) == len(depths) * len(variants)

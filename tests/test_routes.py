@@ -6,7 +6,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.web.factory import create_app
 
 HX = {"HX-Request": "true"}
 

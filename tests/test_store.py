@@ -7,7 +7,7 @@ from contextlib import closing
 
 import pytest
 
-from app.store import INTERRUPTED, RunSpec, RunStore
+from app.lab.store import INTERRUPTED, RunSpec, RunStore
 
 
 def make_spec(seed: int = 0, residual: bool = True, task: str = "reverse") -> RunSpec:

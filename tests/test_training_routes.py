@@ -5,8 +5,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
+from app.web.factory import create_app
+from app.web.settings import Settings
 
 SMALL = {"task": "copy", "layers": "1", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "30",
          "norm_position": "pre", "seed": "3"}

@@ -1,0 +1,153 @@
+"""Fill the run store with the runs the lessons and claims need, on several seeds, so a classroom
+server answers at once.
+
+    python -m app.lab.precompute [--seeds 0-4] [--workers 2] [--only NAME]
+
+Uses the data dir of the app's settings (ADDNORM_DATA_DIR). Each configuration trains all its seeds
+together in one worker process (model.train.MultiSeedRun), so five seeds cost little more than one;
+a seed stops once it reaches 99% held-out exact answers. Each seed is stored as its own run, and
+runs already in the store are skipped, so running it again only trains what is missing. Each plan
+also becomes a sweep on /train/sweeps (its cells are the first seed's runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing as mp
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from app.lab.store import RunSpec, RunStore
+from app.lab.sweeps import sweep_items
+from app.web.settings import get_settings
+
+SEEDS = (0, 1, 2, 3, 4)
+# name -> (training form, depths, variants). The lessons cite these by name.
+FORM = {"task": "reverse", "steps": "600", "seed": "0", "stop_at": "0.99"}
+PLANS: dict[str, tuple[dict, list[int], list[str]]] = {
+    "depth-residual-norm": (FORM, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual", "no_norm"]),
+    "pe-every-layer": (FORM, [2, 4], ["pre_ln", "pe_every_layer"]),
+    "batch-vs-layer-norm": (FORM, [2], ["pre_ln", "batch_norm"]),
+    "causal-mask-off": (FORM, [2], ["pre_ln", "no_causal_mask"]),
+}
+
+
+@dataclass
+class SeedOutcome:
+    seed: int
+    status: str  # done | failed
+    metrics: list[dict]
+    checkpoint: bytes | None
+    error: str | None = None
+
+
+def with_seed(spec: RunSpec, seed: int) -> RunSpec:
+    return dataclasses.replace(spec, train_config={**spec.train_config, "seed": seed})
+
+
+def train_seeds(spec: RunSpec, seeds: list[int]) -> list[SeedOutcome]:
+    """In a worker process: every seed of one configuration, trained together."""
+    import torch
+
+    from model.checkpoint import checkpoint_bytes
+    from model.config import ModelConfig, Switches
+    from model.train import MultiSeedRun, TrainConfig
+
+    torch.set_num_threads(1)  # one core per worker: workers are as many as the cores
+    train_config = TrainConfig.from_dict(spec.train_config)
+    run = MultiSeedRun(ModelConfig.from_dict(spec.model_config), Switches.from_dict(spec.switches), train_config,
+                       seeds)
+    for _ in run:
+        pass
+    outcomes = []
+    for seed in seeds:
+        history = run.history[seed]
+        config = dataclasses.replace(train_config, seed=seed)
+        checkpoint = checkpoint_bytes(run.model_of(seed), config, history)
+        outcomes.append(SeedOutcome(seed, "done", [m.to_dict() for m in history], checkpoint))
+    return outcomes
+
+
+def _store_outcomes(store: RunStore, spec: RunSpec, label: str, outcomes: list[SeedOutcome]) -> list[int]:
+    ids = []
+    for outcome in outcomes:
+        record = store.create(with_seed(spec, outcome.seed), f"{label} · seed {outcome.seed}")
+        store.mark_running(record.id)
+        store.add_metrics(record.id, outcome.metrics)
+        store.finish(record.id, outcome.status, checkpoint=outcome.checkpoint, error=outcome.error)
+        ids.append(record.id)
+    return ids
+
+
+def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> list[tuple[RunSpec, str, list[int]]]:
+    """(configuration, label, seeds still missing) for every configuration of every plan; sweeps recorded."""
+    known = {s["name"] for s in store.sweeps(limit=1000)}
+    work: dict[str, tuple[RunSpec, str, list[int]]] = {}
+    for name, (form, depths, variants) in plans.items():
+        items = sweep_items(form, depths, variants, settings)
+        if name not in known:
+            store.create_sweep(name, items)
+        for item in items:
+            spec = item["spec"]
+            missing = [s for s in seeds if store.find_done(with_seed(spec, s)) is None]
+            if missing and with_seed(spec, 0).key() not in work:
+                work[with_seed(spec, 0).key()] = (spec, f"{name}: {item['variant']} × {item['depth']}", missing)
+    # deepest first: the longest jobs start early, so the last minutes are not one worker alone
+    return sorted(work.values(), key=lambda w: -w[0].model_config["n_encoder_layers"])
+
+
+def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, log=print,
+               seeds: tuple[int, ...] = SEEDS) -> dict[str, list[int]]:
+    """Trains what is missing; returns {plan: [run ids, every item × seed]}."""
+    settings = settings or get_settings()
+    work = _work(store, plans, seeds, settings)
+    started = time.time()
+    if work:
+        log(f"training {len(work)} configurations × {len(seeds)} seeds in {workers} worker process(es)")
+        context = mp.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(train_seeds, spec, missing): (spec, label, missing) for spec, label, missing in work}
+            for done, future in enumerate(as_completed(futures), start=1):
+                spec, label, missing = futures[future]
+                try:
+                    outcomes = future.result()
+                except Exception as error:  # stored as failed runs, so the claims say what is missing
+                    reason = f"{type(error).__name__}: {error}"
+                    outcomes = [SeedOutcome(s, "failed", [], None, reason) for s in missing]
+                    log(f"\n{label}: {reason}")
+                _store_outcomes(store, spec, label, outcomes)
+                elapsed = time.time() - started
+                eta = elapsed / done * (len(work) - done)
+                log(f"\r{done}/{len(work)} configurations · {elapsed:.0f} s · about {eta:.0f} s left   ", end="")
+        log()
+    ids: dict[str, list[int]] = {}
+    for name, (form, depths, variants) in plans.items():
+        ids[name] = [(store.find_done(spec) or store.find_latest(spec)).id
+                     for item in sweep_items(form, depths, variants, settings)
+                     for spec in (with_seed(item["spec"], s) for s in seeds)]
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    from model.train_cli import parse_seeds
+
+    parser = argparse.ArgumentParser(prog="python -m app.lab.precompute", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="training processes at once (one per core)")
+    parser.add_argument("--seeds", type=parse_seeds, default=list(SEEDS), help="seeds per configuration, e.g. 0-4")
+    parser.add_argument("--only", choices=sorted(PLANS), help="one plan only")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    plans = {args.only: PLANS[args.only]} if args.only else PLANS
+    started = time.time()
+    with RunStore(settings.data_dir / "runs.sqlite3") as store:
+        precompute(store, plans, args.workers, settings, seeds=tuple(args.seeds))
+    print(f"the run store in {settings.data_dir} holds every run of: {', '.join(plans)} "
+          f"({len(args.seeds)} seeds each; {time.time() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The training lab: start a run with any switches, watch it live over server-sent events, stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.lab.form import AB_OPTIONS, DEFAULTS, INIT_SCHEMES, parse_ab, parse_run_request, switch_controls_for
+from app.lab.jobs import QueueFull
+from app.lab.store import RunRecord
+from app.playground import figures
+from app.playground.state import BadInput, choices, parse_switches
+from app.web.i18n import pick_language
+from app.web.templating import is_htmx, render
+from model.tasks import TASKS
+
+router = APIRouter(tags=["training"])
+
+
+def _runner(request: Request):
+    return request.app.state.runner
+
+
+def _store(request: Request):
+    return request.app.state.store
+
+
+def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
+    """The run card; its two figures are layouts with one placeholder row that training.js replaces
+    with the streamed metrics (so every trace the page fills in already exists)."""
+    config = record.spec.model_config
+    placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, "heldout_seq_accuracy": 0.0,
+                   "layer_grad_norms": {"encoder": [1.0] * config["n_encoder_layers"],
+                                        "decoder": [1.0] * config["n_decoder_layers"]}}
+    with figures.language(lang):
+        return {"run": record, "replayed": replayed,
+                "curves": figures.training_curves([placeholder]),
+                "heatmap": figures.gradient_heatmap([placeholder], "decoder")}
+
+
+@router.get("/train", summary="The training lab")
+def training_page(request: Request):
+    """Switch parameters in the URL (as the playground links them) pre-fill the form."""
+    switches = parse_switches(request.query_params, DEFAULTS["switches"])
+    task = request.query_params.get("task", DEFAULTS["task"])
+    defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
+    return render(request, "train.html", {
+        "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
+        "norm_choices": choices("norm"), "runs": _store(request).list(limit=12), "ab_options": AB_OPTIONS,
+        "init_schemes": INIT_SCHEMES,
+    })
+
+
+@router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)")
+async def start_run(request: Request):
+    form = dict(await request.form())
+    settings, lang = request.app.state.settings, pick_language(request)
+    spec, label = parse_run_request(form, settings)
+    ab = parse_ab(form)
+    if ab is None:
+        record, replayed = _submit(request, spec, label)
+        return render(request, "train.html", _run_context(record, lang, replayed), block_names=["run_card"])
+    b_form, change = ab
+    b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
+    a_record, a_replayed = _submit(request, spec, label or "A")
+    b_record, b_replayed = _submit(request, b_spec, f"B: {change}")
+    with figures.language(lang):
+        overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
+                                            "heldout_seq_accuracy": 0.0}])
+    context = {"a": _run_context(a_record, lang, a_replayed), "b": _run_context(b_record, lang, b_replayed),
+               "change": change, "overlay": overlay}
+    return render(request, "train.html", context, block_names=["ab_card"])
+
+
+def _submit(request: Request, spec, label: str):
+    try:
+        return _runner(request).submit(spec, label)
+    except QueueFull as error:
+        raise BadInput("queue", str(error), 429) from None
+
+
+@router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")
+def run_page(request: Request, run_id: int):
+    record = _store(request).get(run_id)
+    if record is None:
+        raise BadInput("run", f"there is no run {run_id}", 404)
+    context = _run_context(record, pick_language(request))
+    if is_htmx(request):
+        return render(request, "train.html", context, block_names=["run_card"])
+    return render(request, "run.html", context)
+
+
+@router.post("/train/runs/{run_id}/cancel", summary="Stop a run")
+def cancel_run(request: Request, run_id: int):
+    if not _runner(request).cancel(run_id):
+        record = _store(request).get(run_id)
+        if record is None:
+            raise BadInput("run", f"there is no run {run_id}", 404)
+        return {"run": run_id, "status": record.status}
+    return {"run": run_id, "status": "cancelling"}
+
+
+@router.get("/train/runs/{run_id}/events", summary="Live metrics of a run as server-sent events")
+async def run_events(request: Request, run_id: int):
+    runner = _runner(request)
+    if _store(request).get(run_id) is None:
+        raise BadInput("run", f"there is no run {run_id}", 404)
+
+    async def stream():
+        events = runner.events(run_id).__aiter__()
+        pending = asyncio.ensure_future(events.__anext__())
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=1.0)
+                if not done:  # still waiting: say where in the queue the run is
+                    if await request.is_disconnected():
+                        return
+                    position = runner.queue_position(run_id)
+                    status = {"status": "queued", "position": position} if position else {"status": "running"}
+                    yield ServerSentEvent(json.dumps(status), event="status")
+                    continue
+                try:
+                    event = pending.result()
+                except StopAsyncIteration:
+                    return
+                if event.kind == "metrics":
+                    yield ServerSentEvent(json.dumps(_finite(event.data)), event="metrics")
+                else:
+                    yield ServerSentEvent(json.dumps({"status": event.kind, "message": event.data}), event="status")
+                pending = asyncio.ensure_future(events.__anext__())
+        finally:
+            pending.cancel()
+            await events.aclose()
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+@router.get("/api/runs", tags=["api"], summary="Stored training runs, newest first")
+def list_runs(request: Request, limit: int = 50) -> list[dict]:
+    return [asdict(r) for r in _store(request).list(limit=min(max(limit, 1), 500))]
+
+
+@router.get("/api/runs/{run_id}/metrics", tags=["api"], summary="Every step's metrics of a run")
+def run_metrics(request: Request, run_id: int) -> dict:
+    record = _store(request).get(run_id)
+    if record is None:
+        raise BadInput("run", f"there is no run {run_id}", 404)
+    return {"run": asdict(record), "metrics": _store(request).metrics(run_id)}
+
+
+def _finite(value):
+    """NaN and infinity (a diverged run) become null: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,69 @@
+"""Depth sweeps in the training lab: start one, and watch its table and charts fill in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.lab.form import DEFAULTS
+from app.lab.precompute import PLANS
+from app.lab.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
+from app.playground import figures
+from app.playground.state import BadInput
+from app.web.i18n import Translator, pick_language
+from app.web.templating import is_htmx, render
+from model.tasks import TASKS
+
+router = APIRouter(tags=["training"])
+
+
+def _sweep_context(request: Request, sweep: dict) -> dict:
+    rows = sweep_results(request.app.state.store, sweep)
+    t = Translator(pick_language(request))
+    names = {v: t(f"variant.{v}") for v in VARIANTS}
+    with figures.language(t.lang):
+        charts = [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]
+    finished = all(r["status"] in ("done", "failed", "cancelled") for r in rows)
+    return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET}
+
+
+@router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far")
+def sweeps_page(request: Request):
+    return render(request, "sweeps.html", {
+        "tasks": list(TASKS), "defaults": DEFAULTS, "depths": DEPTHS, "variants": list(VARIANTS),
+        "sweeps": request.app.state.store.sweeps(limit=20),
+    })
+
+
+@router.post("/train/sweeps", summary="Start a depth sweep (runs train one after another in the background)")
+async def start_sweep(request: Request):
+    form = await request.form()
+    plan = form.get("plan")
+    if plan:  # a lesson asks for one of the precomputed plans
+        if plan not in PLANS:
+            raise BadInput("plan", f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
+        fields, depths, variants = PLANS[plan]
+        name = plan
+    else:
+        depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
+        variants = list(form.getlist("variants"))
+        fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
+        name = str(form.get("name", "")).strip()[:60] or f"{fields.get('task', 'reverse')} · {', '.join(variants)}"
+    items = sweep_items(fields, depths, variants, request.app.state.settings)
+    sweep_id = request.app.state.sweeps.create(name, items)
+    if plan and is_htmx(request):
+        return render(request, "sweep.html", {"sweep_id": sweep_id}, block_names=["sweep_started"])
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": f"/train/sweeps/{sweep_id}"})
+    return Response(status_code=303, headers={"Location": f"/train/sweeps/{sweep_id}"})
+
+
+@router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)")
+def sweep_page(request: Request, sweep_id: int):
+    sweep = request.app.state.store.sweep(sweep_id)
+    if sweep is None:
+        raise BadInput("sweep", f"there is no sweep {sweep_id}", 404)
+    context = _sweep_context(request, sweep)
+    if is_htmx(request):
+        return render(request, "sweep.html", context, block_names=["sweep_results"])
+    return render(request, "sweep.html", context)

@@ -1,0 +1,120 @@
+"""Depth sweeps: the same task trained at several depths under a few switch settings (claims R3,
+N2, N4). A sweep is a list of run specs; a background scheduler feeds them to the job runner one
+at a time, and the results are simply the runs with those specs (so a finished cell replays).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from app.lab.form import parse_run_request
+from app.lab.jobs import LocalJobRunner
+from app.lab.store import RunSpec, RunStore
+from app.playground.state import BadInput
+
+# Each variant is a change to the training form; "pre_ln" is the baseline most lessons compare with.
+VARIANTS: dict[str, dict[str, str]] = {
+    "pre_ln": {"norm_position": "pre"},
+    "post_ln": {"norm_position": "post"},
+    "post_ln_warmup": {"norm_position": "post", "warmup_steps": "200"},
+    "no_residual": {"norm_position": "pre", "residual": "off"},
+    "no_norm": {"norm_position": "pre", "norm": "none"},
+    "batch_norm": {"norm_position": "pre", "norm": "batch"},
+    "pe_every_layer": {"norm_position": "pre", "pos_every_layer": "on"},
+    "no_causal_mask": {"norm_position": "pre", "causal_mask": "off"},
+}
+DEPTHS = (1, 2, 3, 4, 6, 8, 12)
+MAX_RUNS = 30
+TARGET = 0.99
+
+
+def sweep_items(form: dict, depths: list[int], variants: list[str], settings) -> list[dict]:
+    """One item per (variant, depth), validated before anything trains."""
+    if not depths:
+        raise BadInput("depths", f"choose at least one depth from {', '.join(map(str, DEPTHS))}")
+    if not variants:
+        raise BadInput("variants", f"choose at least one of {' | '.join(VARIANTS)}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise BadInput("variants", f"{unknown[0]!r} is not allowed; choose from {' | '.join(VARIANTS)}")
+    bad_depth = [d for d in depths if d not in DEPTHS]
+    if bad_depth:
+        raise BadInput("depths", f"{bad_depth[0]} is not allowed; choose from {', '.join(map(str, DEPTHS))}")
+    if len(depths) * len(variants) > MAX_RUNS:
+        raise BadInput("depths", f"{len(depths) * len(variants)} runs is more than a sweep may have ({MAX_RUNS})")
+    items = []
+    for variant in variants:
+        for depth in sorted(depths):
+            spec, _ = parse_run_request({**form, **VARIANTS[variant], "layers": str(depth)}, settings)
+            items.append({"variant": variant, "depth": depth, "spec": spec})
+    return items
+
+
+def steps_to_target(metrics: list[dict], target: float = TARGET) -> int | None:
+    for row in metrics:
+        accuracy = row.get("heldout_seq_accuracy")
+        if accuracy is not None and accuracy >= target:
+            return row["step"]
+    return None
+
+
+def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
+    """Per item: its latest run's status, final held-out accuracy and the step it first reached TARGET."""
+    rows = []
+    for item in sweep["items"]:
+        # a finished run of this spec (maybe another sweep's) wins over one still waiting
+        record = store.find_done(item["spec"]) or store.find_latest(item["spec"])
+        final = record.final if record and record.final else {}
+        done = record is not None and record.status == "done"
+        rows.append({
+            "variant": item["variant"], "depth": item["depth"],
+            "status": record.status if record else "queued", "run_id": record.id if record else None,
+            "steps_done": record.steps_done if record else 0, "steps": item["spec"].train_config["steps"],
+            "heldout_seq_accuracy": final.get("heldout_seq_accuracy"),
+            "steps_to_target": steps_to_target(store.metrics(record.id)) if done else None,
+        })
+    return rows
+
+
+class SweepScheduler:
+    """Feeds sweep runs to the runner one at a time, so a sweep never fills the learners' queue."""
+
+    def __init__(self, runner: LocalJobRunner, store: RunStore):
+        self.runner = runner
+        self.store = store
+        self._pending: deque[tuple[RunSpec, str]] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="sweeps")
+
+    def start(self) -> None:
+        for sweep in reversed(self.store.sweeps(limit=20)):  # resume what a restart interrupted
+            self._enqueue_unfinished(sweep)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def create(self, name: str, items: list[dict]) -> int:
+        sweep_id = self.store.create_sweep(name, items)
+        self._enqueue_unfinished(self.store.sweep(sweep_id))
+        return sweep_id
+
+    def _enqueue_unfinished(self, sweep: dict) -> None:
+        with self._lock:
+            for item in sweep["items"]:
+                latest = self.store.find_latest(item["spec"])
+                if latest is None or latest.status not in ("done", "queued", "running"):
+                    self._pending.append((item["spec"], f"sweep {sweep['id']}: {item['variant']} × {item['depth']}"))
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                ready = self._pending and self.runner.waiting_count() == 0
+                job = self._pending.popleft() if ready else None
+            if job is not None:
+                self.runner.submit(*job, background=True)
+            time.sleep(0.2)

@@ -1,0 +1,82 @@
+"""The playground: one page whose blocks are also its HTMX partials, plus the Play stream."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from functools import lru_cache
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from jinja2_fragments import render_block, render_blocks
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.playground.state import PlaygroundState, parse_state
+from app.playground.view import playground_context, step_context
+from app.web.compute import run_model_work
+from app.web.i18n import Translator
+from app.web.templating import base_context, is_htmx, render, templates
+
+router = APIRouter(tags=["playground"])
+
+
+def _state(request: Request) -> PlaygroundState:
+    settings = request.app.state.settings
+    return parse_state(request.query_params, settings.max_input_chars, random.Random())
+
+
+def _url(state: PlaygroundState, request: Request) -> str:
+    lang = request.query_params.get("lang")
+    return f"/playground?{state.query()}" + (f"&lang={lang}" if lang else "")
+
+
+@lru_cache(maxsize=256)
+def _results_html(state: PlaygroundState, lang: str, with_input: bool) -> str:
+    """The results partial, rendered once per state and language: a class flipping the same switch
+    on the same example is served from here."""
+    t = Translator(lang)
+    context = {"lang": lang, "t": t, "oob": True, **playground_context(state, t)}
+    blocks = ["results"] + (["input_field"] if with_input else [])
+    return render_blocks(templates.env, "playground.html", blocks, context)
+
+
+@router.get("/playground", summary="The playground page (or its results partial for HTMX)")
+async def playground(request: Request):
+    state = _state(request)
+    if is_htmx(request):
+        lang = base_context(request)["lang"]
+        html = await run_model_work(request, _results_html, state, lang, bool(request.query_params.get("random")))
+        return HTMLResponse(html, headers={"HX-Push-Url": _url(state, request)})
+    context = await run_model_work(request, playground_context, state, base_context(request)["t"])
+    return render(request, "playground.html", context)
+
+
+@router.get("/playground/step", summary="The step view partial for one step")
+async def playground_step(request: Request):
+    state = _state(request)
+    context = await run_model_work(request, step_context, state, base_context(request)["t"])
+    return render(request, "playground.html", context, block_names=["step_view"],
+                  headers={"HX-Replace-Url": _url(state, request)})
+
+
+@router.get("/playground/stream", summary="Play: the step views from `step` to the end, as server-sent events")
+async def playground_stream(request: Request, interval_ms: int = 400):
+    state = _state(request)
+    settings = request.app.state.settings
+    interval = max(interval_ms, settings.stream_min_interval_ms) / 1000
+    t = base_context(request)["t"]
+    first = await run_model_work(request, step_context, state, t)
+    total = len(first["steps"])
+
+    async def events():
+        for index in range(first["step_index"], total):
+            if await request.is_disconnected():  # the learner left or pressed Pause
+                return
+            context = await run_model_work(request, step_context, PlaygroundState(
+                state.model, state.input, state.switches, index), t)
+            html = render_block(templates.env, "playground.html", "step_view", base_context(request, **context))
+            yield ServerSentEvent(data=html, event="step", id=str(index))
+            await asyncio.sleep(interval)
+        yield ServerSentEvent(data="end", event="done")
+
+    return EventSourceResponse(events(), ping=15)

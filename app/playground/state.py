@@ -1,0 +1,113 @@
+"""The playground's whole state lives in the query string, with the Switches' field names.
+
+parse_state() turns query parameters into a validated PlaygroundState or raises BadInput naming
+the parameter and what it allows; PlaygroundState.query() writes the canonical URL back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import get_args
+from urllib.parse import urlencode
+
+import model.config as config_module
+from app.playground.registry import default_model, model_info
+from model.config import ConfigError, ModelConfig, Switches
+from model.tasks import UnknownTokenError, get_task
+from model.transformer import check_switches_fit
+
+ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+SWITCH_FIELDS = [f.name for f in fields(Switches)]
+DEFAULT_INPUTS = {"reverse": "31415926", "copy": "27182818", "sort": "31415926",
+                  "en_numbers": "three hundred twelve", "zh_numbers": "三百一十二"}
+
+
+class BadInput(ValueError):
+    """A request parameter is invalid; rendered as a 4xx naming the parameter."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PlaygroundState:
+    model: str
+    input: str
+    switches: Switches
+    step: int = 0
+
+    def params(self, **changes) -> dict[str, str]:
+        state = replace(self, **changes) if changes else self
+        out = {"model": state.model, "input": state.input}
+        for name, value in state.switches.to_dict().items():
+            if isinstance(value, bool):
+                value = "on" if value else "off"
+            elif isinstance(value, list):
+                value = ",".join(value)
+            out[name] = value
+        out["step"] = str(state.step)
+        return out
+
+    def query(self, **changes) -> str:
+        return urlencode(self.params(**changes))
+
+
+def _switch_value(name: str, raw: str):
+    field = next(f for f in fields(Switches) if f.name == name)
+    if field.type == "bool":
+        if raw.lower() not in ON_OFF:
+            raise BadInput(name, f"{raw!r} is not allowed; use on or off")
+        return ON_OFF[raw.lower()]
+    return raw
+
+
+def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
+    changes = {name: _switch_value(name, params[name]) for name in SWITCH_FIELDS if name in params}
+    try:
+        return base.replace(**changes)
+    except ConfigError as error:
+        raise BadInput(error.field, str(error).split(": ", 1)[1]) from error
+
+
+def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None) -> PlaygroundState:
+    name = params.get("model") or default_model()
+    try:
+        entry = model_info(name)
+    except KeyError as error:
+        raise BadInput("model", error.args[0], 404) from None
+    task = get_task(entry.task)
+    if params.get("random"):
+        text = task.sample(rng or random.Random(), split="heldout")[0]
+    else:
+        text = params.get("input", DEFAULT_INPUTS[task.name])
+    text = text.strip()
+    if not text:
+        raise BadInput("input", "is empty; type a few tokens, e.g. " + DEFAULT_INPUTS[task.name])
+    if len(text) > max_input_chars:
+        raise BadInput("input", f"has {len(text)} characters; at most {max_input_chars} are allowed", 413)
+    try:
+        tokens = task.src_tokenizer.encode(text)
+    except UnknownTokenError as error:
+        raise BadInput("input", str(error)) from None
+    if len(tokens) > task.max_src_tokens:
+        raise BadInput("input", f"has {len(tokens)} tokens; this model takes at most {task.max_src_tokens}", 413)
+    switches = parse_switches(params, Switches.from_dict(entry.switches))
+    try:
+        check_switches_fit(switches, ModelConfig.from_dict(entry.model_config))
+    except ConfigError as error:
+        raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
+    raw_step = params.get("step", "0")
+    if not raw_step.isdigit():
+        raise BadInput("step", f"{raw_step!r} is not a whole number >= 0")
+    return PlaygroundState(entry.name, text, switches, int(raw_step))
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The allowed values of a Literal switch, for building selects."""
+    field = next(f for f in fields(Switches) if f.name == name)
+    return get_args(eval(field.type, vars(config_module)))

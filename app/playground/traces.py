@@ -1,0 +1,48 @@
+"""Traces for the playground and the API, cached by (model, input, switches).
+
+A classroom tends to flip the same switches on the same examples, so most requests are hits.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from app.playground.registry import load_model
+from app.playground.state import BadInput, PlaygroundState
+from app.web.settings import get_settings
+from model.config import Switches
+from model.tasks import UnknownTokenError
+from model.trace import compare_streams, trace
+
+
+@lru_cache(maxsize=get_settings().trace_cache_size)
+def _cached_trace(model_name: str, text: str, switches_json: str) -> dict:
+    model, task, _ = load_model(model_name)
+    try:
+        return trace(model, task, text, Switches.from_json(switches_json))
+    except (UnknownTokenError, ValueError) as error:
+        raise BadInput("input", str(error)) from None
+
+
+def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
+    """The trace as the state asks (ablated), or with the model's own switches (intact)."""
+    model, _, _ = load_model(state.model)
+    switches = model.switches if intact else state.switches
+    return _cached_trace(state.model, state.input, switches.to_json())
+
+
+def is_ablated(state: PlaygroundState) -> bool:
+    model, _, _ = load_model(state.model)
+    return state.switches != model.switches
+
+
+@lru_cache(maxsize=get_settings().trace_cache_size)
+def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
+    model, task, _ = load_model(model_name)
+    intact = _cached_trace(model_name, text, model.switches.to_json())
+    return compare_streams(model, task, text, Switches.from_json(switches_json), intact["output_tokens"])
+
+
+def comparison_for(state: PlaygroundState) -> dict:
+    """Intact vs ablated streams, layer by layer, on the same inputs."""
+    return _cached_comparison(state.model, state.input, state.switches.to_json())

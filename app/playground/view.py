@@ -1,0 +1,192 @@
+"""What the playground page shows for a state: the trace, the current step, the figures.
+
+Pure functions of the state (the traces come from the cache), so routes stay thin and the same
+context serves the full page, its partials and the Play stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import lru_cache
+from urllib.parse import urlencode
+
+from app.playground import figures
+from app.playground.architecture import architecture_layout
+from app.playground.registry import model_info, zoo_models
+from app.playground.state import PlaygroundState, choices
+from app.playground.traces import comparison_for, is_ablated, trace_for
+from app.web.i18n import Translator
+from model.config import ModelConfig, Switches
+from model.layers import sinusoidal_table
+
+STACK_SUBLAYERS = {"encoder": ("self_attn", "ffn"), "decoder": ("self_attn", "cross_attn", "ffn")}
+
+
+def step_title(step: dict, t) -> str:
+    """A short sentence naming where the step is in the forward pass."""
+    stack = t(f"stack.{step['stack']}")
+    where = ""
+    if step["layer"] is not None:
+        where = t("step.layer", stack=stack, n=step["layer"] + 1)
+    position = "" if step["position"] is None else t("step.position", n=step["position"] + 1)
+    key = f"step.{step['op']}"
+    if step["op"] in ("sublayer", "add_norm"):
+        key += f".{step['sublayer']}"
+    return " · ".join(part for part in (position, where, t(key, stack=stack)) if part)
+
+
+def _tokens_upto(trace: dict, position: int | None) -> list[str]:
+    return trace["tgt_tokens"] if position is None else trace["tgt_tokens"][: position + 1]
+
+
+def step_figures(trace: dict, step: dict, t) -> list[dict]:
+    """The figures that explain one step (shown beside the architecture diagram)."""
+    op, stack, layer, position = step["op"], step["stack"], step["layer"], step["position"]
+    src = trace["src_tokens"]
+    if op in ("embed", "pos"):
+        return [figures.embedding_vs_position(trace, "src" if stack == "encoder" else "tgt")]
+    if op == "final_norm":
+        return [figures.norm_statistics(trace["encoder_final_norm"], src, t("fig.final_norm"))]
+    if op == "output":
+        return [figures.output_probabilities(trace), figures.logit_lens(trace)]
+    sub = trace[stack][layer]["sublayers"][step["sublayer"]]
+    query_tokens = src if stack == "encoder" else trace["tgt_tokens"]
+    rows = len(query_tokens) if position is None else position + 1
+    if op == "sublayer" and "pattern" in sub:
+        keys = src if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
+        pattern = [head[:rows] for head in sub["pattern"]]
+        title = t(f"fig.pattern.{stack}.{step['sublayer']}", n=layer + 1)
+        query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
+        return [figures.attention_head_grid(pattern, query_tokens[:rows], keys, title,
+                                            query_axis=query_axis, key_axis=key_axis)]
+    if op == "sublayer":
+        return [figures.sublayer_tokens(sub, query_tokens[:rows], t("fig.ffn_tokens", n=layer + 1))]
+    title = t("fig.norm_here", stack=t(f"stack.{stack}"), n=layer + 1)
+    return [figures.norm_statistics(_rows(sub["norm"], rows), query_tokens[:rows], title)]
+
+
+def step_heads(trace: dict, step: dict, t) -> list[dict]:
+    """For an attention step: one large map per head (the learner picks which one is shown)."""
+    if step["op"] != "sublayer" or step["sublayer"] not in ("self_attn", "cross_attn"):
+        return []
+    stack, layer, position = step["stack"], step["layer"], step["position"]
+    pattern = trace[stack][layer]["sublayers"][step["sublayer"]]["pattern"]
+    queries = trace["src_tokens"] if stack == "encoder" else trace["tgt_tokens"]
+    keys = trace["src_tokens"] if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
+    rows = len(queries) if position is None else position + 1
+    query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
+    return [figures.attention_heatmap(head[:rows], queries[:rows], keys, t("fig.head", n=h + 1),
+                                      query_axis=query_axis, key_axis=key_axis)
+            for h, head in enumerate(pattern)]
+
+
+def _rows(norm: dict, rows: int) -> dict:
+    per_token = ("before_mean", "before_std", "after_mean", "after_std")
+    return {k: (v[:rows] if k in per_token else v) for k, v in norm.items()}
+
+
+@lru_cache(maxsize=16)
+def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, dict]:
+    """The PE table and its position similarity depend on the model's size only, never on the input:
+    built once (the similarity matrix alone costs more than the rest of the panels)."""
+    pe = sinusoidal_table(max_len, d_model).tolist()
+    with figures.language(lang):
+        return figures.positional_heatmap(pe), figures.position_similarity(pe)
+
+
+def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
+    """The tabs under the step view: each a list of figures."""
+    panels = {
+        "attention": [figures.attention_distance_by_layer(trace)],
+        "residual": [figures.residual_contributions(trace, "encoder"), figures.residual_contributions(trace, "decoder"),
+                     figures.stream_norms(trace, "encoder"), figures.stream_norms(trace, "decoder")],
+        "norm": [figures.norm_overview(trace),
+                 figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))],
+        "position": [figures.embedding_vs_position(trace, "src"),
+                     *_positional_figures(config.max_len, config.d_model, figures.current_language())],
+        "output": [figures.output_probabilities(trace), figures.logit_lens(trace)],
+        "gradients": [figures.gradient_norms(trace)],
+    }
+    if comparison is not None:
+        panels["compare"] = [figures.stream_comparison(comparison)]
+    return panels
+
+
+def train_query(state: PlaygroundState, task: str) -> str:
+    """The training lab's URL with this state's switches and task: retrain what is being ablated."""
+    params = {k: v for k, v in state.params().items() if k not in ("model", "input", "step")}
+    return urlencode({**params, "task": task})
+
+
+def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
+    """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
+    controls = []
+    for name, value in switches.to_dict().items():
+        if name == "residual_off":
+            continue
+        trained_value = getattr(trained, name)
+        # The per-sublayer residual switches do nothing while the master switch is off.
+        overridden = name.startswith("residual_") and not switches.residual
+        entry = {"name": name, "changed": value != trained_value, "overridden": overridden}
+        if isinstance(value, bool):
+            entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"),
+                         trained="on" if trained_value else "off")
+        else:
+            entry.update(kind="select", value=value, choices=choices(name), trained=trained_value)
+        controls.append(entry)
+    return controls
+
+
+def _step_figures(trace: dict, step: dict, t) -> dict:
+    with figures.language(t.lang):
+        return {"step_figures": step_figures(trace, step, t), "step_heads": step_heads(trace, step, t)}
+
+
+def step_context(state: PlaygroundState, t) -> dict:
+    trace = trace_for(state)
+    steps = trace["steps"]
+    index = min(state.step, len(steps) - 1)
+    step = steps[index]
+    entry = model_info(state.model)
+    config = ModelConfig.from_dict(entry.model_config)
+    return {
+        "state": state,
+        "trace": trace,
+        "steps": steps,
+        "step_index": index,
+        "step": step,
+        "step_title": step_title(step, t),
+        **_step_figures(trace, step, t),
+        "arch_layout": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
+    }
+
+
+def _panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
+    """The tabs' figures. Not cached: they take about a millisecond from the cached trace, and the rendered
+    partial that holds them is cached already (kept figure dicts would only lengthen garbage collections)."""
+    entry = model_info(state.model)
+    comparison = comparison_for(state) if is_ablated(state) else None
+    with figures.language(lang):
+        return panel_figures(trace_for(state), comparison, ModelConfig.from_dict(entry.model_config),
+                             Translator(lang))
+
+
+def playground_context(state: PlaygroundState, t) -> dict:
+    context = step_context(state, t)
+    entry = model_info(state.model)
+    ablated = is_ablated(state)
+    intact = trace_for(state, intact=True) if ablated else None
+    trained = Switches.from_dict(entry.switches)
+    context.update(
+        entry=entry,
+        entries=zoo_models() + ([] if any(m.name == entry.name for m in zoo_models()) else [entry]),
+        ablated=ablated,
+        intact=intact,
+        differences=state.switches.differences(trained),
+        controls=switch_controls(state.switches, trained),
+        panels=_panels(state, t.lang),
+        state_params=state.params(),
+        train_query=train_query(state, entry.task),
+        entry_dict=asdict(entry),
+    )
+    return context

@@ -1,0 +1,238 @@
+"""R1, R2, R5: what residual connections do inside trained zoo models (and stored runs when present)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from app.lab.store import RunStore
+from app.teaching.claims.common import (
+    Verdict,
+    f2,
+    heldout_batch,
+    heldout_pairs,
+    load_sweep,
+    num,
+    pct,
+    store_model,
+    teacher_forced_accuracy,
+    texts,
+    zoo,
+)
+from model.config import SUBLAYERS_OF
+from model.evaluate import evaluate
+from model.hooks import zero_ablate
+from model.tasks import PAD
+from model.trace import layer_gradient_norms
+
+R1_MODELS = {"post-2x2": "reverse-post-2x2", "pre-4x4": "reverse-pre-4x4"}
+STACKS = ("encoder", "decoder")
+VANISH = 10.0  # "much larger share": the first/last gradient ratio falls at least this many times without residual
+
+
+def _ratio(grads: list[float]) -> float:
+    return grads[0] / grads[-1] if grads[-1] > 0 else float("inf")
+
+
+def _training_ratios(store: RunStore | None) -> dict[str, float] | None:
+    """First/last layer-input gradient ratio over the first 100 training steps of the deepest stored
+    pre_ln and no_residual runs (models trained that way, not ablated)."""
+    sweep = load_sweep(store, "depth-residual-norm")
+    depths = sweep.depths("pre_ln", "no_residual") if sweep else []
+    if not depths:
+        return None
+    out: dict[str, float] = {"depth": depths[-1]}
+    for variant in ("pre_ln", "no_residual"):
+        rows = store.metrics(sweep.get(variant, depths[-1])["run_id"])[:100]
+        for stack in STACKS:
+            ratios = [_ratio(r["layer_grad_norms"][stack]) for r in rows if r.get("layer_grad_norms")]
+            ratios = [r for r in ratios if math.isfinite(r)]
+            out[f"{variant}_{stack}"] = sum(ratios) / len(ratios) if ratios else float("nan")
+    return out
+
+
+def measure_r1(store: RunStore | None) -> Verdict:
+    numbers: dict = {}
+    models_ok = 0
+    for key, name in R1_MODELS.items():
+        model, task = zoo(name)
+        batch = heldout_batch(task)
+        ok_on, drops = True, False
+        for residual in (True, False):
+            grads = layer_gradient_norms(model, batch.src, batch.tgt_in, batch.tgt_out,
+                                         model.switches.replace(residual=residual))
+            tag = "on" if residual else "off"
+            for stack in STACKS:
+                numbers[f"{key}_{stack}_grad_first_residual_{tag}"] = num(grads[stack][0])
+                numbers[f"{key}_{stack}_grad_last_residual_{tag}"] = num(grads[stack][-1])
+                numbers[f"{key}_{stack}_first_over_last_residual_{tag}"] = num(_ratio(grads[stack]))
+        for stack in STACKS:
+            on = numbers[f"{key}_{stack}_first_over_last_residual_on"] or 0.0
+            off = numbers[f"{key}_{stack}_first_over_last_residual_off"] or 0.0
+            ok_on &= on >= 0.3
+            drops |= on >= VANISH * off
+        models_ok += ok_on and drops
+    trained = _training_ratios(store)
+    trained_agrees = None
+    if trained:
+        numbers["trained_depth"] = int(trained["depth"])
+        for k, v in trained.items():
+            if k != "depth":
+                numbers[f"trained_{k}_first_over_last"] = num(v)
+        trained_agrees = not trained["no_residual_decoder"] >= trained["pre_ln_decoder"]  # NaN: nothing left
+    verdict = ("holds" if models_ok == len(R1_MODELS) else "holds_with_caveats" if models_ok else "does_not_hold")
+    if verdict == "holds" and trained_agrees is False:
+        verdict = "holds_with_caveats"
+    p2, p4 = "post-2x2", "pre-4x4"
+    dec, enc = ({k: tuple(numbers[f"{k}_{stack}_first_over_last_residual_{t}"] for t in ("on", "off"))
+                 for k in R1_MODELS} for stack in STACKS[::-1])
+    en = (f"Gradient reaching the first layer relative to the last (decoder): with residual {f2(dec[p2][0])} (2+2 "
+          f"Post-LN) and {f2(dec[p4][0])} (4+4 Pre-LN); with residual connections switched off "
+          f"{f2(dec[p2][1])} and {f2(dec[p4][1])}: the gradient all but vanishes. In the encoder the ratio is "
+          f"{f2(enc[p2][0])}/{f2(enc[p4][0])} with and {f2(enc[p2][1])}/{f2(enc[p4][1])} without.")
+    zh = (f"第一层与最后一层输入处的梯度之比(解码器):有残差连接时为 {f2(dec[p2][0])}(2+2 Post-LN)和 "
+          f"{f2(dec[p4][0])}(4+4 Pre-LN);关掉残差连接后为 {f2(dec[p2][1])} 和 {f2(dec[p4][1])},梯度几乎消失。"
+          f"编码器中有残差时为 {f2(enc[p2][0])}/{f2(enc[p4][0])},无残差时为 {f2(enc[p2][1])}/{f2(enc[p4][1])}。")
+    if trained:
+        d = int(trained["depth"])
+        en += (f" In training ({d}+{d} layers, first 100 steps) the decoder ratio was "
+               f"{f2(trained['pre_ln_decoder'])} with residual and {f2(trained['no_residual_decoder'])} without.")
+        zh += (f"训练过程中({d}+{d} 层,前 100 步)解码器的这一比值有残差时为 {f2(trained['pre_ln_decoder'])},"
+               f"无残差时为 {f2(trained['no_residual_decoder'])}。")
+    method = texts(
+        "‖∂loss/∂(input of layer i)‖ for the teacher-forced answers of 100 held-out inputs, on reverse-post-2x2 and "
+        "reverse-pre-4x4, intact and with every residual connection ablated (Switches(residual=False), same weights; "
+        "an ablation, not a model trained without residuals). Ratio = first layer / last layer. When the "
+        "depth-residual-norm sweep is stored, the same ratio from the training metrics of its deepest pre_ln and "
+        "no_residual runs.",
+        "对 100 个留出集输入的标准答案(teacher forcing)计算损失对每层输入的梯度范数 ‖∂loss/∂x_i‖;模型为 "
+        "reverse-post-2x2 和 reverse-pre-4x4,分别保持完整和消融全部残差连接(同一组权重,属于推理时消融,"
+        "并非无残差重新训练)。比值 = 第一层 / 最后一层。若运行库中有 depth-residual-norm 扫描,"
+        "另取其最深 pre_ln 与 no_residual 运行的训练记录中的同一比值。")
+    sources = [f"zoo:{n}" for n in R1_MODELS.values()] + (["sweep:depth-residual-norm"] if trained else [])
+    return Verdict("R1", verdict, numbers, texts(en, zh), method, sources)
+
+
+def _identity_probe(model, batch, switches) -> tuple[list[float], list[float]]:
+    """Per encoder layer: mean cos(stream, embedding+PE) and the share of tokens whose nearest source
+    embedding (by cosine) is the input token itself."""
+    names = [f"encoder.{i}.hook_resid_post" for i in range(model.config.n_encoder_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.src, batch.tgt_in, switches,
+                                        names_filter=names + ["hook_src_embed", "hook_src_pos"])
+        x0 = cache["hook_src_embed"] + cache["hook_src_pos"]
+        real = batch.src != PAD
+        table = torch.nn.functional.normalize(model.src_embed.table.weight, dim=-1)
+        cos, probe = [], []
+        for name in names:
+            h = cache[name]
+            cos.append(torch.cosine_similarity(h, x0, dim=-1)[real].mean().item())
+            sims = torch.nn.functional.normalize(h, dim=-1) @ table.T
+            sims[..., :3] = -2.0  # specials are never inputs
+            probe.append((sims.argmax(-1) == batch.src)[real].float().mean().item())
+    return cos, probe
+
+
+def measure_r2(store: RunStore | None) -> Verdict:
+    model, task = zoo("reverse-pre-4x4")
+    batch = heldout_batch(task)
+    cos_on, probe_on = _identity_probe(model, batch, model.switches)
+    cos_off, probe_off = _identity_probe(model, batch, model.switches.replace(residual=False))
+    numbers = {f"cos_embedding_layer{i + 1}_residual_on": num(c) for i, c in enumerate(cos_on)}
+    numbers |= {f"cos_embedding_layer{i + 1}_residual_off": num(c) for i, c in enumerate(cos_off)}
+    numbers |= {"token_probe_last_layer_residual_on": num(probe_on[-1]),
+                "token_probe_last_layer_residual_off": num(probe_off[-1]), "chance": num(1 / 10)}
+    sources = ["zoo:reverse-pre-4x4"]
+    sweep = load_sweep(store, "depth-residual-norm")
+    depths = sweep.depths("no_residual") if sweep else []
+    trained = store_model(store, sweep.get("no_residual", depths[-1])["run_id"]) if depths else None
+    kept_without = False
+    if trained is not None:
+        cos_t, probe_t = _identity_probe(trained, batch, trained.switches)
+        numbers |= {"trained_no_residual_depth": depths[-1], "trained_no_residual_cos_last": num(cos_t[-1]),
+                    "trained_no_residual_token_probe_last": num(probe_t[-1])}
+        kept_without = probe_t[-1] >= 0.9
+        sources.append("sweep:depth-residual-norm")
+    kept = probe_on[-1] >= 0.9 and probe_off[-1] <= 0.5
+    verdict = ("does_not_hold" if not kept else "holds_with_caveats" if kept_without else "holds")
+    en = (f"In reverse-pre-4x4 the encoder stream's cosine with the input embedding+PE falls from {f2(cos_on[0])} "
+          f"(layer 1) to {f2(cos_on[-1])} (layer 4), yet the input token is still the nearest embedding for "
+          f"{pct(probe_on[-1])} of tokens at layer 4. With residual connections ablated: cosine {f2(cos_off[-1])}, "
+          f"token found for {pct(probe_off[-1])} (chance 10%).")
+    zh = (f"在 reverse-pre-4x4 中,编码器残差流与输入嵌入+位置编码的余弦相似度从第 1 层的 {f2(cos_on[0])} 降到第 4 层的 "
+          f"{f2(cos_on[-1])},但第 4 层仍有 {pct(probe_on[-1])} 的词元最接近其输入词的嵌入。消融残差连接后:余弦 "
+          f"{f2(cos_off[-1])},仅 {pct(probe_off[-1])} 能找回输入词(随机为 10%)。")
+    if trained is not None:
+        d = depths[-1]
+        en += (f" A {d}+{d} model trained without residual connections: cosine {f2(cos_t[-1])}, token found for "
+               f"{pct(probe_t[-1])}" + (" — so the identity can be kept without them." if kept_without else "."))
+        zh += (f"无残差连接训练的 {d}+{d} 模型:余弦 {f2(cos_t[-1])},找回输入词 {pct(probe_t[-1])}"
+               + (",说明没有残差连接也能保留词的身份。" if kept_without else "。"))
+    method = texts(
+        "100 held-out inputs through reverse-pre-4x4, intact and with residual connections ablated; per encoder "
+        "layer, mean cosine between the layer output and the input (embedding + PE) over real tokens, and a "
+        "probe with no training: is the input token's embedding the closest (by cosine) to the stream? A "
+        "stored no_residual run (depth-residual-norm sweep) is probed the same way when present.",
+        "100 个留出集输入送入 reverse-pre-4x4,分别保持完整和消融残差连接;对每个编码器层,计算层输出与输入"
+        "(嵌入+位置编码)在真实词元上的平均余弦相似度,以及一个无需训练的探针:与残差流余弦最近的嵌入是否正是"
+        "输入词。若运行库中有 no_residual 运行(depth-residual-norm 扫描),同样探测。")
+    return Verdict("R2", verdict, numbers, texts(en, zh), method, sources)
+
+
+def _skip_layer_hooks(stack: str, layer: int):
+    names = [f"{stack}.{layer}.hook_{kind}_out" for kind in SUBLAYERS_OF[stack]]
+    return [(names, zero_ablate())]
+
+
+def measure_r5(store: RunStore | None) -> Verdict:
+    deep, task = zoo("reverse-pre-4x4")
+    shallow, _ = zoo("reverse-pre-2x2")
+    pairs = heldout_pairs(task)
+    acc_deep, acc_shallow = evaluate(deep, task, pairs).seq_accuracy, evaluate(shallow, task, pairs).seq_accuracy
+    batch = heldout_batch(task)
+    names = [n for n in deep.hook_names() if n.count(".") == 2 and n.split(".")[1].isdigit() and n.endswith("_out")]
+    streams = {"self_attn": "hook_resid_pre", "cross_attn": "hook_resid_mid", "ffn": "hook_resid_mid"}
+    with torch.no_grad():
+        _, cache = deep.run_with_cache(batch.src, batch.tgt_in, names_filter=lambda n: n.count(".") == 2)
+    ratios = {}
+    for name in names:
+        stack, layer, hook = name.split(".")
+        kind = hook[len("hook_"):-len("_out")]
+        stream = "hook_resid_mid_cross" if (stack, kind) == ("decoder", "ffn") else streams[kind]
+        real = (batch.src if stack == "encoder" else batch.tgt_in) != PAD
+        fx, x = cache[name], cache[f"{stack}.{layer}.{stream}"]
+        ratios[f"{stack}.{layer}.{kind}"] = (fx.norm(dim=-1) / x.norm(dim=-1))[real].mean().item()
+    base = teacher_forced_accuracy(deep, batch)
+    skipped = {f"{s}.{i}": teacher_forced_accuracy(deep, batch, hooks=_skip_layer_hooks(s, i))
+               for s in STACKS for i in range(deep.config.n_layers(s))}
+    best_layer = max(skipped, key=skipped.get)
+    low_kind = min(ratios, key=ratios.get)
+    numbers = {"heldout_seq_accuracy_4x4": num(acc_deep), "heldout_seq_accuracy_2x2": num(acc_shallow),
+               "min_F_over_x": num(ratios[low_kind]), "min_F_over_x_sublayer": low_kind,
+               "max_F_over_x": num(max(ratios.values())), "token_accuracy_intact": num(base),
+               "token_accuracy_best_layer_skipped": num(skipped[best_layer]), "best_layer_to_skip": best_layer}
+    numbers |= {f"F_over_x_{k}": num(v) for k, v in ratios.items()}
+    not_worse = acc_deep >= acc_shallow - 0.02
+    identity_layer = skipped[best_layer] >= base - 0.01
+    verdict = ("does_not_hold" if not not_worse else "holds" if identity_layer else "holds_with_caveats")
+    en = (f"The 4+4 Pre-LN model is not worse than the 2+2 one ({pct(acc_deep)} vs {pct(acc_shallow)} held-out "
+          f"sequences right), but its sublayers are far from F(x)≈0: ‖F(x)‖/‖x‖ ranges from "
+          f"{f2(ratios[low_kind])} ({low_kind}) to {f2(max(ratios.values()))}, and skipping the most dispensable "
+          f"layer ({best_layer}) drops teacher-forced token accuracy from {pct(base)} to {pct(skipped[best_layer])}.")
+    zh = (f"4+4 Pre-LN 模型并不比 2+2 模型差(留出集整句正确率 {pct(acc_deep)} 对 {pct(acc_shallow)}),但其子层远非 "
+          f"F(x)≈0:‖F(x)‖/‖x‖ 介于 {f2(ratios[low_kind])}({low_kind})与 {f2(max(ratios.values()))} 之间;"
+          f"跳过最可有可无的一层({best_layer}),teacher forcing 下的词元正确率也从 {pct(base)} 降到 "
+          f"{pct(skipped[best_layer])}。")
+    method = texts(
+        "Greedy exact-sequence accuracy of reverse-pre-4x4 and reverse-pre-2x2 on the same 100 held-out inputs; "
+        "per sublayer of the 4+4 model, mean ‖F(x)‖/‖x‖ over the real tokens of 100 held-out inputs; and "
+        "teacher-forced token accuracy with one whole layer skipped (its sublayer outputs zeroed, which makes a "
+        "Pre-LN layer exactly the identity).",
+        "在同样 100 个留出集输入上比较 reverse-pre-4x4 与 reverse-pre-2x2 的贪心解码整句正确率;对 4+4 模型的每个子层,"
+        "在 100 个留出集输入的真实词元上计算平均 ‖F(x)‖/‖x‖;并逐层跳过整层(把子层输出置零,Pre-LN 层即成为恒等映射)"
+        "后测 teacher forcing 词元正确率。")
+    return Verdict("R5", verdict, numbers, texts(en, zh), method, ["zoo:reverse-pre-4x4", "zoo:reverse-pre-2x2"])
+
+
+MEASURES = {"R1": measure_r1, "R2": measure_r2, "R5": measure_r5}

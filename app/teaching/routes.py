@@ -1,0 +1,82 @@
+"""Guided lessons and the claim-check page."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.playground.state import BadInput
+from app.teaching.claims import CLAIMS
+from app.teaching.lesson_schema import get_lesson, load_lessons
+from app.teaching.verdicts import current_verdicts
+from app.teaching.widgets import run_widget
+from app.web.compute import run_model_work
+from app.web.i18n import pick_language
+from app.web.templating import base_context, render
+
+router = APIRouter(tags=["lessons"])
+
+
+def _lesson_or_404(slug: str):
+    lesson = get_lesson(slug)
+    if lesson is None:
+        known = ", ".join(lesson.slug for lesson in load_lessons())
+        raise BadInput("lesson", f"there is no lesson {slug!r}; lessons: {known}", 404)
+    return lesson
+
+
+@router.get("/lessons", summary="The lessons")
+def lessons_page(request: Request):
+    return render(request, "lessons.html", {"lessons": load_lessons()})
+
+
+@router.get("/lessons/{slug}", summary="One lesson: predict, run, read")
+def lesson_page(request: Request, slug: str):
+    lesson = _lesson_or_404(slug)
+    lessons = load_lessons()
+    index = lessons.index(lesson)
+    return render(request, "lesson.html", {
+        "lesson": lesson, "previous": lessons[index - 1] if index else None,
+        "next": lessons[index + 1] if index + 1 < len(lessons) else None,
+    })
+
+
+@router.get("/lessons/{slug}/steps/{step_id}/widget", summary="Run one step's widget (after the prediction)")
+async def lesson_widget(request: Request, slug: str, step_id: str):
+    lesson = _lesson_or_404(slug)
+    step = lesson.step(step_id)
+    if step is None or step.widget is None:
+        raise BadInput("step", f"lesson {slug!r} has no step {step_id!r} with a widget", 404)
+    t = base_context(request)["t"]
+    result = await run_model_work(request, run_widget, step.widget, request.app.state.settings,
+                                  request.app.state.store, t)  # traces: queued with the playground's
+    return render(request, "lesson.html", {"lesson": lesson, "step": step, "w": result}, block_names=["widget"])
+
+
+@router.get("/claims", summary="Every claim of the note, measured, with a verdict")
+async def claims_page(request: Request):
+    report = await run_in_threadpool(current_verdicts, request.app.state.settings, request.app.state.store)
+    lang = pick_language(request)
+    steps = {claim: (lesson.slug, step.id) for lesson in load_lessons() for step in lesson.steps
+             if (claim := step.claim)}
+    return render(request, "claims.html", {"claims": CLAIMS, "report": report, "steps": steps, "lang_": lang})
+
+
+@router.get("/api/claims", tags=["api"], summary="The measured verdict of every claim, with its numbers")
+async def claims_api(request: Request) -> dict:
+    report = await run_in_threadpool(current_verdicts, request.app.state.settings, request.app.state.store)
+    return report
+
+
+@router.post("/claims/recompute", summary="Measure every claim again from the models and the run store")
+async def claims_recompute(request: Request):
+    from app.teaching.verdicts import compute_report, report_path
+
+    store, settings = request.app.state.store, request.app.state.settings
+    report = await run_in_threadpool(compute_report, store)
+    path = report_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    return await claims_page(request)

@@ -1,0 +1,81 @@
+"""A lesson step's widget, run: the figures, outputs and verdicts it shows (see app/lessons/README.md)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from app.lab.precompute import PLANS
+from app.lab.sweeps import TARGET, VARIANTS, sweep_results
+from app.playground import figures
+from app.playground.registry import model_info
+from app.playground.state import parse_state
+from app.playground.traces import trace_for
+from app.teaching.claims import measure
+from app.teaching.lesson_schema import Widget
+from app.web.i18n import Translator
+from model.layers import sinusoidal_table
+
+
+def _attention_grid(trace: dict, stack: str, layer: int, kind: str, title: str) -> dict:
+    pattern = trace[stack][layer]["sublayers"][kind]["pattern"]
+    queries = trace["src_tokens"] if stack == "encoder" else trace["tgt_tokens"]
+    keys = trace["src_tokens"] if (stack == "encoder" or kind == "cross_attn") else trace["tgt_tokens"]
+    query_axis, key_axis = figures.attention_axis_titles(stack, kind)
+    return figures.attention_head_grid(pattern, queries, keys, title, query_axis=query_axis, key_axis=key_axis)
+
+
+def figures_for(name: str, trace: dict, model_name: str, t: Translator) -> list[dict]:
+    """The named figure(s) of one trace."""
+    if name in ("positional_heatmap", "position_similarity"):
+        config = model_info(model_name).model_config
+        table = sinusoidal_table(config["max_len"], config["d_model"]).tolist()
+        return [getattr(figures, name)(table)]
+    if name in ("residual_contributions", "stream_norms"):
+        return [getattr(figures, name)(trace, "encoder"), getattr(figures, name)(trace, "decoder")]
+    if name == "embedding_vs_position":
+        return [figures.embedding_vs_position(trace, "src")]
+    if name == "cross_attention":
+        last = len(trace["decoder"]) - 1
+        return [_attention_grid(trace, "decoder", last, "cross_attn", t("fig.pattern.decoder.cross_attn"))]
+    if name == "self_attention":
+        return [_attention_grid(trace, "encoder", 0, "self_attn", t("fig.pattern.encoder.self_attn"))]
+    return [getattr(figures, name)(trace)]
+
+
+def _traced(params: dict, settings, t: Translator, figure: str) -> dict:
+    state = parse_state(params, settings.max_input_chars)
+    trace = trace_for(state)
+    return {"state": state, "trace": trace, "figures": figures_for(figure, trace, state.model, t),
+            "playground": "/playground?" + state.query()}
+
+
+def run_widget(widget: Widget, settings, store, t: Translator) -> dict:
+    """Everything the widget partial needs; raises BadInput for a preset the app cannot run."""
+    with figures.language(t.lang):
+        if widget.kind == "compare":
+            intact = _traced(widget.base_params(), settings, t, widget.figure)
+            ablated = _traced({**widget.base_params(), **widget.ablate}, settings, t, widget.figure)
+            return {"kind": "compare", "intact": intact, "ablated": ablated, "ablate": widget.ablate}
+        if widget.kind == "trace":
+            return {"kind": "trace", **_traced(widget.base_params(), settings, t, widget.figure)}
+        if widget.kind == "sweep":
+            return _sweep(widget.plan, store, t)
+        if widget.kind == "measure":
+            return {"kind": "measure", "verdict": measure(widget.claim, store)}
+        if widget.kind == "train":
+            fields = {k: str(v) for k, v in widget.form.items()} | ({"ab": widget.ab} if widget.ab else {})
+            return {"kind": "train", "fields": fields, "ab": widget.ab}
+        state = parse_state(widget.params, settings.max_input_chars)
+        return {"kind": "playground", "playground": "/playground?" + state.query()}
+
+
+def _sweep(plan: str, store, t: Translator) -> dict:
+    sweep = next((s for s in store.sweeps(limit=1000) if s["name"] == plan), None)
+    if sweep is None:
+        form, depths, variants = PLANS[plan]
+        return {"kind": "sweep", "missing": True, "plan": plan,
+                "start": "/train/sweeps?" + urlencode({"plan": plan})}
+    rows = sweep_results(store, sweep)
+    names = {v: t(f"variant.{v}") for v in VARIANTS}
+    return {"kind": "sweep", "missing": False, "sweep": sweep, "rows": rows,
+            "figures": [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]}

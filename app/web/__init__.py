@@ -1,0 +1,1 @@
+"""Web plumbing every area shares: the app factory, settings, errors, languages, templates, the model limiter."""

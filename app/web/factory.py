@@ -1,0 +1,64 @@
+"""create_app: settings, the lifespan (store, job runner, sweeps, model limiter), routers, error pages."""
+
+import gc
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from app.lab import routes as lab_routes
+from app.lab import sweep_routes
+from app.lab.jobs import LocalJobRunner
+from app.lab.store import RunStore
+from app.lab.sweeps import SweepScheduler
+from app.playground import api as playground_api
+from app.playground import routes as playground_routes
+from app.playground.registry import use_store
+from app.teaching import routes as teaching_routes
+from app.web import home
+from app.web.compute import model_limiter
+from app.web.errors import install_error_handlers
+from app.web.settings import Settings, get_settings
+from model.zoo import default_entry, load_zoo_model
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTERS = (home.router, playground_routes.router, lab_routes.router, sweep_routes.router, teaching_routes.router,
+           playground_api.router)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        torch.set_num_threads(settings.torch_threads)
+        app.state.model_limiter = model_limiter(settings.model_threads)
+        load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
+        app.state.store = RunStore(settings.data_dir / "runs.sqlite3")
+        use_store(app.state.store)
+        app.state.runner = LocalJobRunner(app.state.store, settings.workers, settings.max_queue)
+        app.state.runner.start()
+        app.state.sweeps = SweepScheduler(app.state.runner, app.state.store)
+        app.state.sweeps.start()
+        # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server. Frozen,
+        # it is left out of every later full garbage collection, which otherwise stalls a request for ~100 ms.
+        gc.collect()
+        gc.freeze()
+        yield
+        gc.unfreeze()
+        app.state.sweeps.stop()
+        app.state.runner.stop()
+        app.state.store.close()
+
+    app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
+    app.state.settings = settings
+    # plotly.js and figure JSON compress ~4x; level 6 is half the time of the default 9 for ~2% more bytes
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,44 @@
+"""Jinja2 with jinja2-fragments: a page's blocks double as HTMX partials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import Request
+from jinja2_fragments.fastapi import Jinja2Blocks
+
+from app.web.i18n import Translator, pick_language
+
+ROOT = Path(__file__).resolve().parents[2]
+templates = Jinja2Blocks(directory=ROOT / "templates")
+templates.env.filters["query_with"] = lambda params, **changes: urlencode({**dict(params), **changes})
+
+NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"), ("/lessons", "nav.lessons"),
+       ("/claims", "nav.claims"), ("/docs", "nav.api")]
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def base_context(request: Request, **extra) -> dict:
+    lang = pick_language(request)
+    return {"request": request, "lang": lang, "t": Translator(lang), "nav": NAV, "path": request.url.path,
+            **extra}
+
+
+def render(request: Request, template: str, context: dict, block_names: list[str] | None = None,
+           status_code: int = 200, headers: dict | None = None):
+    response = templates.TemplateResponse(request, template, base_context(request, **context),
+                                          block_names=block_names or [], status_code=status_code, headers=headers)
+    if "lang" in request.query_params:  # remember an explicit choice on every page
+        response.set_cookie("lang", base_context(request)["lang"], max_age=365 * 24 * 3600, samesite="lax")
+    return response
+
+
+def render_error(request: Request, error) -> object:
+    context = {"error": error}
+    if is_htmx(request):
+        return render(request, "error.html", context, block_names=["error"], status_code=error.status)
+    return render(request, "error.html", context, status_code=error.status)
