@@ -330,11 +330,14 @@ class TrainingRun:
         save_checkpoint(path, self.model, self.train_config, self.history)
 
 
-def steps_to_reach(history: list[StepMetrics], target: float) -> int | None:
-    """First step whose held-out exact-sequence accuracy is >= target (None if never)."""
+def steps_to_reach(history: Sequence[StepMetrics | dict], target: float) -> int | None:
+    """First step whose held-out exact-sequence accuracy is >= target (None if never). The rows are StepMetrics
+    or their dicts (as the run store keeps them)."""
     for m in history:
-        if m.heldout_seq_accuracy is not None and m.heldout_seq_accuracy >= target:
-            return m.step
+        row = m if isinstance(m, dict) else m.__dict__
+        accuracy = row.get("heldout_seq_accuracy")
+        if accuracy is not None and accuracy >= target:
+            return row["step"]
     return None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import get_args
 
 from app.lab.store import RunSpec
-from app.playground.state import BadInput, parse_switches
+from app.playground.state import parse_switches
+from app.web.errors import BadInput
 from model.config import ConfigError, InitScheme, Switches
 from model.tasks import TASKS, get_task
 from model.train import TrainConfig, model_config_for

@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.lab.store import RunRecord, RunSpec, RunStore
+from app.lab.store import FINAL_STATUSES, RunRecord, RunSpec, RunStore
 
-FINISHED = ("done", "failed", "cancelled")
 EVENT_FLUSH_SECONDS = 0.1  # a worker sends metrics at most 10 times a second (the page wants >= 5)
 
 
@@ -205,7 +204,7 @@ class LocalJobRunner:
                     last_step = rows[-1]["step"]
                     event = Event("metrics", run_id, rows)
                 yield event
-                if event.kind in FINISHED:
+                if event.kind in FINAL_STATUSES:
                     return
         finally:
             self._unsubscribe(run_id, loop, inbox)

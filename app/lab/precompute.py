@@ -21,12 +21,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from app.lab.store import RunSpec, RunStore
-from app.lab.sweeps import sweep_items
+from app.lab.sweeps import TARGET, sweep_items
 from app.web.settings import get_settings
 
 SEEDS = (0, 1, 2, 3, 4)
 # name -> (training form, depths, variants). The lessons cite these by name.
-FORM = {"task": "reverse", "steps": "600", "seed": "0", "stop_at": "0.99"}
+FORM = {"task": "reverse", "steps": "600", "seed": "0", "stop_at": str(TARGET)}
 PLANS: dict[str, tuple[dict, list[int], list[str]]] = {
     "depth-residual-norm": (FORM, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual", "no_norm"]),
     "pe-every-layer": (FORM, [2, 4], ["pre_ln", "pe_every_layer"]),

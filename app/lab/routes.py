@@ -14,7 +14,8 @@ from app.lab.form import AB_OPTIONS, DEFAULTS, INIT_SCHEMES, parse_ab, parse_run
 from app.lab.jobs import QueueFull
 from app.lab.store import RunRecord
 from app.playground import figures
-from app.playground.state import BadInput, choices, parse_switches
+from app.playground.state import choices, parse_switches
+from app.web.errors import BadInput
 from app.web.i18n import pick_language
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS

@@ -7,9 +7,10 @@ from fastapi.responses import Response
 
 from app.lab.form import DEFAULTS
 from app.lab.precompute import PLANS
+from app.lab.store import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
 from app.playground import figures
-from app.playground.state import BadInput
+from app.web.errors import BadInput
 from app.web.i18n import Translator, pick_language
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
@@ -23,7 +24,7 @@ def _sweep_context(request: Request, sweep: dict) -> dict:
     names = {v: t(f"variant.{v}") for v in VARIANTS}
     with figures.language(t.lang):
         charts = [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]
-    finished = all(r["status"] in ("done", "failed", "cancelled") for r in rows)
+    finished = all(r["status"] in FINAL_STATUSES for r in rows)
     return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET}
 
 

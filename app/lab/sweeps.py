@@ -12,7 +12,8 @@ from collections import deque
 from app.lab.form import parse_run_request
 from app.lab.jobs import LocalJobRunner
 from app.lab.store import RunSpec, RunStore
-from app.playground.state import BadInput
+from app.web.errors import BadInput
+from model.train import steps_to_reach
 
 # Each variant is a change to the training form; "pre_ln" is the baseline most lessons compare with.
 VARIANTS: dict[str, dict[str, str]] = {
@@ -52,14 +53,6 @@ def sweep_items(form: dict, depths: list[int], variants: list[str], settings) ->
     return items
 
 
-def steps_to_target(metrics: list[dict], target: float = TARGET) -> int | None:
-    for row in metrics:
-        accuracy = row.get("heldout_seq_accuracy")
-        if accuracy is not None and accuracy >= target:
-            return row["step"]
-    return None
-
-
 def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
     """Per item: its latest run's status, final held-out accuracy and the step it first reached TARGET."""
     rows = []
@@ -73,7 +66,7 @@ def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
             "status": record.status if record else "queued", "run_id": record.id if record else None,
             "steps_done": record.steps_done if record else 0, "steps": item["spec"].train_config["steps"],
             "heldout_seq_accuracy": final.get("heldout_seq_accuracy"),
-            "steps_to_target": steps_to_target(store.metrics(record.id)) if done else None,
+            "steps_to_target": steps_to_reach(store.metrics(record.id), TARGET) if done else None,
         })
     return rows
 

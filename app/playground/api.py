@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from app.playground.registry import model_info
-from app.playground.state import BadInput, parse_state
+from app.playground.state import parse_state
 from app.playground.traces import trace_for
 from app.web.compute import run_model_work
+from app.web.errors import BadInput
 from model.tasks import get_task
 from model.zoo import load_manifest
 

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import model.config as config_module
 from app.playground.registry import default_model, model_info
+from app.web.errors import BadInput
 from model.config import ConfigError, ModelConfig, Switches
 from model.tasks import UnknownTokenError, get_task
 from model.transformer import check_switches_fit
@@ -22,16 +23,6 @@ ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0"
 SWITCH_FIELDS = [f.name for f in fields(Switches)]
 DEFAULT_INPUTS = {"reverse": "31415926", "copy": "27182818", "sort": "31415926",
                   "en_numbers": "three hundred twelve", "zh_numbers": "三百一十二"}
-
-
-class BadInput(ValueError):
-    """A request parameter is invalid; rendered as a 4xx naming the parameter."""
-
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from app.playground.registry import load_model
-from app.playground.state import BadInput, PlaygroundState
+from app.playground.state import PlaygroundState
+from app.web.errors import BadInput
 from app.web.settings import get_settings
 from model.config import Switches
 from model.tasks import UnknownTokenError

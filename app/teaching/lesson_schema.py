@@ -118,8 +118,9 @@ def preset_problems(lesson: Lesson, settings) -> list[str]:
     """Every preset that the app could not run, as 'lesson/step: what is wrong' (empty when all run)."""
     from app.lab.form import parse_ab, parse_run_request
     from app.lab.precompute import PLANS
-    from app.playground.state import BadInput, parse_state
+    from app.playground.state import parse_state
     from app.teaching.claims import CLAIMS
+    from app.web.errors import BadInput
 
     problems = []
     for step in lesson.steps:

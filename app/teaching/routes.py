@@ -7,12 +7,12 @@ import json
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.playground.state import BadInput
 from app.teaching.claims import CLAIMS
 from app.teaching.lesson_schema import get_lesson, load_lessons
 from app.teaching.verdicts import current_verdicts
 from app.teaching.widgets import run_widget
 from app.web.compute import run_model_work
+from app.web.errors import BadInput
 from app.web.i18n import pick_language
 from app.web.templating import base_context, render
 

@@ -4,7 +4,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.playground.state import BadInput
+
+class BadInput(ValueError):
+    """A request parameter is invalid; rendered as a 4xx naming the parameter."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
 
 
 def _wants_json(request: Request) -> bool:

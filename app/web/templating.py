@@ -8,10 +8,12 @@ from urllib.parse import urlencode
 from fastapi import Request
 from jinja2_fragments.fastapi import Jinja2Blocks
 
+from app.lab.store import FINAL_STATUSES, STATUSES
 from app.web.i18n import Translator, pick_language
 
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Blocks(directory=ROOT / "templates")
+templates.env.globals.update(run_statuses=STATUSES, final_statuses=FINAL_STATUSES)
 templates.env.filters["query_with"] = lambda params, **changes: urlencode({**dict(params), **changes})
 
 NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"), ("/lessons", "nav.lessons"),

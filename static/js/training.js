@@ -3,6 +3,8 @@
 "use strict";
 
 const RUN_REDRAW_MS = 200;
+// The final run statuses, as the server names them (templates/partials/status_words.html).
+const FINAL = document.getElementById("status-words").dataset.final.split(" ");
 
 function attachRun(card) {
   if (card.dataset.attached) return;
@@ -27,7 +29,7 @@ function attachRun(card) {
     const info = JSON.parse(event.data);
     card.dataset.status = info.status;
     statusEl.textContent = statusText(info);
-    if (["done", "failed", "cancelled"].includes(info.status)) {
+    if (FINAL.includes(info.status)) {
       source.close();
       const stop = card.querySelector("button.stop");
       if (stop) stop.remove();
@@ -36,7 +38,7 @@ function attachRun(card) {
       dirty = true;
     }
   });
-  source.onerror = () => { if (["done", "failed", "cancelled"].includes(card.dataset.status)) source.close(); };
+  source.onerror = () => { if (FINAL.includes(card.dataset.status)) source.close(); };
 
   const timer = setInterval(() => {
     if (!document.body.contains(card)) { clearInterval(timer); source.close(); return; }
@@ -98,8 +100,6 @@ function drawHeatmap(el, rows) {
 }
 
 // ---- A/B: both runs' curves in one chart, and a one-line verdict when both have finished ----
-
-const FINAL = ["done", "failed", "cancelled"];
 
 function stepReaching(rows, target) {
   const hit = rows.find((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined && r.heldout_seq_accuracy >= target);

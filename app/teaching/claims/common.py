@@ -10,8 +10,10 @@ from typing import Any
 import torch
 
 from app.lab.store import RunRecord, RunStore
+from app.lab.sweeps import TARGET
 from model.checkpoint import load_checkpoint
 from model.tasks import PAD, Batch, Task, collate
+from model.train import steps_to_reach
 from model.transformer import Seq2Seq
 from model.zoo import load_zoo_model
 
@@ -129,7 +131,6 @@ def load_sweep(store: RunStore | None, name: str) -> SweepData | None:
     run with its exact spec exists, even if a newer run with that spec (another plan's) is still queued."""
     if store is None:
         return None
-    from app.lab.sweeps import steps_to_target  # imported late: app.lab.sweeps pulls in the job runner
 
     sweep = next((s for s in store.sweeps(limit=1000) if s["name"] == name), None)
     if sweep is None:
@@ -143,7 +144,7 @@ def load_sweep(store: RunStore | None, name: str) -> SweepData | None:
             "variant": item["variant"], "depth": item["depth"], "run_id": record.id,
             "steps": item["spec"].train_config["steps"], "steps_done": record.steps_done,
             "heldout_seq_accuracy": (record.final or {}).get("heldout_seq_accuracy"),
-            "steps_to_target": steps_to_target(store.metrics(record.id)),
+            "steps_to_target": steps_to_reach(store.metrics(record.id), TARGET),
         }
     return SweepData(name, cells, len(sweep["items"]))
 
