@@ -20,11 +20,9 @@ class LayerInputs:
     """What every layer of a stack needs besides the stream itself."""
 
     switches: Switches
-    stack: str  # "encoder" | "decoder"
     pad_mask: torch.Tensor  # (B, T) True at padding of this stack's own sequence
     self_attn_mask: torch.Tensor  # (B, 1, T, T) or (B, 1, 1, T), True where attention is allowed
-    memory_pad_mask: torch.Tensor | None = None  # decoder only: (B, S) source padding
-    cross_attn_mask: torch.Tensor | None = None  # decoder only: (B, 1, 1, S)
+    cross_attn_mask: torch.Tensor | None = None  # decoder only: (B, 1, 1, S), True at real source tokens
 
 
 def add_and_norm(

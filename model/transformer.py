@@ -82,7 +82,7 @@ class Seq2Seq(HookedModule):
         """src: (B, S) token ids, right-padded with PAD."""
         sw = self._switches(switches)
         pad_mask = src == PAD
-        inputs = LayerInputs(sw, "encoder", pad_mask, self_attn_mask=~pad_mask[:, None, None, :])
+        inputs = LayerInputs(sw, pad_mask, self_attn_mask=~pad_mask[:, None, None, :])
         x = self.hook_src_embed(self.src_embed(src))
         pe = self.hook_src_pos(self.pos(src.size(1), sw.pos_encoding, src.size(0)))
         x = x + pe
@@ -106,14 +106,7 @@ class Seq2Seq(HookedModule):
         if sw.causal_mask:
             causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()
             allowed = allowed & causal  # (B, 1, T, T)
-        inputs = LayerInputs(
-            sw,
-            "decoder",
-            pad_mask,
-            self_attn_mask=allowed,
-            memory_pad_mask=memory.pad_mask,
-            cross_attn_mask=~memory.pad_mask[:, None, None, :],
-        )
+        inputs = LayerInputs(sw, pad_mask, self_attn_mask=allowed, cross_attn_mask=~memory.pad_mask[:, None, None, :])
         x = self.hook_tgt_embed(self.tgt_embed(tgt_in))
         pe = self.hook_tgt_pos(self.pos(T, sw.pos_encoding, tgt_in.size(0)))
         x = x + pe

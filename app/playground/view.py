@@ -19,8 +19,6 @@ from app.web.i18n import Translator
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
 
-STACK_SUBLAYERS = {"encoder": ("self_attn", "ffn"), "decoder": ("self_attn", "cross_attn", "ffn")}
-
 
 def step_title(step: dict, t) -> str:
     """A short sentence naming where the step is in the forward pass."""
