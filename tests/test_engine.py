@@ -14,7 +14,7 @@ from model.layers import initialize
 from model.seeds import stack_models, unstack
 from model.tasks import PAD, get_task
 from model.train import MultiSeedRun, TrainConfig, TrainingRun, model_config_for, new_model
-from model.train_cli import main as cli_main
+from model.train.cli import main as cli_main
 
 TASK = get_task("reverse")
 CONFIG = model_config_for(TASK, d_model=32, n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2)

@@ -11,7 +11,7 @@ from model.checkpoint import checkpoint_bytes, load_checkpoint
 from model.config import ConfigError, Switches
 from model.tasks import get_task
 from model.train import TrainConfig, TrainingRun, model_config_for, new_model, steps_to_reach
-from model.train_cli import main as cli_main
+from model.train.cli import main as cli_main
 
 PRE_LN = Switches(norm_position="pre")
 

@@ -132,7 +132,7 @@ def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, lo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.train_cli import parse_seeds
+    from model.train.cli import parse_seeds
 
     parser = argparse.ArgumentParser(prog="python -m app.lab.precompute", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one per core)")

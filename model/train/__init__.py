@@ -3,7 +3,7 @@
 `MultiSeedRun` trains K seeds of one configuration together, as one batched computation
 (model.seeds): each seed keeps the initialisation, data stream, metrics and held-out scores it would
 have alone, and stops on its own (target reached, diverged, budget spent) without holding up the
-others. `TrainingRun` is the one-seed case. CLI: model/train_cli.py.
+others. `TrainingRun` is the one-seed case. CLI: model/train/cli.py.
 
     python -m model.train --task reverse --layers 2 --seeds 0-4 --steps 600 --stop-at 0.99 --json
 """
@@ -339,9 +339,3 @@ def steps_to_reach(history: Sequence[StepMetrics | dict], target: float) -> int 
         if accuracy is not None and accuracy >= target:
             return row["step"]
     return None
-
-
-if __name__ == "__main__":
-    from model.train_cli import main
-
-    raise SystemExit(main())
