@@ -159,3 +159,24 @@ def test_token_labels_are_escaped_in_figures(client):
 def test_unknown_example_model_is_404(client):
     r = client.get("/api/models/nope/example")
     assert r.status_code == 404 and "available" in r.json()["detail"][0]["message"]
+
+
+def test_a_request_resolves_its_state_and_language_once(client, monkeypatch):
+    import app.playground.routes as routes
+    import app.web.i18n as i18n
+
+    calls = {"state": 0, "language": 0}
+    parse, language_of = routes.parse_state, i18n._language_of
+
+    def counting_parse(*args, **kwargs):
+        calls["state"] += 1
+        return parse(*args, **kwargs)
+
+    def counting_language(request):
+        calls["language"] += 1
+        return language_of(request)
+
+    monkeypatch.setattr(routes, "parse_state", counting_parse)
+    monkeypatch.setattr(i18n, "_language_of", counting_language)
+    assert client.get("/playground?input=2718&norm=rms&lang=zh").status_code == 200
+    assert calls == {"state": 1, "language": 1}

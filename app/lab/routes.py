@@ -15,20 +15,12 @@ from app.lab.jobs import QueueFull
 from app.lab.store import RunRecord
 from app.playground import figures
 from app.playground.state import choices, parse_switches
+from app.web.dependencies import LanguageDep, RunnerDep, SettingsDep, StoreDep
 from app.web.errors import BadInput
-from app.web.i18n import pick_language
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
 
 router = APIRouter(tags=["training"])
-
-
-def _runner(request: Request):
-    return request.app.state.runner
-
-
-def _store(request: Request):
-    return request.app.state.store
 
 
 def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
@@ -45,31 +37,30 @@ def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
 
 
 @router.get("/train", summary="The training lab")
-def training_page(request: Request):
+def training_page(request: Request, store: StoreDep):
     """Switch parameters in the URL (as the playground links them) pre-fill the form."""
     switches = parse_switches(request.query_params, DEFAULTS["switches"])
     task = request.query_params.get("task", DEFAULTS["task"])
     defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
     return render(request, "train.html", {
         "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
-        "norm_choices": choices("norm"), "runs": _store(request).list(limit=12), "ab_options": AB_OPTIONS,
+        "norm_choices": choices("norm"), "runs": store.list(limit=12), "ab_options": AB_OPTIONS,
         "init_schemes": INIT_SCHEMES,
     })
 
 
 @router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)")
-async def start_run(request: Request):
+async def start_run(request: Request, settings: SettingsDep, runner: RunnerDep, lang: LanguageDep):
     form = dict(await request.form())
-    settings, lang = request.app.state.settings, pick_language(request)
     spec, label = parse_run_request(form, settings)
     ab = parse_ab(form)
     if ab is None:
-        record, replayed = _submit(request, spec, label)
+        record, replayed = _submit(runner, spec, label)
         return render(request, "train.html", _run_context(record, lang, replayed), block_names=["run_card"])
     b_form, change = ab
     b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
-    a_record, a_replayed = _submit(request, spec, label or "A")
-    b_record, b_replayed = _submit(request, b_spec, f"B: {change}")
+    a_record, a_replayed = _submit(runner, spec, label or "A")
+    b_record, b_replayed = _submit(runner, b_spec, f"B: {change}")
     with figures.language(lang):
         overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
                                             "heldout_seq_accuracy": 0.0}])
@@ -78,39 +69,31 @@ async def start_run(request: Request):
     return render(request, "train.html", context, block_names=["ab_card"])
 
 
-def _submit(request: Request, spec, label: str):
+def _submit(runner, spec, label: str):
     try:
-        return _runner(request).submit(spec, label)
+        return runner.submit(spec, label)
     except QueueFull as error:
         raise BadInput("queue", str(error), 429) from None
 
 
 @router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")
-def run_page(request: Request, run_id: int):
-    record = _store(request).get(run_id)
-    if record is None:
-        raise BadInput("run", f"there is no run {run_id}", 404)
-    context = _run_context(record, pick_language(request))
+def run_page(request: Request, run_id: int, store: StoreDep, lang: LanguageDep):
+    context = _run_context(_record(store, run_id), lang)
     if is_htmx(request):
         return render(request, "train.html", context, block_names=["run_card"])
     return render(request, "run.html", context)
 
 
 @router.post("/train/runs/{run_id}/cancel", summary="Stop a run")
-def cancel_run(request: Request, run_id: int):
-    if not _runner(request).cancel(run_id):
-        record = _store(request).get(run_id)
-        if record is None:
-            raise BadInput("run", f"there is no run {run_id}", 404)
-        return {"run": run_id, "status": record.status}
+def cancel_run(run_id: int, store: StoreDep, runner: RunnerDep):
+    if not runner.cancel(run_id):
+        return {"run": run_id, "status": _record(store, run_id).status}
     return {"run": run_id, "status": "cancelling"}
 
 
 @router.get("/train/runs/{run_id}/events", summary="Live metrics of a run as server-sent events")
-async def run_events(request: Request, run_id: int):
-    runner = _runner(request)
-    if _store(request).get(run_id) is None:
-        raise BadInput("run", f"there is no run {run_id}", 404)
+async def run_events(request: Request, run_id: int, store: StoreDep, runner: RunnerDep):
+    _record(store, run_id)
 
     async def stream():
         events = runner.events(run_id).__aiter__()
@@ -142,16 +125,21 @@ async def run_events(request: Request, run_id: int):
 
 
 @router.get("/api/runs", tags=["api"], summary="Stored training runs, newest first")
-def list_runs(request: Request, limit: int = 50) -> list[dict]:
-    return [asdict(r) for r in _store(request).list(limit=min(max(limit, 1), 500))]
+def list_runs(store: StoreDep, limit: int = 50) -> list[dict]:
+    return [asdict(r) for r in store.list(limit=min(max(limit, 1), 500))]
 
 
 @router.get("/api/runs/{run_id}/metrics", tags=["api"], summary="Every step's metrics of a run")
-def run_metrics(request: Request, run_id: int) -> dict:
-    record = _store(request).get(run_id)
+def run_metrics(run_id: int, store: StoreDep) -> dict:
+    return {"run": asdict(_record(store, run_id)), "metrics": store.metrics(run_id)}
+
+
+def _record(store, run_id: int) -> RunRecord:
+    """The run, or a 404 naming it."""
+    record = store.get(run_id)
     if record is None:
         raise BadInput("run", f"there is no run {run_id}", 404)
-    return {"run": asdict(record), "metrics": _store(request).metrics(run_id)}
+    return record
 
 
 def _finite(value):

@@ -10,17 +10,17 @@ from app.lab.precompute import PLANS
 from app.lab.store import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
 from app.playground import figures
+from app.web.dependencies import SettingsDep, StoreDep, SweepsDep, TranslatorDep
 from app.web.errors import BadInput
-from app.web.i18n import Translator, pick_language
+from app.web.i18n import Translator
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
 
 router = APIRouter(tags=["training"])
 
 
-def _sweep_context(request: Request, sweep: dict) -> dict:
-    rows = sweep_results(request.app.state.store, sweep)
-    t = Translator(pick_language(request))
+def _sweep_context(store, t: Translator, sweep: dict) -> dict:
+    rows = sweep_results(store, sweep)
     names = {v: t(f"variant.{v}") for v in VARIANTS}
     with figures.language(t.lang):
         charts = [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]
@@ -29,15 +29,15 @@ def _sweep_context(request: Request, sweep: dict) -> dict:
 
 
 @router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far")
-def sweeps_page(request: Request):
+def sweeps_page(request: Request, store: StoreDep):
     return render(request, "sweeps.html", {
         "tasks": list(TASKS), "defaults": DEFAULTS, "depths": DEPTHS, "variants": list(VARIANTS),
-        "sweeps": request.app.state.store.sweeps(limit=20),
+        "sweeps": store.sweeps(limit=20),
     })
 
 
 @router.post("/train/sweeps", summary="Start a depth sweep (runs train one after another in the background)")
-async def start_sweep(request: Request):
+async def start_sweep(request: Request, settings: SettingsDep, sweeps: SweepsDep):
     form = await request.form()
     plan = form.get("plan")
     if plan:  # a lesson asks for one of the precomputed plans
@@ -50,8 +50,8 @@ async def start_sweep(request: Request):
         variants = list(form.getlist("variants"))
         fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
         name = str(form.get("name", "")).strip()[:60] or f"{fields.get('task', 'reverse')} · {', '.join(variants)}"
-    items = sweep_items(fields, depths, variants, request.app.state.settings)
-    sweep_id = request.app.state.sweeps.create(name, items)
+    items = sweep_items(fields, depths, variants, settings)
+    sweep_id = sweeps.create(name, items)
     if plan and is_htmx(request):
         return render(request, "sweep.html", {"sweep_id": sweep_id}, block_names=["sweep_started"])
     if is_htmx(request):
@@ -60,11 +60,11 @@ async def start_sweep(request: Request):
 
 
 @router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)")
-def sweep_page(request: Request, sweep_id: int):
-    sweep = request.app.state.store.sweep(sweep_id)
+def sweep_page(request: Request, sweep_id: int, store: StoreDep, t: TranslatorDep):
+    sweep = store.sweep(sweep_id)
     if sweep is None:
         raise BadInput("sweep", f"there is no sweep {sweep_id}", 404)
-    context = _sweep_context(request, sweep)
+    context = _sweep_context(store, t, sweep)
     if is_htmx(request):
         return render(request, "sweep.html", context, block_names=["sweep_results"])
     return render(request, "sweep.html", context)

@@ -12,6 +12,7 @@ from app.playground.registry import model_info
 from app.playground.state import parse_state
 from app.playground.traces import trace_for
 from app.web.compute import run_model_work
+from app.web.dependencies import SettingsDep
 from app.web.errors import BadInput
 from model.tasks import get_task
 from model.zoo import load_manifest
@@ -29,6 +30,7 @@ def models() -> list[dict[str, Any]]:
 @router.get("/trace", summary="Trace one input through a model, with switches applied as ablations")
 async def trace(
     request: Request,
+    settings: SettingsDep,
     model: Annotated[str | None, Query(description="zoo model name; default: the default model")] = None,
     input: Annotated[str | None, Query(description="source text, e.g. 31415 for reverse")] = None,
     residual: OnOff = None,
@@ -46,7 +48,7 @@ async def trace(
 ) -> dict[str, Any]:
     """The response holds per-layer stream norms, sublayer contributions, norm statistics, attention
     patterns, the logit lens, gradients and the ordered steps of the forward pass."""
-    state = parse_state(request.query_params, request.app.state.settings.max_input_chars)
+    state = parse_state(request.query_params, settings.max_input_chars)
     result = {"state": state.params(), "trace": await run_model_work(request, trace_for, state)}
     if intact:
         result["intact"] = await run_model_work(request, trace_for, state, True)

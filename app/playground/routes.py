@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 from functools import lru_cache
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -14,15 +15,19 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app.playground.state import PlaygroundState, parse_state
 from app.playground.view import playground_context, step_context
 from app.web.compute import run_model_work
+from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.i18n import Translator
 from app.web.templating import base_context, is_htmx, render, templates
 
 router = APIRouter(tags=["playground"])
 
 
-def _state(request: Request) -> PlaygroundState:
-    settings = request.app.state.settings
+def _state(request: Request, settings: SettingsDep) -> PlaygroundState:
+    """The learner's state, parsed once per request (a 4xx naming the parameter if it is bad)."""
     return parse_state(request.query_params, settings.max_input_chars, random.Random())
+
+
+StateDep = Annotated[PlaygroundState, Depends(_state)]
 
 
 def _url(state: PlaygroundState, request: Request) -> str:
@@ -41,30 +46,25 @@ def _results_html(state: PlaygroundState, lang: str, with_input: bool) -> str:
 
 
 @router.get("/playground", summary="The playground page (or its results partial for HTMX)")
-async def playground(request: Request):
-    state = _state(request)
+async def playground(request: Request, state: StateDep, t: TranslatorDep):
     if is_htmx(request):
-        lang = base_context(request)["lang"]
-        html = await run_model_work(request, _results_html, state, lang, bool(request.query_params.get("random")))
+        html = await run_model_work(request, _results_html, state, t.lang, bool(request.query_params.get("random")))
         return HTMLResponse(html, headers={"HX-Push-Url": _url(state, request)})
-    context = await run_model_work(request, playground_context, state, base_context(request)["t"])
+    context = await run_model_work(request, playground_context, state, t)
     return render(request, "playground.html", context)
 
 
 @router.get("/playground/step", summary="The step view partial for one step")
-async def playground_step(request: Request):
-    state = _state(request)
-    context = await run_model_work(request, step_context, state, base_context(request)["t"])
+async def playground_step(request: Request, state: StateDep, t: TranslatorDep):
+    context = await run_model_work(request, step_context, state, t)
     return render(request, "playground.html", context, block_names=["step_view"],
                   headers={"HX-Replace-Url": _url(state, request)})
 
 
 @router.get("/playground/stream", summary="Play: the step views from `step` to the end, as server-sent events")
-async def playground_stream(request: Request, interval_ms: int = 400):
-    state = _state(request)
-    settings = request.app.state.settings
+async def playground_stream(request: Request, state: StateDep, settings: SettingsDep, t: TranslatorDep,
+                            interval_ms: int = 400):
     interval = max(interval_ms, settings.stream_min_interval_ms) / 1000
-    t = base_context(request)["t"]
     first = await run_model_work(request, step_context, state, t)
     total = len(first["steps"])
 

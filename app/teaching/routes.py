@@ -12,9 +12,9 @@ from app.teaching.lesson_schema import get_lesson, load_lessons
 from app.teaching.verdicts import current_verdicts
 from app.teaching.widgets import run_widget
 from app.web.compute import run_model_work
+from app.web.dependencies import LanguageDep, SettingsDep, StoreDep, TranslatorDep
 from app.web.errors import BadInput
-from app.web.i18n import pick_language
-from app.web.templating import base_context, render
+from app.web.templating import render
 
 router = APIRouter(tags=["lessons"])
 
@@ -44,39 +44,35 @@ def lesson_page(request: Request, slug: str):
 
 
 @router.get("/lessons/{slug}/steps/{step_id}/widget", summary="Run one step's widget (after the prediction)")
-async def lesson_widget(request: Request, slug: str, step_id: str):
+async def lesson_widget(request: Request, slug: str, step_id: str, settings: SettingsDep, store: StoreDep,
+                        t: TranslatorDep):
     lesson = _lesson_or_404(slug)
     step = lesson.step(step_id)
     if step is None or step.widget is None:
         raise BadInput("step", f"lesson {slug!r} has no step {step_id!r} with a widget", 404)
-    t = base_context(request)["t"]
-    result = await run_model_work(request, run_widget, step.widget, request.app.state.settings,
-                                  request.app.state.store, t)  # traces: queued with the playground's
+    result = await run_model_work(request, run_widget, step.widget, settings, store, t)  # queued with the playground
     return render(request, "lesson.html", {"lesson": lesson, "step": step, "w": result}, block_names=["widget"])
 
 
 @router.get("/claims", summary="Every claim of the note, measured, with a verdict")
-async def claims_page(request: Request):
-    report = await run_in_threadpool(current_verdicts, request.app.state.settings, request.app.state.store)
-    lang = pick_language(request)
+async def claims_page(request: Request, settings: SettingsDep, store: StoreDep, lang: LanguageDep):
+    report = await run_in_threadpool(current_verdicts, settings, store)
     steps = {claim: (lesson.slug, step.id) for lesson in load_lessons() for step in lesson.steps
              if (claim := step.claim)}
     return render(request, "claims.html", {"claims": CLAIMS, "report": report, "steps": steps, "lang_": lang})
 
 
 @router.get("/api/claims", tags=["api"], summary="The measured verdict of every claim, with its numbers")
-async def claims_api(request: Request) -> dict:
-    report = await run_in_threadpool(current_verdicts, request.app.state.settings, request.app.state.store)
-    return report
+async def claims_api(settings: SettingsDep, store: StoreDep) -> dict:
+    return await run_in_threadpool(current_verdicts, settings, store)
 
 
 @router.post("/claims/recompute", summary="Measure every claim again from the models and the run store")
-async def claims_recompute(request: Request):
+async def claims_recompute(request: Request, settings: SettingsDep, store: StoreDep, lang: LanguageDep):
     from app.teaching.verdicts import compute_report, report_path
 
-    store, settings = request.app.state.store, request.app.state.settings
     report = await run_in_threadpool(compute_report, store)
     path = report_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    return await claims_page(request)
+    return await claims_page(request, settings, store, lang)

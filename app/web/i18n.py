@@ -1,4 +1,4 @@
-"""UI labels in English and Simplified Chinese, from data files in app/labels/.
+"""UI labels in English and Simplified Chinese, from data files in app/web/labels/.
 
 The language comes from ?lang=en|zh, else the `lang` cookie, else Accept-Language, else English.
 """
@@ -23,6 +23,14 @@ def labels(lang: str) -> dict[str, str]:
 
 
 def pick_language(request: Request) -> str:
+    """The request's language, worked out once and kept on the request (every template asks again)."""
+    lang = getattr(request.state, "lang", None)
+    if lang is None:
+        lang = request.state.lang = _language_of(request)
+    return lang
+
+
+def _language_of(request: Request) -> str:
     asked = request.query_params.get("lang") or request.cookies.get("lang")
     if asked in LANGUAGES:
         return asked

@@ -1,0 +1,42 @@
+"""What a route needs, as typed dependencies (resolved once per request; FastAPI caches them), instead of
+reaching into request.app.state: `def page(store: StoreDep, t: TranslatorDep): ...`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.lab.jobs import LocalJobRunner
+from app.lab.store import RunStore
+from app.lab.sweeps import SweepScheduler
+from app.web.i18n import Translator, pick_language
+from app.web.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _store(request: Request) -> RunStore:
+    return request.app.state.store
+
+
+def _runner(request: Request) -> LocalJobRunner:
+    return request.app.state.runner
+
+
+def _sweeps(request: Request) -> SweepScheduler:
+    return request.app.state.sweeps
+
+
+def _translator(lang: Annotated[str, Depends(pick_language)]) -> Translator:
+    return Translator(lang)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[RunStore, Depends(_store)]
+RunnerDep = Annotated[LocalJobRunner, Depends(_runner)]
+SweepsDep = Annotated[SweepScheduler, Depends(_sweeps)]
+LanguageDep = Annotated[str, Depends(pick_language)]
+TranslatorDep = Annotated[Translator, Depends(_translator)]
