@@ -134,7 +134,6 @@ class Batch:
 class Task(ABC):
     name: str
     title: str
-    title_zh: str
     description: str  # one sentence with an example
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
@@ -379,11 +378,10 @@ DIGIT_TOKENIZER = _tokenizer(DIGITS, "char")
 DIGIT_MAX_TOKENS = 16  # above the training range, so length extrapolation can be tested
 
 
-def _digit_task(name: str, title: str, title_zh: str, description: str, rule: Callable[[str], str]) -> DigitTask:
+def _digit_task(name: str, title: str, description: str, rule: Callable[[str], str]) -> DigitTask:
     return DigitTask(
         name=name,
         title=title,
-        title_zh=title_zh,
         description=description,
         src_tokenizer=DIGIT_TOKENIZER,
         tgt_tokenizer=DIGIT_TOKENIZER,
@@ -396,7 +394,7 @@ def _digit_task(name: str, title: str, title_zh: str, description: str, rule: Ca
 
 
 def _number_task(
-    name: str, title: str, title_zh: str, description: str, src_tokenizer: Tokenizer, notation: str
+    name: str, title: str, description: str, src_tokenizer: Tokenizer, notation: str
 ) -> NumberTask:
     spell = english_words if src_tokenizer.kind == "word" else chinese_numeral
     spellings = tuple(spell(n) for n in range(1000))
@@ -404,7 +402,6 @@ def _number_task(
     return NumberTask(
         name=name,
         title=title,
-        title_zh=title_zh,
         description=description,
         src_tokenizer=src_tokenizer,
         tgt_tokenizer=DIGIT_TOKENIZER,
@@ -423,28 +420,24 @@ TASKS: dict[str, Task] = {
         _digit_task(
             "reverse",
             "Reverse a digit string",
-            "反转数字串",
             "Write the digits in reverse order: 3141 → 1413",
             lambda digits: digits[::-1],
         ),
         _digit_task(
             "copy",
             "Copy a digit string",
-            "复制数字串",
             "Write the same digits again: 3141 → 3141",
             lambda digits: digits,
         ),
         _digit_task(
             "sort",
             "Sort the digits",
-            "数字排序",
             "Write the digits in ascending order: 3141 → 1134",
             lambda digits: "".join(sorted(digits)),
         ),
         _number_task(
             "en_numbers",
             "English number words to digits",
-            "英文数词转数字",
             "Write a number given in English words as digits: three hundred twelve → 312",
             _tokenizer([*EN_ONES, *EN_TENS[2:], "hundred"], "word", fold_case_and_hyphens=True),
             "in words",
@@ -452,7 +445,6 @@ TASKS: dict[str, Task] = {
         _number_task(
             "zh_numbers",
             "Chinese numerals to digits",
-            "中文数字转阿拉伯数字",
             "Write a number given in Chinese numerals as digits: 三百一十二 → 312",
             _tokenizer(ZH_DIGITS + "十百", "char"),
             "in standard Chinese numerals",
