@@ -17,9 +17,8 @@ LABELS_DIR = Path(__file__).parent / "labels"
 
 @lru_cache
 def labels(lang: str) -> dict[str, str]:
-    from app.playground.architecture import ARCH_LABELS  # the diagram keeps its own labels beside its layout
-
-    return json.loads((LABELS_DIR / f"{lang}.json").read_text(encoding="utf-8")) | ARCH_LABELS[lang]
+    """Every UI, figure (chart.*) and diagram (arch.*) string of a language: one catalogue per language."""
+    return json.loads((LABELS_DIR / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 def pick_language(request: Request) -> str:
