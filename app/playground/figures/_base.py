@@ -1,0 +1,211 @@
+"""What every figure shares: colours, the labels of the current language, and small builders."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from app.web.i18n import LANGUAGES, labels
+
+Figure = dict[str, Any]
+
+COMPONENT_COLOURS = {
+    "attention": "#0072B2",
+    "cross_attention": "#56B4E9",
+    "ffn": "#E69F00",
+    "norm": "#009E73",
+    "residual": "#CC79A7",
+    "embedding": "#999999",
+    "positional": "#D55E00",
+    "output": "#000000",
+}
+MISMATCH_COLOUR = "#D55E00"  # Okabe-Ito vermillion; mismatched bars are also cross-hatched
+METRIC_COLOURS = {"loss": "#000000", "token_accuracy": "#0072B2", "heldout_seq_accuracy": "#E69F00"}
+TOKEN_LINE_COLOURS = ("#440154", "#472D7B", "#3B528B", "#2C728E", "#21918C", "#28AE80", "#5EC962", "#ADDC30")
+HEATMAP_SCALE = "Viridis"
+RESIDUAL_OFF_PATTERN = "/"
+DECODER_PATTERN = "."
+MISMATCH_PATTERN = "x"
+FONT = "system-ui, sans-serif"
+HEADS_PER_ROW = 4
+SUBLAYER_COMPONENT = {"self_attn": "attention", "cross_attn": "cross_attention", "ffn": "ffn"}
+TOKENS_OF = {"encoder": "src_tokens", "src": "src_tokens", "decoder": "tgt_tokens", "tgt": "tgt_tokens"}
+
+
+
+def _chart_labels(lang: str) -> dict[str, str]:
+    """The figure labels of a language: the catalogue's chart.* entries, without the prefix."""
+    return {key.removeprefix("chart."): text for key, text in labels(lang).items() if key.startswith("chart.")}
+
+
+LABELS_BY_LANGUAGE: dict[str, dict[str, str]] = {lang: _chart_labels(lang) for lang in LANGUAGES}
+LABELS_EN, LABELS_ZH = LABELS_BY_LANGUAGE["en"], LABELS_BY_LANGUAGE["zh"]
+_LANGUAGE: ContextVar[str] = ContextVar("addnorm_figures_language", default="en")
+
+
+class _Labels(Mapping[str, str]):
+    """LABELS: the labels of the current language (see `language`); a key it lacks falls back to English."""
+
+    def _current(self) -> dict[str, str]:
+        table = LABELS_BY_LANGUAGE.get(_LANGUAGE.get(), LABELS_EN)
+        return table if table is LABELS_EN else LABELS_EN | table
+
+    def __getitem__(self, key: str) -> str:
+        table = LABELS_BY_LANGUAGE.get(_LANGUAGE.get(), LABELS_EN)
+        return table[key] if key in table else LABELS_EN[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def keys(self) -> KeysView[str]:
+        return self._current().keys()
+
+    def items(self) -> ItemsView[str, str]:
+        return self._current().items()
+
+    def values(self) -> ValuesView[str]:
+        return self._current().values()
+
+    def __repr__(self) -> str:
+        return f"<figure labels ({_LANGUAGE.get()})>"
+
+
+LABELS = _Labels()
+
+
+def current_language() -> str:
+    """The language figures are built in here ("en" unless inside `language`)."""
+    return _LANGUAGE.get()
+
+
+@contextmanager
+def language(lang: str) -> Iterator[None]:
+    """Build figures in `lang` ("en" or "zh") inside the block: `with language("zh"): fig = logit_lens(trace)`.
+
+    The choice lives in a ContextVar, so it is restored on exit and never leaks into other threads or tasks."""
+    if lang not in LABELS_BY_LANGUAGE:
+        raise ValueError(f"unknown figure language {lang!r}; expected one of {sorted(LABELS_BY_LANGUAGE)}")
+    token = _LANGUAGE.set(lang)
+    try:
+        yield
+    finally:
+        _LANGUAGE.reset(token)
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _esc(label: object) -> str:
+    """A label as Plotly should show it: &, < and > escaped (Plotly reads a little HTML in text)."""
+    return html.escape(str(label), quote=False)
+
+
+def _labels(tokens: Sequence[str] | None, n: int, missing: str | None = None) -> list[str]:
+    """n escaped labels; a position past the end of `tokens` shows `missing` (default: its number)."""
+    tokens = tokens or []
+    return [_esc(tokens[i]) if i < len(tokens) else (missing or str(i)) for i in range(n)]
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None (JSON has no NaN or infinity; Plotly leaves a gap)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    finite = [v for v in map(_num, values) if v is not None]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _figure(data: list[dict], title: str, height: int, subtitle: str = "", **layout: Any) -> Figure:
+    """The common layout; a subtitle (remarks under the title) gets 16 px of top margin per line."""
+    base = {
+        "title": {"text": title, "x": 0, "xanchor": "left", "xref": "paper", "font": {"size": 14}},
+        "font": {"family": FONT, "size": 12},
+        "margin": {"l": 60, "r": 20, "t": 40 + 16 * (subtitle.count("<br>") + 1 if subtitle else 0), "b": 50},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "#ffffff",
+        "autosize": True,
+        "height": height,
+        "hoverlabel": {"font": {"family": FONT, "size": 12}},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"},
+    }
+    if subtitle:
+        base["title"]["subtitle"] = {"text": subtitle, "font": {"size": 11, "color": "#444444"}}
+    return {"data": data, "layout": base | layout}
+
+
+def _axis(title: str, **extra: Any) -> dict:
+    return {"title": {"text": title}, "automargin": True, "zeroline": False, "gridcolor": "#e5e5e5", **extra}
+
+
+def _index_axis(title: str, labels: list[str], **extra: Any) -> dict:
+    """Positions 0..n-1 with `labels` (already escaped) as tick text: repeated labels stay distinct."""
+    # Plotly hides a label that would stick out of the figure (a slanted last label does): keep it, and let
+    # automargin make room.
+    return _axis(title, tickmode="array", tickvals=list(range(len(labels))), ticktext=labels,
+                 ticklabeloverflow="allow", **extra)
+
+
+def _right_axis(title: str, **extra: Any) -> dict:
+    """A second y axis on the right, over the first; own ticks (Plotly would otherwise sync them to the left)."""
+    return _axis(title, overlaying="y", side="right", showgrid=False, tickmode="auto", **extra)
+
+
+def _log_ticks(values: Iterable[Any]) -> dict:
+    """Ticks at 1, 2, 5 × 10^k (only 10^k over more than four decades) spanning the positive values, written as
+    plain numbers: Plotly's own log ticks label the in-between ones with a bare digit ("2", "5")."""
+    positive = [v for v in map(_num, values) if v is not None and v > 0]
+    if not positive:
+        return {}
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    mantissas = (1,) if high - low > 4 else (1, 2, 5)
+    ticks = [m * 10.0**k for k in range(low, high + 1) for m in mantissas if m * 10.0**k <= 10.0**high]
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
+def _colorbar(title: str, **extra: Any) -> dict:
+    return {"title": {"text": title, "side": "right"}, "thickness": 12, **extra}
+
+
+def _note(text: str, **extra: Any) -> dict:
+    """An annotation; by default centred on the plot (used for "no data" messages)."""
+    return {"text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
+            "font": {"size": 12, "color": "#444444"}, **extra}
+
+
+def _heatmap(z: list, **extra: Any) -> dict:
+    return {"type": "heatmap", "z": z, "colorscale": HEATMAP_SCALE, **extra}
+
+
+def _bar(x: Iterable, y: Iterable, name: str, colour: str, hovertemplate: str, customdata: list | None = None,
+         patterns: str | list[str] | None = None, **extra: Any) -> dict:
+    marker: dict[str, Any] = {"color": colour}
+    if patterns:
+        marker["pattern"] = {"shape": patterns, "fillmode": "overlay", "fgcolor": "#ffffff", "solidity": 0.35}
+    bar = {"type": "bar", "x": list(x), "y": list(y), "name": name, "marker": marker, "hovertemplate": hovertemplate}
+    if customdata is not None:
+        bar["customdata"] = customdata
+    return bar | extra
+
+
+def _top_text(top: Sequence[Sequence]) -> str:
+    """[[token, prob], ...] as "5 0.4123 · 1 0.12 · &lt;eos&gt; 0.08" (escaped)."""
+    return " · ".join(f"{_esc(token)} {prob:.4g}" for token, prob in top)
+
+
+def _token_colour(index: int, n: int) -> str:
+    """Lines per token go from dark (first position) to light (last)."""
+    last = len(TOKEN_LINE_COLOURS) - 1
+    return TOKEN_LINE_COLOURS[round(index * last / (n - 1)) if n > 1 else 0]
+
+
+def _rows(history: Iterable[Any]) -> list[dict]:
+    """Training history as dicts (StepMetrics objects are accepted too)."""
+    return [h if isinstance(h, dict) else h.to_dict() for h in history]

@@ -1,0 +1,102 @@
+"""Training and sweeps: loss and accuracy curves, the gradient heatmap, sweep charts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from app.playground.figures._base import (
+    LABELS,
+    METRIC_COLOURS,
+    Figure,
+    _axis,
+    _colorbar,
+    _esc,
+    _figure,
+    _heatmap,
+    _index_axis,
+    _log_ticks,
+    _note,
+    _num,
+    _right_axis,
+    _rows,
+)
+
+
+def _metric_line(rows: list[dict], key: str, yaxis: str, hovertemplate: str, **style: Any) -> dict:
+    return {"type": "scatter", "name": LABELS[key], "x": [r["step"] for r in rows],
+            "y": [_num(r.get(key)) for r in rows], "yaxis": yaxis, "hovertemplate": hovertemplate,
+            "line": {"color": METRIC_COLOURS[key], "width": 2, **style}, "mode": "lines"}
+
+
+def training_curves(history: Iterable[Any]) -> Figure:
+    """Loss (log axis, left) and accuracies (0–100 %, right) against the training step.
+
+    Held-out accuracy is measured only every few steps (None in between): only measured steps are drawn."""
+    rows = _rows(history)
+    data = [_metric_line(rows, "loss", "y", LABELS["hover_loss"])]
+    for key, dash in (("token_accuracy", "dash"), ("heldout_seq_accuracy", "dot")):
+        measured = [r for r in rows if _num(r.get(key)) is not None]
+        if measured:
+            data.append(_metric_line(measured, key, "y2", LABELS["hover_accuracy"], dash=dash) | {
+                "mode": "lines+markers" if key == "heldout_seq_accuracy" else "lines"})
+    return _figure(data, LABELS["training_title"], 360, annotations=[] if rows else [_note(LABELS["no_history"])],
+                   xaxis=_axis(LABELS["training_step_axis"]),
+                   yaxis=_axis(LABELS["loss_axis"], type="log", **_log_ticks(r["loss"] for r in rows)),
+                   yaxis2=_right_axis(LABELS["accuracy_axis"], range=[0, 1.02], tickformat=".0%"))
+
+
+def gradient_heatmap(history: Iterable[Any], stack: str) -> Figure:
+    """Training step × layer: log10 of ‖∂loss/∂(layer input)‖ as colour, the exact value in the hover."""
+    rows = _rows(history)
+    steps = [r["step"] for r in rows]
+    per_step = [r["layer_grad_norms"][stack] for r in rows]
+    n_layers = max((len(g) for g in per_step), default=0)
+    layers = [LABELS["layer_n"].format(n=i + 1) for i in range(n_layers)]
+    raw = [[_num(g[i]) if i < len(g) else None for g in per_step] for i in range(n_layers)]
+    z = [[math.log10(v) if v and v > 0 else None for v in row] for row in raw]
+    finite = [v for row in z for v in row if v is not None]
+    ticks = list(range(math.floor(min(finite)), math.ceil(max(finite)) + 1)) if finite else []
+    colorbar = _colorbar(LABELS["grad_colour"], tickvals=ticks, ticktext=[f"10<sup>{k}</sup>" for k in ticks])
+    customdata = [[[layers[i], v] for v in row] for i, row in enumerate(raw)]
+    heatmap = _heatmap(z, x=steps, y=list(range(n_layers)), customdata=customdata, colorbar=colorbar,
+                       hovertemplate=LABELS["hover_grad_cell"])
+    return _figure([heatmap], LABELS["grad_heatmap_title"].format(stack=LABELS[stack]), 140 + 40 * max(n_layers, 3),
+                   annotations=[] if rows else [_note(LABELS["no_history"])],
+                   xaxis=_axis(LABELS["training_step_axis"]), yaxis=_index_axis(LABELS["layer"], layers))
+
+
+# ---------------------------------------------------------------- sweeps
+
+SWEEP_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000")
+
+
+def _sweep_lines(rows: list[dict], field: str, names: dict[str, str]) -> list[dict]:
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    data = []
+    for i, variant in enumerate(variants):
+        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["depth"])
+        data.append({"type": "scatter", "mode": "lines+markers", "name": _esc(names.get(variant, variant)),
+                     "x": [r["depth"] for r in mine], "y": [_num(r[field]) for r in mine],
+                     "line": {"color": SWEEP_COLOURS[i % len(SWEEP_COLOURS)], "width": 2},
+                     "marker": {"size": 8}, "hovertemplate": LABELS["hover_sweep"]})
+    return data
+
+
+def sweep_accuracy(rows: list[dict], names: dict[str, str]) -> Figure:
+    """Final held-out exact-sequence accuracy against depth, one line per switch setting (claims R3, N4)."""
+    depths = sorted({r["depth"] for r in rows})
+    return _figure(_sweep_lines(rows, "heldout_seq_accuracy", names), LABELS["sweep_accuracy_title"], 340,
+                   xaxis=_axis(LABELS["sweep_depth_axis"], tickmode="array", tickvals=depths),
+                   yaxis=_axis(LABELS["sweep_accuracy_axis"], range=[0, 1.02], tickformat=".0%"))
+
+
+def sweep_steps(rows: list[dict], names: dict[str, str], target: float) -> Figure:
+    """Steps until held-out accuracy first reached the target, against depth (missing = not reached)."""
+    depths = sorted({r["depth"] for r in rows})
+    return _figure(_sweep_lines(rows, "steps_to_target", names),
+                   LABELS["sweep_steps_title"].format(target=f"{target:.0%}"), 340,
+                   subtitle=LABELS["sweep_not_reached"] + ": —",
+                   xaxis=_axis(LABELS["sweep_depth_axis"], tickmode="array", tickvals=depths),
+                   yaxis=_axis(LABELS["sweep_steps_axis"], rangemode="tozero"))
