@@ -161,12 +161,17 @@ def test_unknown_example_model_is_404(client):
     assert r.status_code == 404 and "available" in r.json()["detail"][0]["message"]
 
 
-def test_a_request_resolves_its_state_and_language_once(client, monkeypatch):
+def test_a_request_resolves_its_state_language_and_trace_once(client, monkeypatch):
     import app.playground.routes as routes
+    import app.playground.traces as traces
     import app.web.i18n as i18n
 
-    calls = {"state": 0, "language": 0}
-    parse, language_of = routes.parse_state, i18n._language_of
+    calls = {"state": 0, "language": 0, "trace": 0}
+    parse, language_of, trace_for = routes.parse_state, i18n._language_of, traces.trace_for
+
+    def counting_trace(*args, **kwargs):
+        calls["trace"] += 1
+        return trace_for(*args, **kwargs)
 
     def counting_parse(*args, **kwargs):
         calls["state"] += 1
@@ -178,5 +183,6 @@ def test_a_request_resolves_its_state_and_language_once(client, monkeypatch):
 
     monkeypatch.setattr(routes, "parse_state", counting_parse)
     monkeypatch.setattr(i18n, "_language_of", counting_language)
-    assert client.get("/playground?input=2718&norm=rms&lang=zh").status_code == 200
-    assert calls == {"state": 1, "language": 1}
+    monkeypatch.setattr(traces, "trace_for", counting_trace)
+    assert client.get("/playground?input=2718&lang=zh").status_code == 200
+    assert calls == {"state": 1, "language": 1, "trace": 1}

@@ -5,13 +5,14 @@ A classroom tends to flip the same switches on the same examples, so most reques
 
 from __future__ import annotations
 
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
-from app.playground.registry import load_model
+from app.playground.registry import ModelInfo, load_model
 from app.playground.state import PlaygroundState
 from app.web.errors import BadInput
 from app.web.settings import get_settings
-from model.config import Switches
+from model.config import ModelConfig, Switches
 from model.tasks import UnknownTokenError
 from model.trace import compare_streams, trace
 
@@ -32,11 +33,6 @@ def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
     return _cached_trace(state.model, state.input, switches.to_json())
 
 
-def is_ablated(state: PlaygroundState) -> bool:
-    model, _, _ = load_model(state.model)
-    return state.switches != model.switches
-
-
 @lru_cache(maxsize=get_settings().trace_cache_size)
 def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
     model, task, _ = load_model(model_name)
@@ -47,3 +43,36 @@ def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
 def comparison_for(state: PlaygroundState) -> dict:
     """Intact vs ablated streams, layer by layer, on the same inputs."""
     return _cached_comparison(state.model, state.input, state.switches.to_json())
+
+
+@dataclass
+class Resolved:
+    """What one playground request needs, looked up once and passed down: the model's entry and sizes,
+    the switches it was trained with, and the trace as the state asks. The intact trace and the
+    intact-vs-ablated comparison are made only if a view reads them (only when the switches differ)."""
+
+    state: PlaygroundState
+    entry: ModelInfo
+    trained: Switches  # what the model was trained with
+    trace: dict
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.entry.model_config)
+
+    @property
+    def ablated(self) -> bool:
+        return self.state.switches != self.trained
+
+    @cached_property
+    def intact(self) -> dict | None:
+        return trace_for(self.state, intact=True) if self.ablated else None
+
+    @cached_property
+    def comparison(self) -> dict | None:
+        return comparison_for(self.state) if self.ablated else None
+
+
+def resolve(state: PlaygroundState) -> Resolved:
+    model, _, entry = load_model(state.model)
+    return Resolved(state, entry, model.switches, trace_for(state))

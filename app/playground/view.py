@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 
 from app.playground import figures
 from app.playground.architecture import architecture_layout
-from app.playground.registry import model_info, zoo_models
+from app.playground.registry import zoo_models
 from app.playground.state import PlaygroundState, choices
-from app.playground.traces import comparison_for, is_ablated, trace_for
+from app.playground.traces import Resolved, resolve
 from app.web.i18n import Translator
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
@@ -140,49 +140,42 @@ def _step_figures(trace: dict, step: dict, t) -> dict:
         return {"step_figures": step_figures(trace, step, t), "step_heads": step_heads(trace, step, t)}
 
 
-def step_context(state: PlaygroundState, t) -> dict:
-    trace = trace_for(state)
-    steps = trace["steps"]
+def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) -> dict:
+    r = resolved or resolve(state)
+    steps = r.trace["steps"]
     index = min(state.step, len(steps) - 1)
     step = steps[index]
-    entry = model_info(state.model)
-    config = ModelConfig.from_dict(entry.model_config)
     return {
         "state": state,
-        "trace": trace,
+        "trace": r.trace,
         "steps": steps,
         "step_index": index,
         "step": step,
         "step_title": step_title(step, t),
-        **_step_figures(trace, step, t),
-        "arch_layout": architecture_layout(config, state.switches, steps, index, Switches.from_dict(entry.switches)),
+        **_step_figures(r.trace, step, t),
+        "arch_layout": architecture_layout(r.config, state.switches, steps, index, r.trained),
     }
 
 
-def _panels(state: PlaygroundState, lang: str) -> dict[str, list[dict]]:
+def _panels(r: Resolved, lang: str) -> dict[str, list[dict]]:
     """The tabs' figures. Not cached: they take about a millisecond from the cached trace, and the rendered
     partial that holds them is cached already (kept figure dicts would only lengthen garbage collections)."""
-    entry = model_info(state.model)
-    comparison = comparison_for(state) if is_ablated(state) else None
     with figures.language(lang):
-        return panel_figures(trace_for(state), comparison, ModelConfig.from_dict(entry.model_config),
-                             Translator(lang))
+        return panel_figures(r.trace, r.comparison, r.config, Translator(lang))
 
 
 def playground_context(state: PlaygroundState, t) -> dict:
-    context = step_context(state, t)
-    entry = model_info(state.model)
-    ablated = is_ablated(state)
-    intact = trace_for(state, intact=True) if ablated else None
-    trained = Switches.from_dict(entry.switches)
+    r = resolve(state)
+    context = step_context(state, t, r)
+    entry = r.entry
     context.update(
         entry=entry,
         entries=zoo_models() + ([] if any(m.name == entry.name for m in zoo_models()) else [entry]),
-        ablated=ablated,
-        intact=intact,
-        differences=state.switches.differences(trained),
-        controls=switch_controls(state.switches, trained),
-        panels=_panels(state, t.lang),
+        ablated=r.ablated,
+        intact=r.intact,
+        differences=state.switches.differences(r.trained),
+        controls=switch_controls(state.switches, r.trained),
+        panels=_panels(r, t.lang),
         state_params=state.params(),
         train_query=train_query(state, entry.task),
         entry_dict=asdict(entry),
