@@ -1,9 +1,4 @@
-"""Toy sequence-to-sequence tasks, their tokenizers, and padded batches.
-
-Every task is deterministic given a `random.Random`, and sets aside about 10% of its possible
-inputs as held out: chosen by a stable hash of the source text, so the split is the same on every
-machine and in every run, and training never sees an input that evaluation is scored on.
-"""
+"""What every task shares: the held-out split, sampling, padded batches; digit tasks and number tasks."""
 
 from __future__ import annotations
 
@@ -11,21 +6,17 @@ import hashlib
 import itertools
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
 import torch
 
-PAD = 0
-BOS = 1
-EOS = 2
-SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
+from model.tasks.tokenizers import BOS, EOS, PAD, Tokenizer
 
 HELDOUT_PERCENT = 10
 Split = Literal["train", "heldout"]
-TokenizerKind = Literal["char", "word"]
 
 DIGITS = "0123456789"
 # Rejection sampling draws a held-out input about once in ten tries; this many failures means the
@@ -36,83 +27,6 @@ MAX_SAMPLE_ATTEMPTS = 10_000
 # at least twice n strings are held out); smaller ranges are listed exhaustively.
 SMALL_SPACE_FACTOR = 20
 SMALL_SPACE = 20_000
-
-
-class UnknownTokenError(ValueError):
-    """A token that is not in the vocabulary; `position` indexes `Tokenizer.split(text)`."""
-
-    def __init__(self, token: str, position: int, allowed: tuple[str, ...]):
-        super().__init__(f"unknown token {token!r} at position {position}; allowed: {' '.join(allowed)}")
-        self.token = token
-        self.position = position
-        self.allowed = allowed
-
-
-@dataclass(frozen=True)
-class Tokenizer:
-    vocab: tuple[str, ...]  # index = id; the three SPECIALS come first
-    kind: TokenizerKind  # "char": every non-space character is a token; "word": split on whitespace
-    # For number words typed by a learner: "Forty-Two" reads as "forty two".
-    fold_case_and_hyphens: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("char", "word"):
-            raise ValueError(f"kind {self.kind!r} is not allowed; choose one of char | word")
-        if self.vocab[: len(SPECIALS)] != SPECIALS:
-            raise ValueError(f"vocabulary must start with {' '.join(SPECIALS)}")
-        if len(set(self.vocab)) != len(self.vocab):
-            raise ValueError("vocabulary has duplicate tokens")
-        if self.kind == "char" and any(len(t) != 1 for t in self.learner_tokens):
-            raise ValueError("a char vocabulary holds single characters only")
-
-    @property
-    def size(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def learner_tokens(self) -> tuple[str, ...]:
-        """The tokens a learner may type: everything but the specials."""
-        return self.vocab[len(SPECIALS) :]
-
-    @cached_property
-    def _id_of(self) -> dict[str, int]:
-        # Specials are left out on purpose: "<pad>" typed by a learner is an unknown token.
-        return {token: i for i, token in enumerate(self.vocab) if i >= len(SPECIALS)}
-
-    def split(self, text: str) -> list[str]:
-        if self.fold_case_and_hyphens:
-            text = text.lower().replace("-", " ")
-        if self.kind == "char":
-            return [c for c in text if not c.isspace()]
-        return text.split()
-
-    def encode(self, text: str) -> list[int]:
-        """Ids without BOS/EOS."""
-        ids = []
-        for position, token in enumerate(self.split(text)):
-            if token not in self._id_of:
-                raise UnknownTokenError(token, position, self.learner_tokens)
-            ids.append(self._id_of[token])
-        return ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text up to the first EOS; PAD and BOS are skipped."""
-        tokens = []
-        for i in ids:
-            if i == EOS:
-                break
-            if i not in (PAD, BOS):
-                tokens.append(self.token(i))
-        return ("" if self.kind == "char" else " ").join(tokens)
-
-    def token(self, id: int) -> str:
-        if not 0 <= id < self.size:
-            raise ValueError(f"token id {id} is outside the vocabulary (0..{self.size - 1})")
-        return self.vocab[id]
-
-
-def _tokenizer(tokens: Sequence[str], kind: TokenizerKind, fold_case_and_hyphens: bool = False) -> Tokenizer:
-    return Tokenizer(SPECIALS + tuple(tokens), kind, fold_case_and_hyphens)
 
 
 def _stable_percent(text: str) -> int:
@@ -313,147 +227,3 @@ def collate(task: Task, pairs: list[tuple[str, str]]) -> Batch:
     tgt_in = padded([[BOS, *t] for t in tgts], tgt_width)
     tgt_out = padded([[*t, EOS] for t in tgts], tgt_width)
     return Batch(src, tgt_in, tgt_out, [s for s, _ in pairs], [t for _, t in pairs])
-
-
-# --- number spellings -------------------------------------------------------------------------
-
-EN_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-EN_TEENS = (
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-)
-EN_ONES = EN_UNITS + EN_TEENS  # index = number, 0..19
-EN_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")  # index = tens digit
-ZH_DIGITS = "零一二三四五六七八九"
-
-
-def english_words(number: int) -> str:
-    """0..999 in lower-case English words, without "and" or hyphens: 312 → "three hundred twelve"."""
-    if not 0 <= number <= 999:
-        raise ValueError(f"{number} is not between 0 and 999")
-    if number == 0:
-        return "zero"
-    hundreds, rest = divmod(number, 100)
-    words = [EN_ONES[hundreds], "hundred"] if hundreds else []
-    if 0 < rest < 20:
-        words.append(EN_ONES[rest])
-    elif rest >= 20:
-        tens, ones = divmod(rest, 10)
-        words.append(EN_TENS[tens])
-        if ones:
-            words.append(EN_ONES[ones])
-    return " ".join(words)
-
-
-def chinese_numeral(number: int) -> str:
-    """0..999 in standard mainland Chinese numerals: 12 → 十二, 105 → 一百零五, 110 → 一百一十."""
-    if not 0 <= number <= 999:
-        raise ValueError(f"{number} is not between 0 and 999")
-    if number == 0:
-        return "零"
-    hundreds, rest = divmod(number, 100)
-    tens, ones = divmod(rest, 10)
-    text = ZH_DIGITS[hundreds] + "百" if hundreds else ""
-    if tens:
-        # 10..19 alone drop the 一 (十二), after a hundred they keep it (一百一十二).
-        text += ("" if tens == 1 and not hundreds else ZH_DIGITS[tens]) + "十"
-    elif hundreds and ones:
-        text += "零"  # the empty tens place is read aloud: 一百零五
-    if ones:
-        text += ZH_DIGITS[ones]
-    return text
-
-
-# --- the tasks --------------------------------------------------------------------------------
-
-DIGIT_TOKENIZER = _tokenizer(DIGITS, "char")
-DIGIT_MAX_TOKENS = 16  # above the training range, so length extrapolation can be tested
-
-
-def _digit_task(name: str, title: str, description: str, rule: Callable[[str], str]) -> DigitTask:
-    return DigitTask(
-        name=name,
-        title=title,
-        description=description,
-        src_tokenizer=DIGIT_TOKENIZER,
-        tgt_tokenizer=DIGIT_TOKENIZER,
-        min_len=4,
-        max_len=10,
-        max_src_tokens=DIGIT_MAX_TOKENS,
-        max_tgt_tokens=DIGIT_MAX_TOKENS,
-        rule=rule,
-    )
-
-
-def _number_task(
-    name: str, title: str, description: str, src_tokenizer: Tokenizer, notation: str
-) -> NumberTask:
-    spell = english_words if src_tokenizer.kind == "word" else chinese_numeral
-    spellings = tuple(spell(n) for n in range(1000))
-    src_lengths = [len(src_tokenizer.split(text)) for text in spellings]
-    return NumberTask(
-        name=name,
-        title=title,
-        description=description,
-        src_tokenizer=src_tokenizer,
-        tgt_tokenizer=DIGIT_TOKENIZER,
-        min_len=min(src_lengths),
-        max_len=max(src_lengths),
-        max_src_tokens=max(src_lengths),
-        max_tgt_tokens=len("999"),
-        spellings=spellings,
-        notation=notation,
-    )
-
-
-TASKS: dict[str, Task] = {
-    task.name: task
-    for task in (
-        _digit_task(
-            "reverse",
-            "Reverse a digit string",
-            "Write the digits in reverse order: 3141 → 1413",
-            lambda digits: digits[::-1],
-        ),
-        _digit_task(
-            "copy",
-            "Copy a digit string",
-            "Write the same digits again: 3141 → 3141",
-            lambda digits: digits,
-        ),
-        _digit_task(
-            "sort",
-            "Sort the digits",
-            "Write the digits in ascending order: 3141 → 1134",
-            lambda digits: "".join(sorted(digits)),
-        ),
-        _number_task(
-            "en_numbers",
-            "English number words to digits",
-            "Write a number given in English words as digits: three hundred twelve → 312",
-            _tokenizer([*EN_ONES, *EN_TENS[2:], "hundred"], "word", fold_case_and_hyphens=True),
-            "in words",
-        ),
-        _number_task(
-            "zh_numbers",
-            "Chinese numerals to digits",
-            "Write a number given in Chinese numerals as digits: 三百一十二 → 312",
-            _tokenizer(ZH_DIGITS + "十百", "char"),
-            "in standard Chinese numerals",
-        ),
-    )
-}
-
-
-def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {' | '.join(TASKS)}")
-    return TASKS[name]
