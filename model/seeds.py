@@ -150,20 +150,30 @@ def _replace_children(target: nn.Module, sources: list[nn.Module]) -> None:
 
 
 def stack_models(models: list[Seq2Seq]) -> Seq2Seq:
-    """One Seq2Seq computing all of `models` at once on rows folded by seed (see the module docstring)."""
+    """One Seq2Seq computing all of `models` at once on rows folded by seed (see the module docstring).
+    A single model comes back as it is: its plain modules compute the same, with fewer ops."""
     config, switches = models[0].config, models[0].switches
     if any(m.config != config or m.switches != switches for m in models):
         raise ValueError("only models of one configuration and one set of switches can be stacked")
+    if len(models) == 1:
+        return models[0]
     stacked = copy.deepcopy(models[0])
     _replace_children(stacked, models)
-    stacked.n_seeds = len(models)
+    stacked.seed_stacked = True
     stacked.setup_hooks()  # the replaced norms bring new hook points; name them
     return stacked
 
 
-def seed_state(stacked: Seq2Seq, index: int) -> dict[str, torch.Tensor]:
+def is_stacked(model: Seq2Seq) -> bool:
+    """Whether the parameters carry a leading seed dimension (even when one seed is left of several)."""
+    return getattr(model, "seed_stacked", False)
+
+
+def seed_state(model: Seq2Seq, index: int) -> dict[str, torch.Tensor]:
     """The state dict of the plain model of seed `index` (every stacked entry has the seed first)."""
-    return {name: value[index].detach().clone() for name, value in stacked.state_dict().items()}
+    if not is_stacked(model):
+        return {name: value.detach().clone() for name, value in model.state_dict().items()}
+    return {name: value[index].detach().clone() for name, value in model.state_dict().items()}
 
 
 def unstack(stacked: Seq2Seq, index: int) -> Seq2Seq:
@@ -177,15 +187,17 @@ class FlatParameters:
     its (K, P) gradient: an optimizer over `flat` steps the whole model in one fused op, and the gradient
     norm of each seed is one row norm."""
 
-    def __init__(self, stacked: Seq2Seq):
-        self.model = stacked
-        self.params = list(stacked.parameters())
-        self.sizes = [p[0].numel() for p in self.params]
-        self.flat = nn.Parameter(torch.cat([p.detach().reshape(p.size(0), -1) for p in self.params], dim=1))
+    def __init__(self, model: Seq2Seq):
+        self.model = model
+        self.params = list(model.parameters())
+        self.stacked = is_stacked(model)  # a plain model is one seed: a (1, P) flat whose views keep its shapes
+        n_seeds = self.params[0].size(0) if self.stacked else 1
+        self.sizes = [p.numel() // n_seeds for p in self.params]
+        self.flat = nn.Parameter(torch.cat([p.detach().reshape(n_seeds, -1) for p in self.params], dim=1))
         self.flat.grad = torch.zeros_like(self.flat)
         # Buffers in the state dict (batch-norm running statistics) carry the seed dimension too.
-        state = stacked.state_dict(keep_vars=True)
-        self._seed_buffers = [(module, name) for module_name, module in stacked.named_modules()
+        state = model.state_dict(keep_vars=True)
+        self._seed_buffers = [(module, name) for module_name, module in model.named_modules()
                               for name, buffer in module._buffers.items()
                               if buffer is not None and _join(module_name, name) in state]
         self._bind()
@@ -194,7 +206,7 @@ class FlatParameters:
         start = 0
         n_seeds = self.flat.size(0)
         for param, size in zip(self.params, self.sizes, strict=True):
-            shape = (n_seeds, *param.shape[1:])
+            shape = (n_seeds, *param.shape[1:]) if self.stacked else param.shape
             param.data = self.flat.data[:, start : start + size].view(shape)
             param.grad = self.flat.grad[:, start : start + size].view(shape)
             start += size
@@ -226,7 +238,6 @@ class FlatParameters:
         for module, name in self._seed_buffers:
             module._buffers[name] = module._buffers[name][index].clone()
         self._bind()
-        self.model.n_seeds = len(rows)
 
 
 def _join(prefix: str, name: str) -> str:

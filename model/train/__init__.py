@@ -163,6 +163,7 @@ class MultiSeedRun:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"{self.seeds} must be one or more different seeds")
         self.task = get_task(train_config.task)
+        # One seed trains the plain model; several, one model whose weights carry the seed dimension.
         self.model = stack_models([new_model(model_config, switches, s, train_config.init) for s in self.seeds])
         self.params = FlatParameters(self.model)
         # Adam is element by element, so one Adam over the stacked parameters is K independent optimizers.
