@@ -90,6 +90,9 @@ def bench_seeds(repeats: int) -> None:
         runs = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(fives, ones, strict=True))
         print(f"      floor: 1 seed with a 5x batch costs {floor / one:.2f}x one seed (the compute five seeds "
               f"need without any batching overhead); 5 seeds/1 seed per repeat: {runs} ms")
+    small_one, small_five = engine_ms_per_step(2, 1, batch_size=8), engine_ms_per_step(2, 5, batch_size=8)
+    print(f"2+2, batch 8 (where per-op overhead, not arithmetic, dominates a step): 5 seeds together "
+          f"{small_five:.1f} ms/step = {small_five / small_one:.2f}x one seed")
     torch.set_num_threads(2)
     two = engine_ms_per_step(2, 5)
     torch.set_num_threads(1)
