@@ -1,4 +1,4 @@
-"""Lesson files (app/lessons/*.json): their schema, and a check that every preset in them is a
+"""Lesson files (app/teaching/lessons/*.json): their schema, and a check that every preset in them is a
 configuration the app can really run (a model that exists, switches with allowed values, a plan
 the precompute command knows, a claim the app measures)."""
 

@@ -1,4 +1,4 @@
-"""A lesson step's widget, run: the figures, outputs and verdicts it shows (see app/lessons/README.md)."""
+"""A lesson step's widget, run: the figures, outputs and verdicts it shows (see app/teaching/lessons/README.md)."""
 
 from __future__ import annotations
 
