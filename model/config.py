@@ -1,14 +1,16 @@
-"""Model sizes (ModelConfig) and what is switched on or off (Switches).
+"""Model sizes (ModelConfig), what is switched on or off (Switches) and how a model is trained (TrainConfig).
 
-Both are frozen dataclasses, validated on construction with messages that name the field and the
-allowed values, so a bad URL or CLI flag fails before any tensor is made.
+The one declaration of every field: its type (a Literal's values are its choices), its default, its help
+text and, for numbers, its limits (`setting`). Validation on construction, the command line's flags and the
+API's parameter docs all read them (`choices_of`, `help_of`), so a bad URL or CLI flag fails, naming the
+field and what it allows, before any tensor is made.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -24,6 +26,28 @@ SUBLAYERS_OF: dict[str, tuple[str, ...]] = {
     "encoder": ("self_attn", "ffn"),
     "decoder": ("self_attn", "cross_attn", "ffn"),
 }
+
+
+def setting(default: Any = MISSING, *, help: str, limits: tuple[float, float] | None = None,
+            open_low: bool = False, open_high: bool = False) -> Any:
+    """A field declared once: default, help text and, for a number, its limits (inclusive unless open)."""
+    bounds = None if limits is None else (*limits, open_low, open_high)
+    return field(default=default, metadata={"help": help, "limits": bounds})
+
+
+def help_of(cls: type, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
+def type_of(cls: type, name: str) -> Any:
+    """A field's resolved type (bool, int, a Literal, …)."""
+    return _field_annotations(cls)[name]
+
+
+def choices_of(cls: type, name: str) -> tuple:
+    """A Literal field's allowed values, for selects, flags and docs (empty for other fields)."""
+    kind = _field_annotations(cls)[name]
+    return get_args(kind) if get_origin(kind) is Literal else ()
 
 
 class ConfigError(ValueError):
@@ -60,6 +84,18 @@ def _check_types(obj: Any) -> None:
             raise ConfigError(name, f"{value!r} is not a whole number")
         elif annotation is float and not isinstance(value, (int, float)):
             raise ConfigError(name, f"{value!r} is not a number")
+    for f in fields(obj):
+        if f.metadata.get("limits"):
+            _check_limits(f.name, getattr(obj, f.name), *f.metadata["limits"])
+
+
+def _check_limits(name: str, value: float, low: float, high: float, open_low: bool, open_high: bool) -> None:
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    if not (above and below):
+        span = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}" if open_low or open_high \
+            else f"{low}..{high}"
+        raise ConfigError(name, f"{value} is outside {span}")
 
 
 class _Serializable:
@@ -89,36 +125,23 @@ class _Serializable:
 
 @dataclass(frozen=True)
 class ModelConfig(_Serializable):
-    src_vocab_size: int  # source tokens, specials included
-    tgt_vocab_size: int  # target tokens, specials included
-    d_model: int = 64  # width of the residual stream
-    n_heads: int = 4  # attention heads per attention sublayer; d_model must divide evenly
-    d_ff: int = 128  # hidden width of each feed-forward sublayer
-    n_encoder_layers: int = 2
-    n_decoder_layers: int = 2
-    max_len: int = 32  # longest sequence (tokens incl. BOS/EOS) the positional table covers
-    norm_eps: float = 1e-5
+    src_vocab_size: int = setting(help="source tokens, specials included", limits=(4, 10_000))
+    tgt_vocab_size: int = setting(help="target tokens, specials included", limits=(4, 10_000))
+    d_model: int = setting(64, help="width of the residual stream", limits=(4, 1024))
+    n_heads: int = setting(4, help="attention heads per attention sublayer; d_model must divide evenly",
+                           limits=(1, 64))
+    d_ff: int = setting(128, help="hidden width of each feed-forward sublayer", limits=(4, 8192))
+    n_encoder_layers: int = setting(2, help="encoder layers", limits=(1, 24))
+    n_decoder_layers: int = setting(2, help="decoder layers", limits=(1, 24))
+    max_len: int = setting(32, help="longest sequence (tokens incl. BOS/EOS) the positional table covers",
+                           limits=(2, 1024))
+    norm_eps: float = setting(1e-5, help="added to the variance before the square root", limits=(0, 1),
+                              open_low=True, open_high=True)
 
     def __post_init__(self) -> None:
         _check_types(self)
-        limits = {
-            "src_vocab_size": (4, 10_000),
-            "tgt_vocab_size": (4, 10_000),
-            "d_model": (4, 1024),
-            "n_heads": (1, 64),
-            "d_ff": (4, 8192),
-            "n_encoder_layers": (1, 24),
-            "n_decoder_layers": (1, 24),
-            "max_len": (2, 1024),
-        }
-        for name, (low, high) in limits.items():
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ConfigError(name, f"{value} is outside {low}..{high}")
         if self.d_model % self.n_heads:
             raise ConfigError("n_heads", f"d_model {self.d_model} is not divisible by {self.n_heads} heads")
-        if not 0 < self.norm_eps < 1:
-            raise ConfigError("norm_eps", f"{self.norm_eps} is outside (0, 1)")
 
     @property
     def d_head(self) -> int:
@@ -132,17 +155,18 @@ class ModelConfig(_Serializable):
 class Switches(_Serializable):
     """What is on or off. Applied at training (retrain) or at inference on any model (ablate)."""
 
-    residual: bool = True  # master switch for every residual (skip) connection
-    residual_self_attn: bool = True  # per sublayer kind; all must be on for a connection to be on
-    residual_cross_attn: bool = True
-    residual_ffn: bool = True
-    residual_off: tuple[str, ...] = ()  # per-layer overrides: "encoder.1.ffn", "decoder.0.cross_attn"
-    norm: NormType = "layer"
-    norm_position: NormPosition = "post"  # post: LN(x + F(x)) as in the 2017 paper; pre: x + F(LN(x))
-    pos_encoding: PosEncoding = "sinusoidal"
-    pos_every_layer: bool = False  # add the positional encoding again at the input of every layer
-    causal_mask: bool = True  # decoder self-attention sees only earlier positions
-    memory: Memory = "final"  # what cross-attention reads: final encoder output or same-depth layer
+    residual: bool = setting(True, help="every residual (skip) connection")
+    residual_self_attn: bool = setting(True, help="residual connections around self-attention")
+    residual_cross_attn: bool = setting(True, help="residual connections around cross-attention")
+    residual_ffn: bool = setting(True, help="residual connections around the feed-forward sublayers")
+    residual_off: tuple[str, ...] = setting((), help="per-layer overrides, e.g. encoder.1.ffn,decoder.0.cross_attn")
+    norm: NormType = setting("layer", help="the norm after (or before) each sublayer")
+    norm_position: NormPosition = setting("post", help="post: LN(x + F(x)) as in the 2017 paper; pre: x + F(LN(x))")
+    pos_encoding: PosEncoding = setting("sinusoidal", help="positional encoding added to the embeddings")
+    pos_every_layer: bool = setting(False, help="add the positional encoding again at the input of every layer")
+    causal_mask: bool = setting(True, help="decoder self-attention sees only earlier positions")
+    memory: Memory = setting("final", help="what cross-attention reads: the final encoder output or the "
+                                           "encoder layer at the same depth")
 
     def __post_init__(self) -> None:
         if isinstance(self.residual_off, (list, str)):
@@ -177,3 +201,31 @@ def parse_sublayer_name(item: str) -> tuple[str, int, str]:
             "or decoder.<layer>.self_attn|cross_attn|ffn",
         )
     return stack, int(parts[1]), parts[2]
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serializable):
+    """How one run trains (model.train); the seed is the run's own, the others are shared by its seeds."""
+
+    task: str = setting("reverse", help="the toy task (model.tasks)")
+    steps: int = setting(600, help="the budget: a seed stops earlier when it reaches stop_at", limits=(1, 100_000))
+    batch_size: int = setting(64, help="sequences per step and seed", limits=(1, 1024))
+    lr: float = setting(1e-3, help="Adam's learning rate", limits=(0, 1), open_low=True)
+    warmup_steps: int = setting(0, help="linear warm-up from 0 to lr; Post-LN may need it (claim N2)",
+                                limits=(0, 100_000))
+    seed: int = setting(0, help="same seed, same numbers", limits=(0, 2**31 - 1))
+    eval_every: int = setting(50, help="held-out exact-sequence accuracy by greedy decoding every k steps",
+                              limits=(1, 100_000))
+    eval_size: int = setting(200, help="held-out inputs per evaluation", limits=(1, 10_000))
+    grad_clip: float = setting(0.0, help="clip each seed's gradient norm to this; 0 = off, so that instabilities "
+                                         "stay visible", limits=(0, 1e9))
+    init: InitScheme = setting("default", help="default: PyTorch's; xavier: Glorot uniform; small: GPT-2's "
+                                               "normal(0, 0.02) (claims N2 and N4 depend on it)")
+    stop_at: float = setting(0.0, help="stop a seed once its held-out exact-sequence accuracy reaches this; "
+                                       "0 = train every step", limits=(0, 1))
+
+    def __post_init__(self) -> None:
+        from model.tasks import get_task  # the task's name is checked against the tasks that exist
+
+        _check_types(self)
+        get_task(self.task)

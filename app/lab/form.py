@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
 from app.lab.store import RunSpec
 from app.playground.state import parse_switches
 from app.web.errors import BadInput
-from model.config import ConfigError, InitScheme, Switches
+from model.config import ConfigError, Switches, TrainConfig, choices_of
 from model.tasks import TASKS, get_task
-from model.train import TrainConfig, model_config_for
+from model.train import model_config_for
 
 # Defaults that train to 99% in well under a minute here (see model/zoo/build.py).
 DEFAULTS = {"task": "reverse", "layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 128, "steps": 600,
             "lr": 0.001, "warmup_steps": 0, "seed": 0, "batch_size": 64, "eval_every": 50, "init": "default",
             "switches": Switches(norm_position="pre")}
-INIT_SCHEMES = get_args(InitScheme)
+INIT_SCHEMES = choices_of(TrainConfig, "init")
+# A classroom server's policy, inside the limits each field declares in model/config.py (a test checks that):
+# the form refuses sizes that would be slow or large here; the configs refuse what is not valid at all.
 LIMITS = {"layers": (1, 12), "d_model": (8, 256), "n_heads": (1, 16), "d_ff": (8, 1024), "steps": (10, 5000),
           "warmup_steps": (0, 5000), "seed": (0, 1_000_000), "batch_size": (4, 256)}
 

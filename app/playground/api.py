@@ -7,19 +7,36 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import Field, create_model
 
 from app.playground.registry import model_info
-from app.playground.state import parse_state
+from app.playground.state import SWITCH_FIELDS, parse_state
 from app.playground.traces import trace_for
 from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep
 from app.web.errors import BadInput
+from model.config import Switches, choices_of, help_of, type_of
 from model.tasks import get_task
 from model.zoo import load_manifest
 
 router = APIRouter(prefix="/api", tags=["api"])
 
-OnOff = Annotated[str | None, Query(description="on | off")]
+
+def _switch_doc(name: str) -> str:
+    """A switch's help and allowed values, from its declaration in model/config.py."""
+    allowed = choices_of(Switches, name) or (("on", "off") if type_of(Switches, name) is bool else ())
+    return help_of(Switches, name) + (f": {' | '.join(allowed)}" if allowed else "")
+
+
+# The query string of /api/trace, made from the schema: the playground's URL parameters, one per switch.
+TraceQuery = create_model(
+    "TraceQuery",
+    model=(str | None, Field(None, description="zoo model name or run-<id>; default: the default model")),
+    input=(str | None, Field(None, description="source text, e.g. 31415 for reverse")),
+    step=(str | None, Field(None, description="which step of the forward pass the page would show")),
+    intact=(bool, Field(False, description="also return the trace without ablation")),
+    **{name: (str | None, Field(None, description=_switch_doc(name))) for name in SWITCH_FIELDS},
+)
 
 
 @router.get("/models", summary="The model zoo: every shipped model with its config, switches and accuracy")
@@ -28,29 +45,13 @@ def models() -> list[dict[str, Any]]:
 
 
 @router.get("/trace", summary="Trace one input through a model, with switches applied as ablations")
-async def trace(
-    request: Request,
-    settings: SettingsDep,
-    model: Annotated[str | None, Query(description="zoo model name; default: the default model")] = None,
-    input: Annotated[str | None, Query(description="source text, e.g. 31415 for reverse")] = None,
-    residual: OnOff = None,
-    residual_self_attn: OnOff = None,
-    residual_cross_attn: OnOff = None,
-    residual_ffn: OnOff = None,
-    residual_off: Annotated[str | None, Query(description="comma list like encoder.1.ffn")] = None,
-    norm: Annotated[str | None, Query(description="layer | rms | batch | none")] = None,
-    norm_position: Annotated[str | None, Query(description="post | pre")] = None,
-    pos_encoding: Annotated[str | None, Query(description="sinusoidal | learned | none")] = None,
-    pos_every_layer: OnOff = None,
-    causal_mask: OnOff = None,
-    memory: Annotated[str | None, Query(description="final | same_depth")] = None,
-    intact: Annotated[bool, Query(description="also return the trace without ablation")] = False,
-) -> dict[str, Any]:
+async def trace(request: Request, settings: SettingsDep, query: Annotated[TraceQuery, Query()]) -> dict[str, Any]:
     """The response holds per-layer stream norms, sublayer contributions, norm statistics, attention
     patterns, the logit lens, gradients and the ordered steps of the forward pass."""
-    state = parse_state(request.query_params, settings.max_input_chars)
+    params = {k: v for k, v in query.model_dump().items() if v is not None and k != "intact"}
+    state = parse_state(params, settings.max_input_chars)
     result = {"state": state.params(), "trace": await run_model_work(request, trace_for, state)}
-    if intact:
+    if query.intact:
         result["intact"] = await run_model_work(request, trace_for, state, True)
     return result
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import get_args
 from urllib.parse import urlencode
 
-import model.config as config_module
 from app.playground.registry import default_model, model_info
 from app.web.errors import BadInput
-from model.config import ConfigError, ModelConfig, Switches
+from model.config import ConfigError, ModelConfig, Switches, choices_of, type_of
 from model.tasks import UnknownTokenError, get_task
 from model.transformer import check_switches_fit
 
@@ -49,8 +47,7 @@ class PlaygroundState:
 
 
 def _switch_value(name: str, raw: str):
-    field = next(f for f in fields(Switches) if f.name == name)
-    if field.type == "bool":
+    if type_of(Switches, name) is bool:
         if raw.lower() not in ON_OFF:
             raise BadInput(name, f"{raw!r} is not allowed; use on or off")
         return ON_OFF[raw.lower()]
@@ -100,5 +97,4 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
 
 def choices(name: str) -> tuple[str, ...]:
     """The allowed values of a Literal switch, for building selects."""
-    field = next(f for f in fields(Switches) if f.name == name)
-    return get_args(eval(field.type, vars(config_module)))
+    return choices_of(Switches, name)

@@ -21,39 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from model.checkpoint import save_checkpoint
-from model.config import ConfigError, InitScheme, ModelConfig, Switches, _check_types, _Serializable
+from model.config import ConfigError, ModelConfig, Switches, TrainConfig
 from model.evaluate import evaluate_seeds
 from model.layers import initialize
 from model.seeds import FlatParameters, seed_state, stack_models
 from model.tasks import PAD, Task, collate, get_task
 from model.transformer import Seq2Seq
-
-
-@dataclass(frozen=True)
-class TrainConfig(_Serializable):
-    task: str = "reverse"
-    steps: int = 600  # the budget: a seed stops earlier when it reaches stop_at
-    batch_size: int = 64
-    lr: float = 1e-3  # Adam
-    warmup_steps: int = 0  # linear warm-up from 0 to lr; Post-LN may need it (claim N2)
-    seed: int = 0  # same seed, same numbers
-    eval_every: int = 50  # held-out exact-sequence accuracy by greedy decoding every k steps
-    eval_size: int = 200
-    grad_clip: float = 0.0  # 0 = off, so that instabilities stay visible; clipped per seed
-    init: InitScheme = "default"  # default (PyTorch's) | xavier | small (GPT-2's); claims N2 and N4 depend on it
-    stop_at: float = 0.0  # stop once held-out exact-sequence accuracy reaches this; 0 = train every step
-
-    def __post_init__(self) -> None:
-        _check_types(self)
-        get_task(self.task)
-        for name, low, high in [("steps", 1, 100_000), ("batch_size", 1, 1024), ("eval_every", 1, 100_000),
-                                ("eval_size", 1, 10_000), ("warmup_steps", 0, 100_000), ("seed", 0, 2**31 - 1)]:
-            if not low <= getattr(self, name) <= high:
-                raise ConfigError(name, f"{getattr(self, name)} is outside {low}..{high}")
-        if not 0 < self.lr <= 1:
-            raise ConfigError("lr", f"{self.lr} is outside (0, 1]")
-        if not 0 <= self.stop_at <= 1:
-            raise ConfigError("stop_at", f"{self.stop_at} is outside 0..1 (0 = off)")
 
 
 @dataclass

@@ -15,12 +15,13 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from model.checkpoint import save_checkpoint
-from model.config import ConfigError, Switches
+from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of, type_of
 from model.tasks import TASKS, get_task
-from model.train import MultiSeedRun, SeedResult, TrainConfig, model_config_for, steps_to_reach
+from model.train import MultiSeedRun, SeedResult, model_config_for, steps_to_reach
 
 MAX_SEEDS = 32
 # Config fields whose flag is not simply --field-name.
@@ -65,36 +66,42 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+# Flags come from the schema in model/config.py: one per field, named --field-name unless FLAG_OF says otherwise.
+SWITCH_FLAGS = [f.name for f in fields(Switches)]
+TRAIN_FLAGS = ["steps", "batch_size", "lr", "warmup_steps", "grad_clip", "init", "eval_every", "eval_size", "stop_at"]
+SIZE_FLAGS = ["d_model", "n_heads", "d_ff"]
+
+
+def _add_setting(p: argparse.ArgumentParser, cls: type, name: str, **overrides) -> None:
+    """One flag for one config field: its type, choices, default and help, all from the field's declaration."""
+    kind = type_of(cls, name)
+    field = next(f for f in fields(cls) if f.name == name)
+    options = {"dest": name, "default": field.default, "help": help_of(cls, name)}
+    if kind is bool:
+        options.update(type=_on_off, metavar="on|off")
+    elif choices_of(cls, name):
+        options.update(choices=choices_of(cls, name))
+    elif kind in (int, float):
+        options.update(type=kind)
+    elif name == "residual_off":
+        options.update(default="")
+    p.add_argument(_flag(name), **(options | overrides))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m model.train", description="Train a small switchable Transformer on one or more seeds.")
-    p.add_argument("--task", default="reverse", choices=sorted(TASKS))
+    _add_setting(p, TrainConfig, "task", choices=sorted(TASKS))
     p.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (each)")
-    p.add_argument("--encoder-layers", type=int, help="overrides --layers for the encoder")
-    p.add_argument("--decoder-layers", type=int, help="overrides --layers for the decoder")
-    p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--d-ff", type=int, default=128)
-    p.add_argument("--residual", type=_on_off, default=True, metavar="on|off")
-    p.add_argument("--residual-off", default="", help="comma list, e.g. encoder.1.ffn,decoder.0.cross_attn")
-    p.add_argument("--norm", default="layer", choices=["layer", "rms", "batch", "none"])
-    p.add_argument("--norm-position", default="post", choices=["post", "pre"])
-    p.add_argument("--pos-encoding", default="sinusoidal", choices=["sinusoidal", "learned", "none"])
-    p.add_argument("--pos-every-layer", type=_on_off, default=False, metavar="on|off")
-    p.add_argument("--causal-mask", type=_on_off, default=True, metavar="on|off")
-    p.add_argument("--memory", default="final", choices=["final", "same_depth"])
-    p.add_argument("--init", default="default", choices=["default", "xavier", "small"],
-                   help="default: PyTorch's; xavier: Glorot uniform; small: GPT-2's normal(0, 0.02)")
-    p.add_argument("--steps", type=int, default=600, help="the budget; with --stop-at a seed may stop sooner")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
-    p.add_argument("--grad-clip", type=float, default=0.0, help="clip each seed's gradient norm (0 = off)")
+    p.add_argument("--encoder-layers", dest="n_encoder_layers", type=int, help="overrides --layers for the encoder")
+    p.add_argument("--decoder-layers", dest="n_decoder_layers", type=int, help="overrides --layers for the decoder")
+    for name in SIZE_FLAGS:
+        _add_setting(p, ModelConfig, name)
+    for name in SWITCH_FLAGS:
+        _add_setting(p, Switches, name)
+    for name in TRAIN_FLAGS:
+        _add_setting(p, TrainConfig, name)
     p.add_argument("--seeds", "--seed", type=parse_seeds, default=[0], metavar="N|A-B|A,B,…",
                    help="seeds trained together, e.g. 0-4")
-    p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--eval-size", type=int, default=200)
-    p.add_argument("--stop-at", type=float, default=0.0,
-                   help="stop a seed once its held-out exact-sequence accuracy reaches this (0 = off)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="one JSON line per seed, then a summary line")
     p.add_argument("--out", default=None, help="checkpoint path (.pt); with several seeds, -seed<N> is added")
@@ -106,19 +113,12 @@ def _flag(field: str) -> str:
 
 
 def _make_run(args) -> MultiSeedRun:
-    switches = Switches(
-        residual=args.residual, residual_off=args.residual_off, norm=args.norm, norm_position=args.norm_position,
-        pos_encoding=args.pos_encoding, pos_every_layer=args.pos_every_layer, causal_mask=args.causal_mask,
-        memory=args.memory,
-    )
-    train_config = TrainConfig(
-        task=args.task, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
-        seed=args.seeds[0], eval_every=args.eval_every, eval_size=args.eval_size, grad_clip=args.grad_clip,
-        init=args.init, stop_at=args.stop_at,
-    )
+    switches = Switches(**{name: getattr(args, name) for name in SWITCH_FLAGS})
+    train = {name: getattr(args, name) for name in TRAIN_FLAGS}
+    train_config = TrainConfig(task=args.task, seed=args.seeds[0], **train)
     model_config = model_config_for(
-        get_task(args.task), d_model=args.d_model, n_heads=args.heads, d_ff=args.d_ff,
-        n_encoder_layers=args.encoder_layers or args.layers, n_decoder_layers=args.decoder_layers or args.layers,
+        get_task(args.task), **{name: getattr(args, name) for name in SIZE_FLAGS},
+        n_encoder_layers=args.n_encoder_layers or args.layers, n_decoder_layers=args.n_decoder_layers or args.layers,
     )
     return MultiSeedRun(model_config, switches, train_config, args.seeds)
 
