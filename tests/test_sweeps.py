@@ -49,3 +49,19 @@ def test_bad_sweeps_are_refused_before_anything_trains(client, data, message):
     r = client.post("/train/sweeps", data={**FORM, **data}, headers={"HX-Request": "true"})
     assert r.status_code == 422 and message in r.text
     assert client.get("/api/runs").json() == []
+
+
+def test_a_variant_changes_exactly_what_it_names():
+    from app.lab.form import parse_run_request
+    from app.lab.sweeps import VARIANTS, variant_spec
+    from app.web.settings import Settings
+
+    base, _ = parse_run_request({"task": "copy", "steps": "100", "seed": "3"}, Settings())
+    spec = variant_spec(base, VARIANTS["post_ln_warmup"], 4)
+    changed = {k for k in base.switches if base.switches[k] != spec.switches[k]}
+    changed |= {k for k in base.train_config if base.train_config[k] != spec.train_config[k]}
+    changed |= {k for k in base.model_config if base.model_config[k] != spec.model_config[k]}
+    assert base.switches["norm_position"] == "post"  # so Post-LN + warm-up changes only the warm-up and the depth
+    assert changed == {"warmup_steps", "n_encoder_layers", "n_decoder_layers"}
+    assert spec.train_config["warmup_steps"] == 200 and spec.model_config["n_decoder_layers"] == 4
+    assert variant_spec(base, VARIANTS["no_residual"], 2).switches["residual"] is False

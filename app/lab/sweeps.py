@@ -8,31 +8,51 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from app.lab.form import parse_run_request
 from app.lab.jobs import LocalJobRunner
 from app.lab.store import RunSpec, RunStore
 from app.web.errors import BadInput
+from model.config import ModelConfig, Switches, TrainConfig
 from model.train import steps_to_reach
 
-# Each variant is a change to the training form; "pre_ln" is the baseline most lessons compare with.
-VARIANTS: dict[str, dict[str, str]] = {
-    "pre_ln": {"norm_position": "pre"},
-    "post_ln": {"norm_position": "post"},
-    "post_ln_warmup": {"norm_position": "post", "warmup_steps": "200"},
-    "no_residual": {"norm_position": "pre", "residual": "off"},
-    "no_norm": {"norm_position": "pre", "norm": "none"},
-    "batch_norm": {"norm_position": "pre", "norm": "batch"},
-    "pe_every_layer": {"norm_position": "pre", "pos_every_layer": "on"},
-    "no_causal_mask": {"norm_position": "pre", "causal_mask": "off"},
+
+@dataclass(frozen=True)
+class Variant:
+    """A change to a sweep's base run: switch values and training settings, typed as model/config.py declares them."""
+
+    switches: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+# "pre_ln" is the baseline most lessons compare with.
+VARIANTS: dict[str, Variant] = {
+    "pre_ln": Variant({"norm_position": "pre"}),
+    "post_ln": Variant({"norm_position": "post"}),
+    "post_ln_warmup": Variant({"norm_position": "post"}, {"warmup_steps": 200}),
+    "no_residual": Variant({"norm_position": "pre", "residual": False}),
+    "no_norm": Variant({"norm_position": "pre", "norm": "none"}),
+    "batch_norm": Variant({"norm_position": "pre", "norm": "batch"}),
+    "pe_every_layer": Variant({"norm_position": "pre", "pos_every_layer": True}),
+    "no_causal_mask": Variant({"norm_position": "pre", "causal_mask": False}),
 }
 DEPTHS = (1, 2, 3, 4, 6, 8, 12)
 MAX_RUNS = 30
 TARGET = 0.99
 
 
+def variant_spec(base: RunSpec, variant: Variant, depth: int) -> RunSpec:
+    """The base run with a variant's changes, at `depth` encoder and decoder layers."""
+    switches = Switches.from_dict(base.switches).replace(**variant.switches)
+    model_config = replace(ModelConfig.from_dict(base.model_config), n_encoder_layers=depth, n_decoder_layers=depth)
+    train_config = replace(TrainConfig.from_dict(base.train_config), **variant.train)
+    return RunSpec(base.task, model_config.to_dict(), switches.to_dict(), train_config.to_dict())
+
+
 def sweep_items(form: dict, depths: list[int], variants: list[str], settings) -> list[dict]:
-    """One item per (variant, depth), validated before anything trains."""
+    """One item per (variant, depth), validated before anything trains. The form gives the base run."""
     if not depths:
         raise BadInput("depths", f"choose at least one depth from {', '.join(map(str, DEPTHS))}")
     if not variants:
@@ -40,17 +60,15 @@ def sweep_items(form: dict, depths: list[int], variants: list[str], settings) ->
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise BadInput("variants", f"{unknown[0]!r} is not allowed; choose from {' | '.join(VARIANTS)}")
-    bad_depth = [d for d in depths if d not in DEPTHS]
+    bad_depth = [d for d in depths if d not in DEPTHS or d > settings.max_layers]
     if bad_depth:
-        raise BadInput("depths", f"{bad_depth[0]} is not allowed; choose from {', '.join(map(str, DEPTHS))}")
+        allowed = ", ".join(str(d) for d in DEPTHS if d <= settings.max_layers)
+        raise BadInput("depths", f"{bad_depth[0]} is not allowed; choose from {allowed}")
     if len(depths) * len(variants) > MAX_RUNS:
         raise BadInput("depths", f"{len(depths) * len(variants)} runs is more than a sweep may have ({MAX_RUNS})")
-    items = []
-    for variant in variants:
-        for depth in sorted(depths):
-            spec, _ = parse_run_request({**form, **VARIANTS[variant], "layers": str(depth)}, settings)
-            items.append({"variant": variant, "depth": depth, "spec": spec})
-    return items
+    base, _ = parse_run_request(form, settings)
+    return [{"variant": variant, "depth": depth, "spec": variant_spec(base, VARIANTS[variant], depth)}
+            for variant in variants for depth in sorted(depths)]
 
 
 def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
