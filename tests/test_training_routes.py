@@ -120,3 +120,19 @@ def test_the_initialisation_is_a_lab_setting_recorded_with_the_run(client):
     runs = {run["id"]: run for run in client.get("/api/runs").json()}
     metrics = [client.get(f"/api/runs/{i}/metrics").json()["metrics"][0]["loss"] for i in (run_id, other)]
     assert runs[other]["spec"]["train_config"]["init"] == "xavier" and metrics[0] != metrics[1]
+
+
+def _visible_text(page: str) -> str:
+    page = re.sub(r"<script.*?</script>|<style.*?</style>", " ", page, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", page)
+
+
+def test_the_lab_in_chinese_names_its_settings_in_chinese(client):
+    english = ["seed", "warm-up", "Warm-up", "lr ", "B = A with", "=off", "=none", "=post", "Initialisation"]
+    page = _visible_text(client.get("/train?lang=zh").text)
+    assert "B = A，" in page or "B = A" in page  # the A/B choices are there…
+    assert not [word for word in english if word in page]  # …in Chinese, like every other setting
+    r = client.post("/train/runs", data={**SMALL, "lang": "zh"}, headers={"Accept-Language": "zh"})
+    card = _visible_text(r.text)
+    assert "随机种子 3" in card and "预热步数 0" in card
+    assert not [word for word in english if word in card]

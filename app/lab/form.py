@@ -95,6 +95,16 @@ AB_OPTIONS = ("residual=off", "norm=none", "norm=batch", "norm=rms", "norm_posit
               "memory=same_depth", "warmup_steps=200", "init=xavier", "init=small")
 
 
+def ab_option_label(option: str, t) -> str:
+    """'norm=none' as the page's language says it: 'Normalization: none'."""
+    name, value = option.split("=")
+    if name == "warmup_steps":
+        return f"{t('tr.warmup')} {value}"
+    if name == "init":
+        return f"{t('tr.init')}: {t('init.' + value)}"
+    return f"{t('switch.' + name)}: {t('value.' + value)}"
+
+
 def parse_ab(form: dict) -> tuple[dict, str] | None:
     """The form of run B (A's form with one change) and the change, or None for a single run."""
     change = str(form.get("ab", "")).strip()

@@ -74,7 +74,7 @@ def train_seeds(spec: RunSpec, seeds: list[int]) -> list[SeedOutcome]:
 def _store_outcomes(store: RunStore, spec: RunSpec, label: str, outcomes: list[SeedOutcome]) -> list[int]:
     ids = []
     for outcome in outcomes:
-        record = store.create(with_seed(spec, outcome.seed), f"{label} · seed {outcome.seed}")
+        record = store.create(with_seed(spec, outcome.seed), label)  # the seed is in the spec; pages show it
         store.mark_running(record.id)
         store.add_metrics(record.id, outcome.metrics)
         store.finish(record.id, outcome.status, checkpoint=outcome.checkpoint, error=outcome.error)

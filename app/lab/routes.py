@@ -10,12 +10,20 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.lab.form import AB_OPTIONS, DEFAULTS, INIT_SCHEMES, parse_ab, parse_run_request, switch_controls_for
+from app.lab.form import (
+    AB_OPTIONS,
+    DEFAULTS,
+    INIT_SCHEMES,
+    ab_option_label,
+    parse_ab,
+    parse_run_request,
+    switch_controls_for,
+)
 from app.lab.jobs import QueueFull
 from app.lab.store import RunRecord
 from app.playground import figures
 from app.playground.state import choices, parse_switches
-from app.web.dependencies import LanguageDep, RunnerDep, SettingsDep, StoreDep
+from app.web.dependencies import LanguageDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
 from app.web.errors import BadInput
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
@@ -37,15 +45,15 @@ def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
 
 
 @router.get("/train", summary="The training lab")
-def training_page(request: Request, store: StoreDep):
+def training_page(request: Request, store: StoreDep, t: TranslatorDep):
     """Switch parameters in the URL (as the playground links them) pre-fill the form."""
     switches = parse_switches(request.query_params, DEFAULTS["switches"])
     task = request.query_params.get("task", DEFAULTS["task"])
     defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
     return render(request, "train.html", {
         "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
-        "norm_choices": choices("norm"), "runs": store.list(limit=12), "ab_options": AB_OPTIONS,
-        "init_schemes": INIT_SCHEMES,
+        "norm_choices": choices("norm"), "runs": store.list(limit=12), "init_schemes": INIT_SCHEMES,
+        "ab_options": [(option, ab_option_label(option, t)) for option in AB_OPTIONS],
     })
 
 
