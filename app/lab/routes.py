@@ -25,6 +25,7 @@ from app.playground import figures
 from app.playground.state import choices, parse_switches
 from app.web.dependencies import LanguageDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
 from app.web.errors import BadInput
+from app.web.i18n import Translator
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
 
@@ -73,7 +74,7 @@ async def start_run(request: Request, settings: SettingsDep, runner: RunnerDep, 
         overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
                                             "heldout_seq_accuracy": 0.0}])
     context = {"a": _run_context(a_record, lang, a_replayed), "b": _run_context(b_record, lang, b_replayed),
-               "change": change, "overlay": overlay}
+               "change": change, "change_label": ab_option_label(change, Translator(lang)), "overlay": overlay}
     return render(request, "train.html", context, block_names=["ab_card"])
 
 
