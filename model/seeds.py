@@ -176,12 +176,6 @@ def seed_state(model: Seq2Seq, index: int) -> dict[str, torch.Tensor]:
     return {name: value[index].detach().clone() for name, value in model.state_dict().items()}
 
 
-def unstack(stacked: Seq2Seq, index: int) -> Seq2Seq:
-    model = Seq2Seq(stacked.config, stacked.switches)
-    model.load_state_dict(seed_state(stacked, index))
-    return model.train(stacked.training)
-
-
 class FlatParameters:
     """Every parameter of a stacked model as a view into one (K, P) leaf, every gradient as a view into
     its (K, P) gradient: an optimizer over `flat` steps the whole model in one fused op, and the gradient
@@ -210,10 +204,6 @@ class FlatParameters:
             param.data = self.flat.data[:, start : start + size].view(shape)
             param.grad = self.flat.grad[:, start : start + size].view(shape)
             start += size
-
-    @property
-    def n_seeds(self) -> int:
-        return self.flat.size(0)
 
     def zero_grad(self) -> None:
         self.flat.grad.zero_()
