@@ -2,12 +2,14 @@
 
 import pytest
 
+from app.lab.form import build_spec
 from app.lab.precompute import PLANS, precompute
 from app.lab.store import RunStore
 from app.web.settings import Settings
+from model.config import Switches
 
-TINY = {"tiny": ({"task": "copy", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "15", "seed": "2"},
-                 [1, 2], ["pre_ln", "no_norm"])}
+TINY = {"tiny": (build_spec({"task": "copy", "d_model": 16, "n_heads": 2, "d_ff": 32, "steps": 15, "seed": 2},
+                            Switches()), [1, 2], ["pre_ln", "no_norm"])}
 
 
 def test_precompute_fills_the_store_with_every_seed_and_is_idempotent(tmp_path):
@@ -42,5 +44,5 @@ def test_seeds_trained_together_store_what_a_lone_run_of_that_seed_gives(tmp_pat
 def test_the_lesson_plans_are_valid_sweeps():
     from app.lab.sweeps import sweep_items
 
-    for form, depths, variants in PLANS.values():
-        assert len(sweep_items(form, depths, variants, Settings())) == len(depths) * len(variants)
+    for base, depths, variants in PLANS.values():
+        assert len(sweep_items(base, depths, variants, Settings())) == len(depths) * len(variants)

@@ -5,12 +5,10 @@ from dataclasses import fields
 
 import pytest
 
-from app.lab.form import LIMITS
+from app.lab.form import FIELDS
 from app.playground.api import TraceQuery
 from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of
 from model.train.cli import build_parser
-
-FIELD_OF_FORM = {"layers": "n_encoder_layers", "warmup_steps": "warmup_steps"}
 
 
 @pytest.mark.parametrize("cls", [ModelConfig, Switches, TrainConfig])
@@ -32,11 +30,13 @@ def test_declared_limits_are_what_validation_enforces():
 
 
 def test_the_labs_limits_lie_inside_the_declared_ones():
-    for name, (low, high) in LIMITS.items():
-        field_name = FIELD_OF_FORM.get(name, name)
-        cls = ModelConfig if field_name in {f.name for f in fields(ModelConfig)} else TrainConfig
-        declared = next(f for f in fields(cls) if f.name == field_name).metadata["limits"]
-        assert declared[0] <= low <= high <= declared[1], name
+    for name, lab_field in FIELDS.items():
+        declared = next(f for f in fields(lab_field.declared_in) if f.name == lab_field.name).metadata["limits"]
+        if lab_field.limits:
+            low, high = lab_field.limits
+            assert declared[0] <= low <= high <= declared[1], name
+        else:
+            assert declared is None and lab_field.choices, name
 
 
 def test_the_command_line_has_a_flag_for_every_switch_with_its_choices():

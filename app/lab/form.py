@@ -1,98 +1,152 @@
-"""The training lab's form: defaults, limits, and parsing into a RunSpec with clear 4xx errors."""
+"""The training lab's form, derived from the settings' one declaration in model/config.py.
+
+Each form field names the setting it sets (`LabField`); its type, choices and help come from that
+declaration, and this server adds its own default and policy limits (inside the declared ones: a
+test checks). `RunForm` is the form as a FastAPI model (its docs list every field); `parse_run_request`
+turns it into a typed RunSpec or a 4xx naming the field, and `build_spec` makes a RunSpec from typed
+values (sweeps, precompute and lessons use it without going through strings).
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ConfigDict, Field, create_model
+
 from app.lab.store import RunSpec
-from app.playground.state import parse_switches
+from app.playground.state import SWITCH_FIELDS, parse_switches, switch_doc
 from app.web.errors import BadInput
-from model.config import ConfigError, Switches, TrainConfig, choices_of
+from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of, type_of
 from model.tasks import TASKS, get_task
 from model.train import model_config_for
 
+
+def _number_text(value: float) -> str:
+    """1e-06 as 0.000001, 12 as 12: limits as a learner types them."""
+    return f"{value:f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class LabField:
+    """A form field: the declared setting it sets, and this server's default and limits for it."""
+
+    declared_in: type  # ModelConfig or TrainConfig
+    name: str  # the setting's name there
+    default: Any
+    limits: tuple[float, float] | None = None  # a classroom server's policy: refuses what would be slow here
+    help: str = ""  # when the form's field means more than the setting's own help says
+
+    @property
+    def kind(self) -> Any:
+        return type_of(self.declared_in, self.name)
+
+    @property
+    def choices(self) -> tuple:
+        return tuple(TASKS) if self.name == "task" else choices_of(self.declared_in, self.name)
+
+    def doc(self) -> str:
+        text = self.help or help_of(self.declared_in, self.name)
+        if self.choices:
+            text += f": {' | '.join(self.choices)}"
+        if self.limits:
+            text += f" ({_number_text(self.limits[0])}..{_number_text(self.limits[1])})"
+        return f"{text}; default {self.default}"
+
+
 # Defaults that train to 99% in well under a minute here (see model/zoo/build.py).
-DEFAULTS = {"task": "reverse", "layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 128, "steps": 600,
-            "lr": 0.001, "warmup_steps": 0, "seed": 0, "batch_size": 64, "eval_every": 50, "init": "default",
-            "switches": Switches(norm_position="pre")}
-INIT_SCHEMES = choices_of(TrainConfig, "init")
-# A classroom server's policy, inside the limits each field declares in model/config.py (a test checks that):
-# the form refuses sizes that would be slow or large here; the configs refuse what is not valid at all.
-LIMITS = {"layers": (1, 12), "d_model": (8, 256), "n_heads": (1, 16), "d_ff": (8, 1024), "steps": (10, 5000),
-          "warmup_steps": (0, 5000), "seed": (0, 1_000_000), "batch_size": (4, 256)}
-
-
-def _int(form: dict, name: str) -> int:
-    raw = str(form.get(name, DEFAULTS[name])).strip()
-    low, high = LIMITS[name]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadInput(name, f"{raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise BadInput(name, f"{value} is outside {low}..{high}")
-    return value
-
-
-def _lr(form: dict) -> float:
-    raw = str(form.get("lr", DEFAULTS["lr"])).strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadInput("lr", f"{raw!r} is not a number") from None
-    if not 1e-6 <= value <= 0.1:
-        raise BadInput("lr", f"{value} is outside 0.000001..0.1")
-    return value
-
-
-def _stop_at(form: dict) -> float:
-    raw = str(form.get("stop_at", 0)).strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadInput("stop_at", f"{raw!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise BadInput("stop_at", f"{value} is outside 0..1 (0 = train every step)")
-    return value
-
-
-def _init(form: dict) -> str:
-    value = str(form.get("init", DEFAULTS["init"])).strip()
-    if value not in INIT_SCHEMES:
-        raise BadInput("init", f"{value!r} is not allowed; choose one of {' | '.join(INIT_SCHEMES)}")
-    return value
-
-
-def parse_run_request(form: dict, settings) -> tuple[RunSpec, str]:
-    task_name = form.get("task", DEFAULTS["task"])
-    if task_name not in TASKS:
-        raise BadInput("task", f"unknown task {task_name!r}; choose one of {' | '.join(TASKS)}")
-    task = get_task(task_name)
-    layers, d_model, heads = _int(form, "layers"), _int(form, "d_model"), _int(form, "n_heads")
-    if layers > settings.max_layers:
-        raise BadInput("layers", f"{layers} is more than this server allows ({settings.max_layers})")
-    if d_model % heads:
-        raise BadInput("n_heads", f"d_model {d_model} is not divisible by {heads} heads")
-    steps = _int(form, "steps")
-    if steps > settings.max_steps:
-        raise BadInput("steps", f"{steps} is more than this server allows ({settings.max_steps})")
-    switches = parse_switches(form, Switches())
-    try:
-        model_config = model_config_for(task, d_model=d_model, n_heads=heads, d_ff=_int(form, "d_ff"),
-                                        n_encoder_layers=layers, n_decoder_layers=layers)
-        train_config = TrainConfig(task=task_name, steps=steps, batch_size=_int(form, "batch_size"), lr=_lr(form),
-                                   warmup_steps=_int(form, "warmup_steps"), seed=_int(form, "seed"),
-                                   eval_every=max(10, min(50, steps // 12)), init=_init(form),
-                                   stop_at=_stop_at(form))
-    except ConfigError as error:
-        raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
-    spec = RunSpec(task_name, model_config.to_dict(), switches.to_dict(), train_config.to_dict())
-    label = str(form.get("label", "")).strip()[:60]
-    return spec, label
-
-
+FIELDS: dict[str, LabField] = {
+    "task": LabField(TrainConfig, "task", "reverse"),
+    "layers": LabField(ModelConfig, "n_encoder_layers", 2, (1, 12), help="encoder layers and decoder layers"),
+    "d_model": LabField(ModelConfig, "d_model", 64, (8, 256)),
+    "n_heads": LabField(ModelConfig, "n_heads", 4, (1, 16)),
+    "d_ff": LabField(ModelConfig, "d_ff", 128, (8, 1024)),
+    "steps": LabField(TrainConfig, "steps", 600, (10, 5000)),
+    "lr": LabField(TrainConfig, "lr", 0.001, (1e-6, 0.1)),
+    "warmup_steps": LabField(TrainConfig, "warmup_steps", 0, (0, 5000)),
+    "seed": LabField(TrainConfig, "seed", 0, (0, 1_000_000)),
+    "batch_size": LabField(TrainConfig, "batch_size", 64, (4, 256)),
+    "init": LabField(TrainConfig, "init", "default"),
+    "stop_at": LabField(TrainConfig, "stop_at", 0.0, (0, 1)),
+}
+DEFAULT_SWITCHES = Switches(norm_position="pre")
+DEFAULTS: dict[str, Any] = {name: f.default for name, f in FIELDS.items()}
 # B differs from A in exactly one setting, so the comparison says what that setting does.
 AB_OPTIONS = ("residual=off", "norm=none", "norm=batch", "norm=rms", "norm_position=post", "norm_position=pre",
               "pos_encoding=none", "pos_encoding=learned", "pos_every_layer=on", "causal_mask=off",
               "memory=same_depth", "warmup_steps=200", "init=xavier", "init=small")
+
+# The form as sent: raw text per field (parsed below, so errors say what was wrong in the lab's words).
+RunForm = create_model(
+    "RunForm",
+    __config__=ConfigDict(extra="ignore"),
+    **{name: (str | None, Field(None, description=f.doc())) for name, f in FIELDS.items()},
+    **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
+    ab=(str | None, Field(None, description=f"train a run B that differs in one setting: {' | '.join(AB_OPTIONS)}")),
+    label=(str | None, Field(None, description="a name for the run (at most 60 characters)")),
+)
+
+
+_WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() also takes '²' and '١'
+
+
+def field_value(name: str, raw: str | None) -> Any:
+    """One form field, typed and within its limits; the lab's default when it is missing."""
+    field = FIELDS[name]
+    if raw is None:
+        return field.default
+    text = str(raw).strip()
+    if field.choices:
+        if text not in field.choices:
+            raise BadInput(name, f"{text[:40]!r} is not allowed; choose one of {' | '.join(field.choices)}")
+        return text
+    if field.kind is int:
+        if not _WHOLE.fullmatch(text):
+            raise BadInput(name, f"{text[:40]!r} is not a whole number")
+        value: float = int(text)
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise BadInput(name, f"{text[:40]!r} is not a number")
+    low, high = field.limits
+    if not low <= value <= high:
+        raise BadInput(name, f"{value} is outside {_number_text(low)}..{_number_text(high)}")
+    return value
+
+
+def build_spec(values: Mapping[str, Any], switches: Switches, settings=None) -> RunSpec:
+    """A RunSpec from typed values (missing ones take the lab's defaults), checked against this server's
+    settings when given (the app's own precomputed runs are not a learner's request)."""
+    values = {**DEFAULTS, **values}
+    if settings and values["layers"] > settings.max_layers:
+        raise BadInput("layers", f"{values['layers']} is more than this server allows ({settings.max_layers})")
+    if settings and values["steps"] > settings.max_steps:
+        raise BadInput("steps", f"{values['steps']} is more than this server allows ({settings.max_steps})")
+    if values["d_model"] % values["n_heads"]:
+        raise BadInput("n_heads", f"d_model {values['d_model']} is not divisible by {values['n_heads']} heads")
+    try:
+        model_config = model_config_for(get_task(values["task"]), d_model=values["d_model"],
+                                        n_heads=values["n_heads"], d_ff=values["d_ff"],
+                                        n_encoder_layers=values["layers"], n_decoder_layers=values["layers"])
+        train_config = TrainConfig(**{FIELDS[k].name: v for k, v in values.items()
+                                      if FIELDS[k].declared_in is TrainConfig},
+                                   eval_every=max(10, min(50, values["steps"] // 12)))
+    except ConfigError as error:
+        raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
+    return RunSpec(values["task"], model_config.to_dict(), switches.to_dict(), train_config.to_dict())
+
+
+def parse_run_request(form: Mapping[str, Any], settings) -> tuple[RunSpec, str]:
+    """The lab's form (raw text per field) as a typed RunSpec and the run's label."""
+    values = {name: field_value(name, form.get(name)) for name in FIELDS}
+    switches = parse_switches({k: str(v) for k, v in form.items() if k in SWITCH_FIELDS}, Switches())
+    return build_spec(values, switches, settings), str(form.get("label") or "").strip()[:60]
 
 
 def ab_option_label(option: str, t) -> str:
@@ -105,17 +159,24 @@ def ab_option_label(option: str, t) -> str:
     return f"{t('switch.' + name)}: {t('value.' + value)}"
 
 
-def parse_ab(form: dict) -> tuple[dict, str] | None:
+def parse_ab(form: Mapping[str, Any]) -> tuple[dict, str] | None:
     """The form of run B (A's form with one change) and the change, or None for a single run."""
-    change = str(form.get("ab", "")).strip()
+    change = str(form.get("ab") or "").strip()
     if not change:
         return None
     if change not in AB_OPTIONS:
-        raise BadInput("ab", f"{change!r} is not allowed; choose one of {' | '.join(AB_OPTIONS)}")
+        raise BadInput("ab", f"{change[:40]!r} is not allowed; choose one of {' | '.join(AB_OPTIONS)}")
     name, value = change.split("=")
     if str(form.get(name, "")) == value:
         raise BadInput("ab", f"A already has {change}: B would be the same run")
     return {**form, name: value}, change
+
+
+def input_limits(settings) -> dict[str, dict[str, str]]:
+    """min/max of the page's number inputs, from the same limits the server checks."""
+    server_max = {"layers": settings.max_layers, "steps": settings.max_steps}
+    return {name: {"min": _number_text(low), "max": _number_text(min(high, server_max.get(name, math.inf)))}
+            for name, f in FIELDS.items() if f.limits for low, high in [f.limits]}
 
 
 def switch_controls_for(switches: Switches) -> list[dict]:

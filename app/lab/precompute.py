@@ -20,18 +20,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from app.lab.form import build_spec
 from app.lab.store import RunSpec, RunStore
 from app.lab.sweeps import TARGET, sweep_items
 from app.web.settings import get_settings
+from model.config import Switches
 
 SEEDS = (0, 1, 2, 3, 4)
-# name -> (training form, depths, variants). The lessons cite these by name.
-FORM = {"task": "reverse", "steps": "600", "seed": "0", "stop_at": str(TARGET)}
-PLANS: dict[str, tuple[dict, list[int], list[str]]] = {
-    "depth-residual-norm": (FORM, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual", "no_norm"]),
-    "pe-every-layer": (FORM, [2, 4], ["pre_ln", "pe_every_layer"]),
-    "batch-vs-layer-norm": (FORM, [2], ["pre_ln", "batch_norm"]),
-    "causal-mask-off": (FORM, [2], ["pre_ln", "no_causal_mask"]),
+# name -> (base run, depths, variants). The lessons cite these by name.
+BASE = build_spec({"task": "reverse", "steps": 600, "seed": 0, "stop_at": TARGET}, Switches())
+PLANS: dict[str, tuple[RunSpec, list[int], list[str]]] = {
+    "depth-residual-norm": (BASE, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual", "no_norm"]),
+    "pe-every-layer": (BASE, [2, 4], ["pre_ln", "pe_every_layer"]),
+    "batch-vs-layer-norm": (BASE, [2], ["pre_ln", "batch_norm"]),
+    "causal-mask-off": (BASE, [2], ["pre_ln", "no_causal_mask"]),
 }
 
 
@@ -86,8 +88,8 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
     """(configuration, label, seeds still missing) for every configuration of every plan; sweeps recorded."""
     known = {s["name"] for s in store.sweeps(limit=1000)}
     work: dict[str, tuple[RunSpec, str, list[int]]] = {}
-    for name, (form, depths, variants) in plans.items():
-        items = sweep_items(form, depths, variants, settings)
+    for name, (base, depths, variants) in plans.items():
+        items = sweep_items(base, depths, variants, settings)
         if name not in known:
             store.create_sweep(name, items)
         for item in items:
@@ -124,9 +126,9 @@ def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, lo
                 log(f"\r{done}/{len(work)} configurations · {elapsed:.0f} s · about {eta:.0f} s left   ", end="")
         log()
     ids: dict[str, list[int]] = {}
-    for name, (form, depths, variants) in plans.items():
+    for name, (base, depths, variants) in plans.items():
         ids[name] = [(store.find_done(spec) or store.find_latest(spec)).id
-                     for item in sweep_items(form, depths, variants, settings)
+                     for item in sweep_items(base, depths, variants, settings)
                      for spec in (with_seed(item["spec"], s) for s in seeds)]
     return ids
 

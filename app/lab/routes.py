@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.lab.form import (
     AB_OPTIONS,
+    DEFAULT_SWITCHES,
     DEFAULTS,
-    INIT_SCHEMES,
+    FIELDS,
+    RunForm,
     ab_option_label,
+    input_limits,
     parse_ab,
     parse_run_request,
     switch_controls_for,
@@ -26,6 +29,7 @@ from app.playground.state import choices, parse_switches
 from app.web.dependencies import LanguageDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
 from app.web.errors import BadInput
 from app.web.i18n import Translator
+from app.web.numbers import json_safe
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
 
@@ -46,21 +50,23 @@ def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
 
 
 @router.get("/train", summary="The training lab")
-def training_page(request: Request, store: StoreDep, t: TranslatorDep):
+def training_page(request: Request, store: StoreDep, settings: SettingsDep, t: TranslatorDep):
     """Switch parameters in the URL (as the playground links them) pre-fill the form."""
-    switches = parse_switches(request.query_params, DEFAULTS["switches"])
+    switches = parse_switches(request.query_params, DEFAULT_SWITCHES)
     task = request.query_params.get("task", DEFAULTS["task"])
     defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
     return render(request, "train.html", {
         "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
-        "norm_choices": choices("norm"), "runs": store.list(limit=12), "init_schemes": INIT_SCHEMES,
+        "norm_choices": choices("norm"), "runs": store.list(limit=12), "init_schemes": FIELDS["init"].choices,
         "ab_options": [(option, ab_option_label(option, t)) for option in AB_OPTIONS],
+        "limits": input_limits(settings),
     })
 
 
 @router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)")
-async def start_run(request: Request, settings: SettingsDep, runner: RunnerDep, lang: LanguageDep):
-    form = dict(await request.form())
+async def start_run(request: Request, fields: Annotated[RunForm, Form()], settings: SettingsDep, runner: RunnerDep,
+                    lang: LanguageDep):
+    form = fields.model_dump(exclude_none=True)
     spec, label = parse_run_request(form, settings)
     ab = parse_ab(form)
     if ab is None:
@@ -122,7 +128,7 @@ async def run_events(request: Request, run_id: int, store: StoreDep, runner: Run
                 except StopAsyncIteration:
                     return
                 if event.kind == "metrics":
-                    yield ServerSentEvent(json.dumps(_finite(event.data)), event="metrics")
+                    yield ServerSentEvent(json.dumps(json_safe(event.data)), event="metrics")
                 else:
                     yield ServerSentEvent(json.dumps({"status": event.kind, "message": event.data}), event="status")
                 pending = asyncio.ensure_future(events.__anext__())
@@ -149,14 +155,3 @@ def _record(store, run_id: int) -> RunRecord:
     if record is None:
         raise BadInput("run", f"there is no run {run_id}", 404)
     return record
-
-
-def _finite(value):
-    """NaN and infinity (a diverged run) become null: JSON has no NaN."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

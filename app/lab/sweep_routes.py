@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.lab.form import DEFAULTS
+from app.lab.form import DEFAULTS, input_limits, parse_run_request
 from app.lab.precompute import PLANS
 from app.lab.store import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
@@ -29,10 +29,10 @@ def _sweep_context(store, t: Translator, sweep: dict) -> dict:
 
 
 @router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far")
-def sweeps_page(request: Request, store: StoreDep):
+def sweeps_page(request: Request, store: StoreDep, settings: SettingsDep):
     return render(request, "sweeps.html", {
         "tasks": list(TASKS), "defaults": DEFAULTS, "depths": DEPTHS, "variants": list(VARIANTS),
-        "sweeps": store.sweeps(limit=20),
+        "sweeps": store.sweeps(limit=20), "limits": input_limits(settings),
     })
 
 
@@ -43,14 +43,14 @@ async def start_sweep(request: Request, settings: SettingsDep, sweeps: SweepsDep
     if plan:  # a lesson asks for one of the precomputed plans
         if plan not in PLANS:
             raise BadInput("plan", f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
-        fields, depths, variants = PLANS[plan]
+        base, depths, variants = PLANS[plan]
         name = plan
     else:
         depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
         variants = list(form.getlist("variants"))
-        fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
-        name = str(form.get("name", "")).strip()[:60] or f"{fields.get('task', 'reverse')} · {', '.join(variants)}"
-    items = sweep_items(fields, depths, variants, settings)
+        base, _ = parse_run_request({k: v for k, v in form.items() if k not in ("depths", "variants")}, settings)
+        name = str(form.get("name", "")).strip()[:60] or f"{base.task} · {', '.join(variants)}"
+    items = sweep_items(base, depths, variants, settings)
     sweep_id = sweeps.create(name, items)
     if plan and is_htmx(request):
         return render(request, "sweep.html", {"sweep_id": sweep_id}, block_names=["sweep_started"])

@@ -11,7 +11,6 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.lab.form import parse_run_request
 from app.lab.jobs import LocalJobRunner
 from app.lab.store import RunSpec, RunStore
 from app.web.errors import BadInput
@@ -51,8 +50,8 @@ def variant_spec(base: RunSpec, variant: Variant, depth: int) -> RunSpec:
     return RunSpec(base.task, model_config.to_dict(), switches.to_dict(), train_config.to_dict())
 
 
-def sweep_items(form: dict, depths: list[int], variants: list[str], settings) -> list[dict]:
-    """One item per (variant, depth), validated before anything trains. The form gives the base run."""
+def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings) -> list[dict]:
+    """One item per (variant, depth) of the base run, validated before anything trains."""
     if not depths:
         raise BadInput("depths", f"choose at least one depth from {', '.join(map(str, DEPTHS))}")
     if not variants:
@@ -66,7 +65,6 @@ def sweep_items(form: dict, depths: list[int], variants: list[str], settings) ->
         raise BadInput("depths", f"{bad_depth[0]} is not allowed; choose from {allowed}")
     if len(depths) * len(variants) > MAX_RUNS:
         raise BadInput("depths", f"{len(depths) * len(variants)} runs is more than a sweep may have ({MAX_RUNS})")
-    base, _ = parse_run_request(form, settings)
     return [{"variant": variant, "depth": depth, "spec": variant_spec(base, VARIANTS[variant], depth)}
             for variant in variants for depth in sorted(depths)]
 

@@ -7,12 +7,12 @@ import random
 from functools import lru_cache
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.playground.state import PlaygroundState, parse_state
+from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, query_params
 from app.playground.view import playground_context, step_context
 from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep, TranslatorDep
@@ -22,9 +22,9 @@ from app.web.templating import base_context, is_htmx, render, templates
 router = APIRouter(tags=["playground"])
 
 
-def _state(request: Request, settings: SettingsDep) -> PlaygroundState:
+def _state(query: Annotated[PlaygroundQuery, Query()], settings: SettingsDep) -> PlaygroundState:
     """The learner's state, parsed once per request (a 4xx naming the parameter if it is bad)."""
-    return parse_state(request.query_params, settings.max_input_chars, random.Random())
+    return parse_state(query_params(query), settings.max_input_chars, random.Random())
 
 
 StateDep = Annotated[PlaygroundState, Depends(_state)]

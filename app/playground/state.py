@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from urllib.parse import urlencode
 
+from pydantic import BaseModel, Field, create_model
+
 from app.playground.registry import default_model, model_info
 from app.web.errors import BadInput
-from model.config import ConfigError, ModelConfig, Switches, choices_of, type_of
+from model.config import ConfigError, ModelConfig, Switches, choices_of, help_of, type_of
 from model.tasks import UnknownTokenError, get_task
 from model.transformer import check_switches_fit
 
@@ -44,6 +46,12 @@ class PlaygroundState:
 
     def query(self, **changes) -> str:
         return urlencode(self.params(**changes))
+
+
+def switch_doc(name: str) -> str:
+    """A switch's help and allowed values, from its declaration in model/config.py (for API docs)."""
+    allowed = choices_of(Switches, name) or (("on", "off") if type_of(Switches, name) is bool else ())
+    return help_of(Switches, name) + (f": {' | '.join(allowed)}" if allowed else "")
 
 
 def _switch_value(name: str, raw: str):
@@ -93,6 +101,23 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
     if not raw_step.isdigit():
         raise BadInput("step", f"{raw_step!r} is not a whole number >= 0")
     return PlaygroundState(entry.name, text, switches, int(raw_step))
+
+
+# The playground's query string as a FastAPI model, from the schema: /playground, its partials and
+# /api/trace document and read their parameters through it (parse_state gives them meaning).
+PlaygroundQuery = create_model(
+    "PlaygroundQuery",
+    model=(str | None, Field(None, description="zoo model name or run-<id>; default: the default model")),
+    input=(str | None, Field(None, description="source text, e.g. 31415 for reverse")),
+    random=(str | None, Field(None, description="any value: a random held-out input instead of `input`")),
+    step=(str | None, Field(None, description="which step of the forward pass the page shows (0 = the first)")),
+    **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
+)
+
+
+def query_params(query: BaseModel) -> dict[str, str]:
+    """The parameters a request gave (the ones it left out take the model's own values)."""
+    return {k: v for k, v in query.model_dump().items() if v is not None and k in PlaygroundQuery.model_fields}
 
 
 def choices(name: str) -> tuple[str, ...]:

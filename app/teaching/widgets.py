@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from app.lab.precompute import PLANS
 from app.lab.sweeps import TARGET, VARIANTS, sweep_results
 from app.playground import figures
 from app.playground.registry import model_info
@@ -72,7 +71,6 @@ def run_widget(widget: Widget, settings, store, t: Translator) -> dict:
 def _sweep(plan: str, store, t: Translator) -> dict:
     sweep = next((s for s in store.sweeps(limit=1000) if s["name"] == plan), None)
     if sweep is None:
-        form, depths, variants = PLANS[plan]
         return {"kind": "sweep", "missing": True, "plan": plan,
                 "start": "/train/sweeps?" + urlencode({"plan": plan})}
     rows = sweep_results(store, sweep)

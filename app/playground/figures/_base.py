@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from app.web.i18n import LANGUAGES, labels
+from app.web.numbers import finite
 
 Figure = dict[str, Any]
 
@@ -113,14 +114,9 @@ def _labels(tokens: Sequence[str] | None, n: int, missing: str | None = None) ->
     return [_esc(tokens[i]) if i < len(tokens) else (missing or str(i)) for i in range(n)]
 
 
-def _num(value: Any) -> float | None:
-    """A finite float, or None (JSON has no NaN or infinity; Plotly leaves a gap)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
 def _mean(values: Iterable[Any]) -> float | None:
-    finite = [v for v in map(_num, values) if v is not None]
-    return sum(finite) / len(finite) if finite else None
+    kept = [v for v in map(finite, values) if v is not None]
+    return sum(kept) / len(kept) if kept else None
 
 
 def _figure(data: list[dict], title: str, height: int, subtitle: str = "", **layout: Any) -> Figure:
@@ -161,7 +157,7 @@ def _right_axis(title: str, **extra: Any) -> dict:
 def _log_ticks(values: Iterable[Any]) -> dict:
     """Ticks at 1, 2, 5 × 10^k (only 10^k over more than four decades) spanning the positive values, written as
     plain numbers: Plotly's own log ticks label the in-between ones with a bare digit ("2", "5")."""
-    positive = [v for v in map(_num, values) if v is not None and v > 0]
+    positive = [v for v in map(finite, values) if v is not None and v > 0]
     if not positive:
         return {}
     low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))

@@ -19,9 +19,9 @@ from app.playground.figures._base import (
     _labels,
     _log_ticks,
     _note,
-    _num,
     _top_text,
 )
+from app.web.numbers import finite
 
 
 def output_probabilities(trace: dict) -> Figure:
@@ -81,7 +81,7 @@ def gradient_norms(trace: dict) -> Figure:
     data = []
     for stack, start in (("encoder", 0), ("decoder", n_enc)):
         xs = list(range(start, start + len(grads[stack])))
-        values = [v if _num(v) and v > 0 else None for v in grads[stack]]  # a log axis cannot show 0
+        values = [v if finite(v) and v > 0 else None for v in grads[stack]]  # a log axis cannot show 0
         data.append(_bar(xs, values, LABELS[stack], COMPONENT_COLOURS["residual"], LABELS["hover_gradient"],
                          [labels[x] for x in xs], patterns=DECODER_PATTERN if stack == "decoder" else None, width=0.7))
     yaxis = _axis(LABELS["gradient_axis"], type="log", **_log_ticks(grads["encoder"] + grads["decoder"]))

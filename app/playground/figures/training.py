@@ -18,15 +18,15 @@ from app.playground.figures._base import (
     _index_axis,
     _log_ticks,
     _note,
-    _num,
     _right_axis,
     _rows,
 )
+from app.web.numbers import finite
 
 
 def _metric_line(rows: list[dict], key: str, yaxis: str, hovertemplate: str, **style: Any) -> dict:
     return {"type": "scatter", "name": LABELS[key], "x": [r["step"] for r in rows],
-            "y": [_num(r.get(key)) for r in rows], "yaxis": yaxis, "hovertemplate": hovertemplate,
+            "y": [finite(r.get(key)) for r in rows], "yaxis": yaxis, "hovertemplate": hovertemplate,
             "line": {"color": METRIC_COLOURS[key], "width": 2, **style}, "mode": "lines"}
 
 
@@ -37,7 +37,7 @@ def training_curves(history: Iterable[Any]) -> Figure:
     rows = _rows(history)
     data = [_metric_line(rows, "loss", "y", LABELS["hover_loss"])]
     for key, dash in (("token_accuracy", "dash"), ("heldout_seq_accuracy", "dot")):
-        measured = [r for r in rows if _num(r.get(key)) is not None]
+        measured = [r for r in rows if finite(r.get(key)) is not None]
         if measured:
             data.append(_metric_line(measured, key, "y2", LABELS["hover_accuracy"], dash=dash) | {
                 "mode": "lines+markers" if key == "heldout_seq_accuracy" else "lines"})
@@ -54,10 +54,10 @@ def gradient_heatmap(history: Iterable[Any], stack: str) -> Figure:
     per_step = [r["layer_grad_norms"][stack] for r in rows]
     n_layers = max((len(g) for g in per_step), default=0)
     layers = [LABELS["layer_n"].format(n=i + 1) for i in range(n_layers)]
-    raw = [[_num(g[i]) if i < len(g) else None for g in per_step] for i in range(n_layers)]
+    raw = [[finite(g[i]) if i < len(g) else None for g in per_step] for i in range(n_layers)]
     z = [[math.log10(v) if v and v > 0 else None for v in row] for row in raw]
-    finite = [v for row in z for v in row if v is not None]
-    ticks = list(range(math.floor(min(finite)), math.ceil(max(finite)) + 1)) if finite else []
+    present = [v for row in z for v in row if v is not None]
+    ticks = list(range(math.floor(min(present)), math.ceil(max(present)) + 1)) if present else []
     colorbar = _colorbar(LABELS["grad_colour"], tickvals=ticks, ticktext=[f"10<sup>{k}</sup>" for k in ticks])
     customdata = [[[layers[i], v] for v in row] for i, row in enumerate(raw)]
     heatmap = _heatmap(z, x=steps, y=list(range(n_layers)), customdata=customdata, colorbar=colorbar,
@@ -78,7 +78,7 @@ def _sweep_lines(rows: list[dict], field: str, names: dict[str, str]) -> list[di
     for i, variant in enumerate(variants):
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["depth"])
         data.append({"type": "scatter", "mode": "lines+markers", "name": _esc(names.get(variant, variant)),
-                     "x": [r["depth"] for r in mine], "y": [_num(r[field]) for r in mine],
+                     "x": [r["depth"] for r in mine], "y": [finite(r[field]) for r in mine],
                      "line": {"color": SWEEP_COLOURS[i % len(SWEEP_COLOURS)], "width": 2},
                      "marker": {"size": 8}, "hovertemplate": LABELS["hover_sweep"]})
     return data
