@@ -1,15 +1,19 @@
 """Every claim of the note is measured: zoo claims from the shipped models, training claims from the
 runs in the store (not_measured without them, and computed from whatever metrics are stored)."""
 
-import math
-
 import pytest
 import torch
+from helpers import GOOD
+from helpers import depth_cells as _depth_cells
+from helpers import fill_sweep as _fill
+from helpers import rows as _rows
 
 from app.lab.precompute import PLANS
 from app.lab.store import RunStore
 from app.lab.sweeps import sweep_items
 from app.teaching.claims import CLAIMS, VERDICTS, measure
+from app.teaching.claims.render import render_text
+from app.web.i18n import Translator, labels
 from app.web.settings import Settings
 
 CLAIM_IDS = ["R1", "R2", "R3", "R4", "R5", "N1", "N2", "N3", "N4", "N5", "E1", "E2",
@@ -18,6 +22,13 @@ STORE_CLAIMS = ["R3", "R4", "N2", "N3", "N4", "P2"]
 ZOO_CLAIMS = [c for c in CLAIM_IDS if c not in STORE_CLAIMS]
 LESSONS = {"residual", "normalization", "encoder-stack", "positional-encoding", "decoder-stack",
            "training-vs-inference"}
+
+
+EN, ZH = Translator("en"), Translator("zh")
+
+
+def en(text) -> str:
+    return render_text(text, EN)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,7 +43,8 @@ def one_torch_thread():
 def test_every_claim_of_the_note_has_a_text_in_both_languages():
     assert set(CLAIMS) == set(CLAIM_IDS)
     for claim_id, claim in CLAIMS.items():
-        assert claim["en"].strip() and claim["zh"].strip(), claim_id
+        for lang in ("en", "zh"):
+            assert labels(lang)[f"claim.{claim_id}.statement"].strip(), claim_id
         assert claim["lesson"] in LESSONS and claim["group"] == claim_id[0]
 
 
@@ -44,8 +56,10 @@ def test_an_unknown_claim_is_refused():
 def _check_shape(v, claim_id):
     assert v.claim == claim_id and v.verdict in VERDICTS
     assert v.numbers and v.sources
-    for lang in ("en", "zh"):
-        assert v.summary[lang].strip() and v.method[lang].strip()
+    for t in (EN, ZH):
+        summary, method = render_text(v.summary, t), render_text(v.method, t)
+        assert summary.strip() and method.strip()
+        assert "{" not in summary + method and "claim." not in summary + method  # every key and value found
     return v
 
 
@@ -53,7 +67,7 @@ def _check_shape(v, claim_id):
 def test_zoo_claims_are_measured_without_a_store(claim_id):
     v = _check_shape(measure(claim_id), claim_id)
     assert v.verdict != "not_measured"
-    assert any(ch.isdigit() for ch in v.summary["en"]) and any(ch.isdigit() for ch in v.summary["zh"])
+    assert any(ch.isdigit() for ch in en(v.summary)) and any(ch.isdigit() for ch in render_text(v.summary, ZH))
 
 
 def test_the_pe_rotation_is_exact():
@@ -65,54 +79,8 @@ def test_the_pe_rotation_is_exact():
 def test_training_claims_are_not_measured_with_an_empty_store(tmp_path, claim_id):
     with RunStore(tmp_path / "runs.sqlite3") as store:
         v = _check_shape(measure(claim_id, store), claim_id)
-    assert v.verdict == "not_measured" and "app.lab.precompute" in v.summary["en"]
+    assert v.verdict == "not_measured" and "app.lab.precompute" in en(v.summary)
     assert v.numbers["sweep_runs_done"] == 0
-
-
-# ---- a fake sweep: runs with made-up metrics, stored the way the job runner stores them ----
-
-
-def _rows(depth: int, acc: float = 1.0, reach: int | None = 100, steps: int = 600, noise: float = 0.0,
-          drift: float = 0.0, grad_ratio: float = 2.0) -> list[dict]:
-    rows = []
-    for step in range(10, steps + 1, 10):
-        reached = reach is not None and step >= reach
-        layers = {stack: list(range(depth)) for stack in ("encoder", "decoder")}
-        rows.append({
-            "step": step, "loss": 2.0 * math.exp(-step / 100) + 0.01 + noise * (-1) ** (step // 10),
-            "token_accuracy": 0.9, "lr": 1e-3, "grad_norm": 1.0, "elapsed_s": step / 10, "diverged": False,
-            "layer_grad_norms": {s: [0.01 * (grad_ratio - (grad_ratio - 1) * i / max(depth - 1, 1)) for i in ls]
-                                 for s, ls in layers.items()},
-            "layer_input_mean": {s: [0.0 for _ in ls] for s, ls in layers.items()},
-            "layer_input_std": {s: [1.0 + drift * (i + 1) * step / steps for i in ls] for s, ls in layers.items()},
-            "heldout_seq_accuracy": acc if step == steps else (0.995 if reached else 0.3 * acc),
-            "heldout_token_accuracy": acc,
-        })
-    return rows
-
-
-GOOD = {"acc": 1.0, "reach": 100}
-
-
-def _fill(store: RunStore, plan: str, cells: dict) -> None:
-    """cells: {(variant, depth): keyword arguments of _rows}; cells not given stay unrun."""
-    form, depths, variants = PLANS[plan]
-    items = sweep_items(form, depths, variants, Settings())
-    store.create_sweep(plan, items)
-    for item in items:
-        kwargs = cells.get((item["variant"], item["depth"]))
-        if kwargs is not None:
-            run = store.create(item["spec"])
-            store.add_metrics(run.id, _rows(item["depth"], **kwargs))
-            store.finish(run.id, "done")
-
-
-def _depth_cells(**changes) -> dict:
-    cells = {(v, d): dict(GOOD) for v in PLANS["depth-residual-norm"][2] for d in (2, 4, 6)}
-    for key, value in changes.items():
-        variant, depth = key.rsplit("_", 1)
-        cells[(variant, int(depth))] = value
-    return cells
 
 
 def _measure(tmp_path, name: str, claim_id: str, plan: str, cells: dict):
@@ -128,7 +96,7 @@ def test_r3_follows_the_stored_accuracies(tmp_path):
     assert "sweep:depth-residual-norm" in v.sources
     fails_early = _depth_cells(**{f"no_residual_{d}": {"acc": 0.2, "reach": None} for d in (2, 4, 6)})
     v = _measure(tmp_path, "b", "R3", "depth-residual-norm", fails_early)
-    assert v.verdict == "holds_with_caveats" and "2 layers" in v.summary["en"]
+    assert v.verdict == "holds_with_caveats" and "2 layers" in en(v.summary)
     v = _measure(tmp_path, "c", "R3", "depth-residual-norm", _depth_cells())
     assert v.verdict == "does_not_hold" and v.numbers["no_residual_depth6_heldout_accuracy"] == 1.0
 
@@ -139,7 +107,7 @@ def test_r4_reduction_is_computed_from_steps_to_target(tmp_path):
     assert v.verdict == "holds" and v.numbers["depth4_reduction"] == pytest.approx(1 - 100 / 140, abs=1e-3)
     never = _depth_cells(**{f"no_residual_{d}": {"acc": 0.3, "reach": None} for d in (2, 4, 6)})
     v = _measure(tmp_path, "b", "R4", "depth-residual-norm", never)
-    assert v.verdict == "holds_with_caveats" and "not reached in 600 steps" in v.summary["en"]
+    assert v.verdict == "holds_with_caveats" and "not reached in 600 steps" in en(v.summary)
     slower = _depth_cells(**{f"pre_ln_{d}": {"acc": 1.0, "reach": 300} for d in (2, 4, 6)})
     assert _measure(tmp_path, "c", "R4", "depth-residual-norm", slower).verdict == "does_not_hold"
 
@@ -160,7 +128,7 @@ def test_n2_and_n4_follow_the_stored_runs(tmp_path):
 def test_n3_drift_is_computed_from_the_stored_layer_statistics(tmp_path):
     drifting = _depth_cells(no_norm_6={**GOOD, "drift": 2.0}, pre_ln_6={**GOOD, "drift": 1.0})
     v = _measure(tmp_path, "a", "N3", "depth-residual-norm", drifting)
-    assert v.verdict == "holds_with_caveats" and "contested" in v.summary["en"]
+    assert v.verdict == "holds_with_caveats" and "contested" in en(v.summary)
     assert v.numbers["post_ln_input_std_drift_cv"] == 0 and v.numbers["no_norm_input_std_drift_cv"] > 0.1
     steady = _depth_cells(post_ln_6={**GOOD, "drift": 2.0})
     assert _measure(tmp_path, "b", "N3", "depth-residual-norm", steady).verdict == "does_not_hold"

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from app.lab.store import RunStore
 from app.teaching.claims import measure_all
+from app.teaching.claims.render import render_text
+from app.web.i18n import Translator
 from app.web.settings import get_settings
 
 REPORT_FILE = "verdicts.json"
+REPORT_FORMAT = 2  # 2: summaries and methods are catalogue keys with values (1, unmarked: sentences per language)
 
 
 def compute_report(store: RunStore) -> dict:
@@ -22,6 +25,7 @@ def compute_report(store: RunStore) -> dict:
     verdicts = measure_all(store)
     runs = store.list(limit=10_000, status="done")
     return {
+        "format": REPORT_FORMAT,
         "computed_at": time.time(),
         "seconds": round(time.time() - started, 1),
         "runs_in_store": len(runs),
@@ -34,10 +38,16 @@ def report_path(settings) -> Path:
 
 
 def current_verdicts(settings, store: RunStore) -> dict:
-    """The saved report, or one computed now (and saved) when there is none yet."""
+    """The saved report, or one computed now (and saved) when there is none yet or the saved one is in an
+    older format (or unreadable)."""
     path = report_path(settings)
     if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and report.get("format") == REPORT_FORMAT:
+            return report
     report = compute_report(store)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -60,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             precompute(store, PLANS, args.workers, settings)
         report = compute_report(store)
     report_path(settings).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    t = Translator("en")
     for claim, verdict in report["verdicts"].items():
-        print(f"{claim}: {verdict['verdict']} — {verdict['summary']['en']}")
+        print(f"{claim}: {verdict['verdict']} — {render_text(verdict['summary'], t)}")
     print(f"saved {report_path(settings)} ({report['runs_in_store']} runs in the store)")
     return 0
 

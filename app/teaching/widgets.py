@@ -10,6 +10,7 @@ from app.playground.registry import model_info
 from app.playground.state import parse_state
 from app.playground.traces import trace_for
 from app.teaching.claims import measure
+from app.teaching.claims.render import verdict_view
 from app.teaching.lesson_schema import Widget
 from app.web.i18n import Translator
 from model.layers import sinusoidal_table
@@ -60,7 +61,7 @@ def run_widget(widget: Widget, settings, store, t: Translator) -> dict:
         if widget.kind == "sweep":
             return _sweep(widget.plan, store, t)
         if widget.kind == "measure":
-            return {"kind": "measure", "verdict": measure(widget.claim, store)}
+            return {"kind": "measure", "verdict": verdict_view(measure(widget.claim, store), t)}
         if widget.kind == "train":
             fields = {k: str(v) for k, v in widget.form.items()} | ({"ab": widget.ab} if widget.ab else {})
             return {"kind": "train", "fields": fields, "ab": widget.ab}

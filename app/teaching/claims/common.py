@@ -1,5 +1,19 @@
-"""What every claim measurement shares: the Verdict record, fixed held-out inputs from the zoo
-models, number formatting, and reading precomputed sweeps and runs from the run store."""
+"""What every claim measurement shares: the Verdict and Text records, fixed held-out inputs from the
+zoo models, number formatting, and reading precomputed sweeps and runs from the run store.
+
+A verdict holds no sentences. Its `summary` and `method` are lists of `Text`: each a key of the UI
+catalogue (app/web/labels/<lang>.json, keys `claim.*`) plus the values to format into that entry's
+`{placeholders}`. The sentences of a list are rendered one after another, so a summary is assembled
+from optional parts by appending Texts (`summary.append(text("claim.R1.trained", ...))`).
+
+A value is one of
+  - a str: a figure already formatted by `f2`/`pct` (so every language shows the same figure), or an
+    identifier such as a model or sweep name, shown as it is;
+  - a Text: a phrase translated in its turn, e.g. `text("claim.stack.encoder")`;
+  - a list of Texts: phrases joined by the catalogue's `claim.sep.list` ("; " / "；").
+Everything stays plain data, so `dataclasses.asdict` saves a verdict as JSON and the saved dicts render
+the same way. Rendering happens in one place: app/teaching/claims/render.py.
+"""
 
 from __future__ import annotations
 
@@ -26,17 +40,31 @@ Number = float | int | str | None
 
 
 @dataclass
+class Text:
+    """A catalogue key and the values for its placeholders (see the module's docstring)."""
+
+    key: str  # "claim.R1.summary"
+    values: dict[str, Any] = field(default_factory=dict)  # str | Text | list[Text]
+
+
+def text(key: str, **values: Any) -> Text:
+    return Text(key, values)
+
+
+@dataclass
 class Verdict:
     claim: str  # "R1"
     verdict: str  # one of VERDICTS
-    numbers: dict[str, Number]  # the measured figures behind the verdict
-    summary: dict[str, str]  # {"en", "zh"}: what was measured and the verdict, numbers included
-    method: dict[str, str]  # {"en", "zh"}: how it was measured
+    numbers: dict[str, Number]  # the measured figures behind the verdict; labels: render.number_label
+    summary: list[Text]  # what was measured and the verdict, numbers included (a single Text is accepted)
+    method: list[Text]  # how it was measured
     sources: list[str] = field(default_factory=list)  # "zoo:<model>", "sweep:<plan>", "run:<id>"
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict {self.verdict!r} is not one of {' | '.join(VERDICTS)}")
+        self.summary = [self.summary] if isinstance(self.summary, Text) else list(self.summary)
+        self.method = [self.method] if isinstance(self.method, Text) else list(self.method)
 
 
 def num(value: Any, digits: int = 4) -> Number:
@@ -96,10 +124,6 @@ def greedy(model: Seq2Seq, batch: Batch, switches=None) -> tuple[torch.Tensor, f
     return out, ((out == expected) | ~real).all(-1).float().mean().item()
 
 
-def texts(en: str, zh: str) -> dict[str, str]:
-    return {"en": en, "zh": zh}
-
-
 # ---- the run store ---------------------------------------------------------------------------
 
 
@@ -149,22 +173,37 @@ def load_sweep(store: RunStore | None, name: str) -> SweepData | None:
     return SweepData(name, cells, len(sweep["items"]))
 
 
-def sweep_missing(claim: str, plan: str, sweep: SweepData | None, needs_en: str, needs_zh: str,
-                  method: dict[str, str]) -> Verdict:
-    """not_measured, saying which precomputed runs are missing and how to make them."""
+def sublayer_text(name: str) -> Text:
+    """'encoder.0.self_attn' as "the self-attention of encoder layer 1", 'decoder.3' as "decoder layer 4"."""
+    stack, layer, *kind = name.split(".")
+    where = text("claim.layer_of", stack=text(f"claim.stack.{stack}"), n=str(int(layer) + 1))
+    return text("claim.sublayer_of", layer=where, kind=text(f"claim.sublayer.{kind[0]}")) if kind else where
+
+
+def needs_runs(*variants: str) -> Text:
+    """'pre_ln and no_residual runs': the runs a not_measured claim waits for (two or three variants)."""
+    key = "claim.needs.two" if len(variants) == 2 else "claim.needs.three"
+    return Text(key, dict(zip("abc", variants, strict=False)))
+
+
+def steps_text(row: dict) -> Text:
+    """'120 steps' to the target, or 'not reached in 600 steps'."""
+    s = row["steps_to_target"]
+    return text("claim.steps.reached", steps=str(s)) if s is not None else text("claim.steps.not_reached",
+                                                                                 steps=str(row["steps"]))
+
+
+def sweep_missing(claim: str, plan: str, sweep: SweepData | None, needs: Text, method: list[Text] | Text) -> Verdict:
+    """not_measured, saying which precomputed runs (`needs`, a phrase) are missing and how to make them."""
     have = 0 if sweep is None else len(sweep.cells)
     total = 0 if sweep is None else sweep.total
     if sweep is None:
-        en = (f"Not measured yet: this needs the precomputed sweep “{plan}” ({needs_en}), which is not in the run "
-              f"store. Run `{PRECOMPUTE}` to train it.")
-        zh = f"尚未测量:需要预先训练的扫描实验“{plan}”({needs_zh}),运行库中还没有。请运行 `{PRECOMPUTE}` 训练。"
+        summary = text("claim.not_measured.no_sweep", plan=plan, needs=needs, command=PRECOMPUTE)
     else:
-        en = (f"Not measured yet: the sweep “{plan}” has {have} of {total} runs finished, not yet the ones this "
-              f"needs ({needs_en}). Run `{PRECOMPUTE}` to finish it.")
-        zh = (f"尚未测量:扫描实验“{plan}”已完成 {have}/{total} 个运行,还缺本项需要的({needs_zh})。"
-              f"请运行 `{PRECOMPUTE}` 补全。")
-    return Verdict(claim, "not_measured", {"sweep_runs_done": have, "sweep_runs_total": total},
-                   texts(en, zh), method, [f"sweep:{plan}"])
+        summary = text("claim.not_measured.partial_sweep", plan=plan, have=str(have), total=str(total), needs=needs,
+                       command=PRECOMPUTE)
+    return Verdict(claim, "not_measured", {"sweep_runs_done": have, "sweep_runs_total": total}, summary, method,
+                   [f"sweep:{plan}"])
 
 
 def store_model(store: RunStore | None, run_id: int | None) -> Seq2Seq | None:

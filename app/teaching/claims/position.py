@@ -17,12 +17,13 @@ from app.teaching.claims.common import (
     heldout_batch,
     heldout_pairs,
     load_sweep,
+    needs_runs,
     num,
     pct,
     series,
     store_model,
     sweep_missing,
-    texts,
+    text,
     zoo,
 )
 from model.evaluate import evaluate
@@ -54,24 +55,10 @@ def measure_p1(store: RunStore | None) -> Verdict:
                "max_abs_diff_added_vs_pe_when_every_layer_switch_on": num(every_gap),
                "pe_norm_over_embedding_norm": num(share)}
     ok = first_gap < 1e-6 and later_gap == 0 and every_gap < 1e-5
-    en = (f"In reverse-post-4x4 the first encoder layer's input is exactly embedding + PE (difference "
-          f"{f2(first_gap)}), and nothing is added between layers (largest change {f2(later_gap)}); with the "
-          f"pos_every_layer switch the PE is what gets added (error {f2(every_gap)}). The PE is sizeable: "
-          f"‖PE‖/‖embedding‖ = {f2(share)}. This is the 2017 design; rotary encodings (RoPE) in later models act "
-          f"inside every attention layer instead.")
-    zh = (f"reverse-post-4x4 中,编码器第一层的输入恰好等于 嵌入 + 位置编码(差值 {f2(first_gap)}),"
-          f"层与层之间没有再加任何东西(最大变化 {f2(later_gap)});打开 pos_every_layer 开关后,层间加上的正是位置"
-          f"编码(误差 {f2(every_gap)})。"
-          f"位置编码的分量不小:‖PE‖/‖嵌入‖ = {f2(share)}。这是 2017 年的设计;"
-          "后来的旋转位置编码(RoPE)则在每个注意力层内部起作用。")
-    method = texts(
-        "32 held-out inputs through reverse-post-4x4: encoder.0.hook_resid_pre compared with hook_src_embed + "
-        "hook_src_pos, and every later layer's hook_resid_pre with the previous layer's hook_resid_post, with "
-        "pos_every_layer off (as trained) and on (ablation); mean ‖PE‖/‖embedding‖ over real tokens.",
-        "32 个留出集输入送入 reverse-post-4x4:把 encoder.0.hook_resid_pre 与 hook_src_embed + hook_src_pos 比较,"
-        "并把后面每层的 hook_resid_pre 与上一层的 hook_resid_post 比较,pos_every_layer 分别关闭(训练时设置)和打开"
-        "(消融);在真实词元上计算平均 ‖PE‖/‖嵌入‖。")
-    return Verdict("P1", "holds" if ok else "does_not_hold", numbers, texts(en, zh), method, ["zoo:reverse-post-4x4"])
+    summary = text("claim.P1.summary", first_gap=f2(first_gap), later_gap=f2(later_gap), every_gap=f2(every_gap),
+                   share=f2(share))
+    return Verdict("P1", "holds" if ok else "does_not_hold", numbers, summary, text("claim.P1.method"),
+                   ["zoo:reverse-post-4x4"])
 
 
 def _roughness(metrics: list[dict]) -> tuple[float, float]:
@@ -85,20 +72,12 @@ def _roughness(metrics: list[dict]) -> tuple[float, float]:
 
 
 def measure_p2(store: RunStore | None) -> Verdict:
-    method = texts(
-        "The precomputed sweep “pe-every-layer” (reverse task, up to 600 steps, stopping at 99% held-out, Pre-LN, "
-        "depths 2 and 4): PE added once (pre_ln) vs at every layer (pe_every_layer). Final held-out exact-sequence "
-        "accuracy, steps to 99%, and roughness = std of the step-to-step change of the training loss over the "
-        "second half of training.",
-        "预先训练的扫描实验“pe-every-layer”(反转任务,最多 600 步、留出集达到 99% 即停止,Pre-LN,2 层与 4 层):"
-        "位置编码只加一次(pre_ln)与每层都加(pe_every_layer)对比。最终留出集整句正确率、达到 99% 的步数,"
-        "以及粗糙度 = 后半程训练损失逐步变化量的标准差。")
+    method = text("claim.P2.method", plan="pe-every-layer")
     sweep = load_sweep(store, "pe-every-layer")
     depths = sweep.depths("pre_ln", "pe_every_layer") if sweep else []
     if not depths:
-        return sweep_missing("P2", "pe-every-layer", sweep, "pre_ln and pe_every_layer runs",
-                             "pre_ln 与 pe_every_layer 运行", method)
-    numbers, unstable, rougher, parts_en, parts_zh = {}, False, False, [], []
+        return sweep_missing("P2", "pe-every-layer", sweep, needs_runs("pre_ln", "pe_every_layer"), method)
+    numbers, unstable, rougher, parts = {}, False, False, []
     for d in depths:
         once, every = sweep.get("pre_ln", d), sweep.get("pe_every_layer", d)
         r_once, max_once = _roughness(store.metrics(once["run_id"]))
@@ -114,22 +93,12 @@ def measure_p2(store: RunStore | None) -> Verdict:
                     f"depth{d}_max_late_loss_pe_every_layer": num(max_every)}
         unstable |= acc_every < acc_once - 0.1 or not math.isfinite(r_every) or (ratio >= 2 and acc_every < acc_once)
         rougher |= ratio >= 1.5
-        steps = f"{every['steps_to_target'] or '—'} vs {once['steps_to_target'] or '—'}"
-        parts_en.append(f"depth {d}: accuracy {pct(acc_every)} vs {pct(acc_once)}, steps to 99% {steps}, "
-                        f"loss roughness ×{f2(ratio)}")
-        parts_zh.append(f"{d} 层:正确率 {pct(acc_every)} 对 {pct(acc_once)},达到 99% 的步数 "
-                        f"{steps.replace('vs', '对')},"
-                        f"损失粗糙度 ×{f2(ratio)}")
+        parts.append(text("claim.P2.depth", depth=str(d), acc_every=pct(acc_every), acc_once=pct(acc_once),
+                          steps_every=str(every["steps_to_target"] or "—"),
+                          steps_once=str(once["steps_to_target"] or "—"), ratio=f2(ratio)))
     verdict = "holds" if unstable else "holds_with_caveats" if rougher else "does_not_hold"
-    en = "PE at every layer vs once — " + "; ".join(parts_en) + "."
-    zh = "每层都加位置编码 对 只加一次——" + ";".join(parts_zh) + "。"
-    en += {"holds": " Repeating the PE clearly hurts training here.",
-           "holds_with_caveats": " The loss is noisier, but the model ends up as good: unstable is too strong a word.",
-           "does_not_hold": " Training is no less stable with the PE repeated here."}[verdict]
-    zh += {"holds": "这里重复添加位置编码明显损害了训练。",
-           "holds_with_caveats": "损失曲线更抖,但最终效果一样好:说“不稳定”言过其实。",
-           "does_not_hold": "在这里,重复添加位置编码并没有让训练更不稳定。"}[verdict]
-    return Verdict("P2", verdict, numbers, texts(en, zh), method, [sweep.source()])
+    summary = [text("claim.P2.summary", parts=parts), text(f"claim.P2.{verdict}")]
+    return Verdict("P2", verdict, numbers, summary, method, [sweep.source()])
 
 
 def measure_p3(store: RunStore | None) -> Verdict:
@@ -148,20 +117,9 @@ def measure_p3(store: RunStore | None) -> Verdict:
     numbers |= {"max_abs_error_all_offsets": num(worst), "max_abs_error_model_table_offset_1": num(model_error),
                 "max_abs_deviation_from_orthogonal": num(orthogonality), "positions": 256, "d_model": d}
     verdict = "holds" if worst < 1e-4 and model_error < 1e-4 else "does_not_hold"
-    en = (f"For offsets k = {', '.join(map(str, OFFSETS))} and positions 0–255 (d_model {d}), the block-rotation M_k "
-          f"reproduces PE(pos+k) from PE(pos) to within {f2(worst)}, and within {f2(model_error)} on the table of "
-          f"reverse-post-2x2; M_k is orthogonal (deviation {f2(orthogonality)}).")
-    zh = (f"对偏移 k = {', '.join(map(str, OFFSETS))}、位置 0–255(d_model {d}),"
-          f"分块旋转矩阵 M_k 由 PE(pos) 得到 PE(pos+k) 的误差不超过 {f2(worst)},在 reverse-post-2x2 的位置编码表"
-          f"上不超过 {f2(model_error)};M_k 是正交矩阵"
-          f"(偏差 {f2(orthogonality)})。")
-    method = texts(
-        "The sinusoidal table PE[pos, 2i] = sin(pos/10000^(2i/d)), PE[pos, 2i+1] = cos(…) for 256 positions, and "
-        "M_k = one 2×2 rotation by k·ω_i per frequency (rotation_for_offset); max |PE(pos+k) − M_k PE(pos)| over "
-        "every position and feature, float32.",
-        "正弦位置编码表 PE[pos, 2i] = sin(pos/10000^(2i/d))、PE[pos, 2i+1] = cos(…),共 256 个位置;M_k 为每个频率一个"
-        "旋转角为 k·ω_i 的 2×2 旋转(rotation_for_offset);在所有位置和特征上取 max |PE(pos+k) − M_k PE(pos)|,float32。")
-    return Verdict("P3", verdict, numbers, texts(en, zh), method, ["zoo:reverse-post-2x2"])
+    summary = text("claim.P3.summary", offsets=", ".join(map(str, OFFSETS)), d_model=str(d), worst=f2(worst),
+                   model_error=f2(model_error), orthogonality=f2(orthogonality))
+    return Verdict("P3", verdict, numbers, summary, text("claim.P3.method"), ["zoo:reverse-post-2x2"])
 
 
 def measure_p4(store: RunStore | None) -> Verdict:
@@ -186,22 +144,10 @@ def measure_p4(store: RunStore | None) -> Verdict:
     verdict = "does_not_hold" if worst < 0.5 else "holds_with_caveats" if worst < 0.9 else "holds"
     a, b = numbers["pre-2x2_accuracy_lengths_4_10"], numbers["pre-2x2_accuracy_lengths_11_14"]
     c, e = numbers["post-2x2_accuracy_lengths_4_10"], numbers["post-2x2_accuracy_lengths_11_14"]
-    en = (f"reverse-pre-2x2, trained on 4–10 digits with sinusoidal PE, gets {pct(a)} of held-out inputs of length "
-          f"4–10 right but {pct(b)} of lengths 11–14 (Post-LN 2+2: {pct(c)} → {pct(e)}). A fixed formula for "
-          f"positions does not make the model generalise to positions it never trained on.")
-    zh = (f"reverse-pre-2x2 在 4–10 位数字上用正弦位置编码训练,长度 4–10 的留出集正确率 {pct(a)},"
-          f"长度 11–14 只有 {pct(b)}(Post-LN 2+2:{pct(c)} → {pct(e)})。位置编码有固定公式,并不意味着模型能推广到"
-          "训练中没见过的位置。")
+    summary = [text("claim.P4.summary", pre_in=pct(a), pre_out=pct(b), post_in=pct(c), post_out=pct(e))]
     if learned_model is not None:
-        en += f" A stored model with learned PE (run {learned.id}) gets {pct(long)} on lengths 11–14."
-        zh += f"运行库中使用可学习位置编码的模型(运行 {learned.id})在长度 11–14 上为 {pct(long)}。"
-    method = texts(
-        "Greedy exact-sequence accuracy of reverse-pre-2x2 and reverse-post-2x2 (trained on lengths 4–10) on 100 "
-        "held-out inputs of lengths 4–10 and 100 of lengths 11–14; a stored finished reverse run with learned PE, "
-        "if any, on the same long inputs.",
-        "reverse-pre-2x2 与 reverse-post-2x2(训练长度 4–10)在 100 个长度 4–10 和 100 个长度 11–14 的留出集输入上的贪心"
-        "解码整句正确率;若运行库中有使用可学习位置编码的反转任务运行,也在同样的长输入上测试。")
-    return Verdict("P4", verdict, numbers, texts(en, zh), method, sources)
+        summary.append(text("claim.P4.learned", run=str(learned.id), accuracy=pct(long)))
+    return Verdict("P4", verdict, numbers, summary, text("claim.P4.method"), sources)
 
 
 def measure_p5(store: RunStore | None) -> Verdict:
@@ -221,20 +167,10 @@ def measure_p5(store: RunStore | None) -> Verdict:
                "same_output_for_rotated_input_pe_on": num(same["pe_on"]),
                "same_output_for_rotated_input_pe_off": num(same["pe_off"]), "inputs": n}
     ok = same["pe_off"] >= 0.95 and acc_off <= 0.5 * acc_on
-    en = (f"Without PE, reverse-post-2x2 gives the very same output for an input and its rotation (e.g. 1234 and "
-          f"2341) in {pct(same['pe_off'])} of {n} cases (with PE: {pct(same['pe_on'])}), so it cannot tell the "
-          f"orders apart; held-out accuracy falls from {pct(acc_on)} to {pct(acc_off)}.")
-    zh = (f"去掉位置编码后,reverse-post-2x2 对一个输入和它的循环移位(如 1234 与 2341)给出完全相同的输出,在 {n} 个"
-          f"样本中占 {pct(same['pe_off'])}(有位置编码时为 {pct(same['pe_on'])}),即它分不清词序;留出集正确率从 "
-          f"{pct(acc_on)} "
-          f"降到 {pct(acc_off)}。")
-    method = texts(
-        "100 held-out inputs and the same digits rotated by one place, greedy-decoded by reverse-post-2x2 with its "
-        "sinusoidal PE and with the PE ablated (pos_encoding=none): share of inputs whose two outputs are identical, "
-        "and held-out exact-sequence accuracy.",
-        "100 个留出集输入及其循环左移一位的版本,用 reverse-post-2x2 分别在保留正弦位置编码与消融位置编码"
-        "(pos_encoding=none)时贪心解码:两者输出完全相同的比例,以及留出集整句正确率。")
-    return Verdict("P5", "holds" if ok else "does_not_hold", numbers, texts(en, zh), method, ["zoo:reverse-post-2x2"])
+    summary = text("claim.P5.summary", same_off=pct(same["pe_off"]), same_on=pct(same["pe_on"]), inputs=str(n),
+                   acc_on=pct(acc_on), acc_off=pct(acc_off))
+    return Verdict("P5", "holds" if ok else "does_not_hold", numbers, summary, text("claim.P5.method"),
+                   ["zoo:reverse-post-2x2"])
 
 
 MEASURES = {"P1": measure_p1, "P2": measure_p2, "P3": measure_p3, "P4": measure_p4, "P5": measure_p5}

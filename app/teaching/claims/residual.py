@@ -16,8 +16,9 @@ from app.teaching.claims.common import (
     num,
     pct,
     store_model,
+    sublayer_text,
     teacher_forced_accuracy,
-    texts,
+    text,
     zoo,
 )
 from model.config import SUBLAYERS_OF
@@ -87,31 +88,14 @@ def measure_r1(store: RunStore | None) -> Verdict:
     p2, p4 = "post-2x2", "pre-4x4"
     dec, enc = ({k: tuple(numbers[f"{k}_{stack}_first_over_last_residual_{t}"] for t in ("on", "off"))
                  for k in R1_MODELS} for stack in STACKS[::-1])
-    en = (f"Gradient reaching the first layer relative to the last (decoder): with residual {f2(dec[p2][0])} (2+2 "
-          f"Post-LN) and {f2(dec[p4][0])} (4+4 Pre-LN); with residual connections switched off "
-          f"{f2(dec[p2][1])} and {f2(dec[p4][1])}: the gradient all but vanishes. In the encoder the ratio is "
-          f"{f2(enc[p2][0])}/{f2(enc[p4][0])} with and {f2(enc[p2][1])}/{f2(enc[p4][1])} without.")
-    zh = (f"第一层与最后一层输入处的梯度之比(解码器):有残差连接时为 {f2(dec[p2][0])}(2+2 Post-LN)和 "
-          f"{f2(dec[p4][0])}(4+4 Pre-LN);关掉残差连接后为 {f2(dec[p2][1])} 和 {f2(dec[p4][1])},梯度几乎消失。"
-          f"编码器中有残差时为 {f2(enc[p2][0])}/{f2(enc[p4][0])},无残差时为 {f2(enc[p2][1])}/{f2(enc[p4][1])}。")
+    summary = [text("claim.R1.summary", dec_p2_on=f2(dec[p2][0]), dec_p4_on=f2(dec[p4][0]),
+                     dec_p2_off=f2(dec[p2][1]), dec_p4_off=f2(dec[p4][1]), enc_p2_on=f2(enc[p2][0]),
+                     enc_p4_on=f2(enc[p4][0]), enc_p2_off=f2(enc[p2][1]), enc_p4_off=f2(enc[p4][1]))]
     if trained:
-        d = int(trained["depth"])
-        en += (f" In training ({d}+{d} layers, first 100 steps) the decoder ratio was "
-               f"{f2(trained['pre_ln_decoder'])} with residual and {f2(trained['no_residual_decoder'])} without.")
-        zh += (f"训练过程中({d}+{d} 层,前 100 步)解码器的这一比值有残差时为 {f2(trained['pre_ln_decoder'])},"
-               f"无残差时为 {f2(trained['no_residual_decoder'])}。")
-    method = texts(
-        "‖∂loss/∂(input of layer i)‖ for the teacher-forced answers of 100 held-out inputs, on reverse-post-2x2 and "
-        "reverse-pre-4x4, intact and with every residual connection ablated (Switches(residual=False), same weights; "
-        "an ablation, not a model trained without residuals). Ratio = first layer / last layer. When the "
-        "depth-residual-norm sweep is stored, the same ratio from the training metrics of its deepest pre_ln and "
-        "no_residual runs.",
-        "对 100 个留出集输入的标准答案(teacher forcing)计算损失对每层输入的梯度范数 ‖∂loss/∂x_i‖;模型为 "
-        "reverse-post-2x2 和 reverse-pre-4x4,分别保持完整和消融全部残差连接(同一组权重,属于推理时消融,"
-        "并非无残差重新训练)。比值 = 第一层 / 最后一层。若运行库中有 depth-residual-norm 扫描,"
-        "另取其最深 pre_ln 与 no_residual 运行的训练记录中的同一比值。")
+        summary.append(text("claim.R1.trained", depth=str(int(trained["depth"])),
+                            on=f2(trained["pre_ln_decoder"]), off=f2(trained["no_residual_decoder"])))
     sources = [f"zoo:{n}" for n in R1_MODELS.values()] + (["sweep:depth-residual-norm"] if trained else [])
-    return Verdict("R1", verdict, numbers, texts(en, zh), method, sources)
+    return Verdict("R1", verdict, numbers, summary, text("claim.R1.method"), sources)
 
 
 def _identity_probe(model, batch, switches) -> tuple[list[float], list[float]]:
@@ -156,28 +140,12 @@ def measure_r2(store: RunStore | None) -> Verdict:
         sources.append("sweep:depth-residual-norm")
     kept = probe_on[-1] >= 0.9 and probe_off[-1] <= 0.5
     verdict = ("does_not_hold" if not kept else "holds_with_caveats" if kept_without else "holds")
-    en = (f"In reverse-pre-4x4 the encoder stream's cosine with the input embedding+PE falls from {f2(cos_on[0])} "
-          f"(layer 1) to {f2(cos_on[-1])} (layer 4), yet the input token is still the nearest embedding for "
-          f"{pct(probe_on[-1])} of tokens at layer 4. With residual connections ablated: cosine {f2(cos_off[-1])}, "
-          f"token found for {pct(probe_off[-1])} (chance 10%).")
-    zh = (f"在 reverse-pre-4x4 中,编码器残差流与输入嵌入+位置编码的余弦相似度从第 1 层的 {f2(cos_on[0])} 降到第 4 层的 "
-          f"{f2(cos_on[-1])},但第 4 层仍有 {pct(probe_on[-1])} 的词元最接近其输入词的嵌入。消融残差连接后:余弦 "
-          f"{f2(cos_off[-1])},仅 {pct(probe_off[-1])} 能找回输入词(随机为 10%)。")
+    summary = [text("claim.R2.summary", cos_first=f2(cos_on[0]), cos_last=f2(cos_on[-1]),
+                     probe_on=pct(probe_on[-1]), cos_off=f2(cos_off[-1]), probe_off=pct(probe_off[-1]))]
     if trained is not None:
-        d = depths[-1]
-        en += (f" A {d}+{d} model trained without residual connections: cosine {f2(cos_t[-1])}, token found for "
-               f"{pct(probe_t[-1])}" + (" — so the identity can be kept without them." if kept_without else "."))
-        zh += (f"无残差连接训练的 {d}+{d} 模型:余弦 {f2(cos_t[-1])},找回输入词 {pct(probe_t[-1])}"
-               + (",说明没有残差连接也能保留词的身份。" if kept_without else "。"))
-    method = texts(
-        "100 held-out inputs through reverse-pre-4x4, intact and with residual connections ablated; per encoder "
-        "layer, mean cosine between the layer output and the input (embedding + PE) over real tokens, and a "
-        "probe with no training: is the input token's embedding the closest (by cosine) to the stream? A "
-        "stored no_residual run (depth-residual-norm sweep) is probed the same way when present.",
-        "100 个留出集输入送入 reverse-pre-4x4,分别保持完整和消融残差连接;对每个编码器层,计算层输出与输入"
-        "(嵌入+位置编码)在真实词元上的平均余弦相似度,以及一个无需训练的探针:与残差流余弦最近的嵌入是否正是"
-        "输入词。若运行库中有 no_residual 运行(depth-residual-norm 扫描),同样探测。")
-    return Verdict("R2", verdict, numbers, texts(en, zh), method, sources)
+        summary.append(text("claim.R2.trained_kept" if kept_without else "claim.R2.trained", depth=str(depths[-1]),
+                            cos=f2(cos_t[-1]), probe=pct(probe_t[-1])))
+    return Verdict("R2", verdict, numbers, summary, text("claim.R2.method"), sources)
 
 
 def _skip_layer_hooks(stack: str, layer: int):
@@ -216,23 +184,11 @@ def measure_r5(store: RunStore | None) -> Verdict:
     not_worse = acc_deep >= acc_shallow - 0.02
     identity_layer = skipped[best_layer] >= base - 0.01
     verdict = ("does_not_hold" if not not_worse else "holds" if identity_layer else "holds_with_caveats")
-    en = (f"The 4+4 Pre-LN model is not worse than the 2+2 one ({pct(acc_deep)} vs {pct(acc_shallow)} held-out "
-          f"sequences right), but its sublayers are far from F(x)≈0: ‖F(x)‖/‖x‖ ranges from "
-          f"{f2(ratios[low_kind])} ({low_kind}) to {f2(max(ratios.values()))}, and skipping the most dispensable "
-          f"layer ({best_layer}) drops teacher-forced token accuracy from {pct(base)} to {pct(skipped[best_layer])}.")
-    zh = (f"4+4 Pre-LN 模型并不比 2+2 模型差(留出集整句正确率 {pct(acc_deep)} 对 {pct(acc_shallow)}),但其子层远非 "
-          f"F(x)≈0:‖F(x)‖/‖x‖ 介于 {f2(ratios[low_kind])}({low_kind})与 {f2(max(ratios.values()))} 之间;"
-          f"跳过最可有可无的一层({best_layer}),teacher forcing 下的词元正确率也从 {pct(base)} 降到 "
-          f"{pct(skipped[best_layer])}。")
-    method = texts(
-        "Greedy exact-sequence accuracy of reverse-pre-4x4 and reverse-pre-2x2 on the same 100 held-out inputs; "
-        "per sublayer of the 4+4 model, mean ‖F(x)‖/‖x‖ over the real tokens of 100 held-out inputs; and "
-        "teacher-forced token accuracy with one whole layer skipped (its sublayer outputs zeroed, which makes a "
-        "Pre-LN layer exactly the identity).",
-        "在同样 100 个留出集输入上比较 reverse-pre-4x4 与 reverse-pre-2x2 的贪心解码整句正确率;对 4+4 模型的每个子层,"
-        "在 100 个留出集输入的真实词元上计算平均 ‖F(x)‖/‖x‖;并逐层跳过整层(把子层输出置零,Pre-LN 层即成为恒等映射)"
-        "后测 teacher forcing 词元正确率。")
-    return Verdict("R5", verdict, numbers, texts(en, zh), method, ["zoo:reverse-pre-4x4", "zoo:reverse-pre-2x2"])
+    summary = text("claim.R5.summary", acc_deep=pct(acc_deep), acc_shallow=pct(acc_shallow),
+                   low=f2(ratios[low_kind]), low_sublayer=sublayer_text(low_kind), high=f2(max(ratios.values())),
+                   best_layer=sublayer_text(best_layer), base=pct(base), skipped=pct(skipped[best_layer]))
+    return Verdict("R5", verdict, numbers, summary, text("claim.R5.method"),
+                   ["zoo:reverse-pre-4x4", "zoo:reverse-pre-2x2"])
 
 
 MEASURES = {"R1": measure_r1, "R2": measure_r2, "R5": measure_r5}

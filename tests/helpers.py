@@ -1,0 +1,126 @@
+"""What several test files share: finding English words in Chinese text, and fake sweeps in a run store
+(runs with made-up metrics, stored the way the job runner stores them)."""
+
+import math
+import re
+
+from app.lab.precompute import PLANS
+from app.lab.store import RunStore
+from app.lab.sweeps import sweep_items
+from app.web.settings import Settings
+
+# ---- English words in Chinese text ------------------------------------------------------------------
+
+# What may stay in Latin letters on a Chinese page: names of models, sweeps, variants, switches, hooks and
+# commands (identifiers a student types or looks up), and a few names, formula symbols and terms Chinese
+# texts keep too (LayerNorm(x + Sublayer(x)) is the paper's formula).
+ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
+    (reverse-(post|pre)|en-numbers|zh-numbers)-\dx\d | depth-residual-norm | pe-every-layer | batch-vs-layer-norm
+  | pre_ln | post_ln | post_ln_warmup | no_residual | no_norm | pe_every_layer | batch_norm | no_causal_mask
+  | (encoder\.\d+\.)?hook_\w+ | cross_attn\.hook_k | pos_every_layer | pos_encoding=none | causal_mask
+  | memory=(final|same_depth) | norm=batch | rotation_for_offset | d_model | float32 | (Post|Pre)-LN
+  | python | app\.lab\.precompute | app\.teaching\.verdicts
+""")
+ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "GPT", "Transformer", "RoPE", "Santurkar", "logits",
+                 "Sublayer", "sin", "cos", "max", "pos",
+                 "addnorm", "PyTorch", "API", "English"}  # every page: app name, API link, language switch
+
+
+def english_words(text: str) -> list[str]:
+    """The English words of a text meant to be Chinese: runs of three or more Latin letters, except in the
+    identifiers and words allowed above."""
+    found = []
+    for token in re.findall(r"[A-Za-z0-9_.=\-]*[A-Za-z]{3,}[A-Za-z0-9_.=\-]*", text):
+        token = token.strip(".-=")
+        if not ALLOWED_IDENTIFIERS.fullmatch(token):
+            found += [word for word in re.findall(r"[A-Za-z]{3,}", token) if word not in ALLOWED_WORDS]
+    return found
+
+
+# ---- fake sweeps ----------------------------------------------------------------------------------
+
+
+def rows(depth: int, acc: float = 1.0, reach: int | None = 100, steps: int = 600, noise: float = 0.0,
+         drift: float = 0.0, grad_ratio: float = 2.0) -> list[dict]:
+    out = []
+    for step in range(10, steps + 1, 10):
+        reached = reach is not None and step >= reach
+        layers = {stack: list(range(depth)) for stack in ("encoder", "decoder")}
+        out.append({
+            "step": step, "loss": 2.0 * math.exp(-step / 100) + 0.01 + noise * (-1) ** (step // 10),
+            "token_accuracy": 0.9, "lr": 1e-3, "grad_norm": 1.0, "elapsed_s": step / 10, "diverged": False,
+            "layer_grad_norms": {s: [0.01 * (grad_ratio - (grad_ratio - 1) * i / max(depth - 1, 1)) for i in ls]
+                                 for s, ls in layers.items()},
+            "layer_input_mean": {s: [0.0 for _ in ls] for s, ls in layers.items()},
+            "layer_input_std": {s: [1.0 + drift * (i + 1) * step / steps for i in ls] for s, ls in layers.items()},
+            "heldout_seq_accuracy": acc if step == steps else (0.995 if reached else 0.3 * acc),
+            "heldout_token_accuracy": acc,
+        })
+    return out
+
+
+GOOD = {"acc": 1.0, "reach": 100}
+
+
+def fill_sweep(store: RunStore, plan: str, cells: dict) -> None:
+    """cells: {(variant, depth): keyword arguments of rows}; cells not given stay unrun."""
+    form, depths, variants = PLANS[plan]
+    items = sweep_items(form, depths, variants, Settings())
+    store.create_sweep(plan, items)
+    for item in items:
+        kwargs = cells.get((item["variant"], item["depth"]))
+        if kwargs is not None:
+            run = store.create(item["spec"])
+            store.add_metrics(run.id, rows(item["depth"], **kwargs))
+            store.finish(run.id, "done")
+
+
+def depth_cells(**changes) -> dict:
+    cells = {(v, d): dict(GOOD) for v in PLANS["depth-residual-norm"][2] for d in (2, 4, 6)}
+    for key, value in changes.items():
+        variant, depth = key.rsplit("_", 1)
+        cells[(variant, int(depth))] = value
+    return cells
+
+
+STORE_CLAIMS = ("R1", "R3", "R4", "N2", "N3", "N4", "P2")
+
+
+def stored_claim_verdicts(tmp_path) -> list:
+    """Verdicts of the claims that read the run store, from empty, partial and filled stores chosen so that
+    every optional sentence of their summaries appears at least once."""
+    from app.lab.store import RunSpec
+    from app.teaching.claims import measure
+    from model.config import Switches
+
+    failing = {"acc": 0.2, "reach": None}
+    stores = {
+        "empty": {},
+        "partial": {"depth-residual-norm": {("pre_ln", 2): dict(GOOD)}},
+        "good": {"depth-residual-norm": depth_cells(),
+                 "pe-every-layer": {(v, d): dict(GOOD) for v in ("pre_ln", "pe_every_layer") for d in (2, 4)}},
+        "failing": {"depth-residual-norm": depth_cells(
+            **{f"no_residual_{d}": failing for d in (2, 4, 6)}, post_ln_6=failing, no_norm_6={**failing, "drift": 2.0},
+            no_norm_2={"acc": 1.0, "reach": 200}, no_norm_4={"acc": 1.0, "reach": 200},
+            pre_ln_6={**GOOD, "drift": 1.0}),
+            "pe-every-layer": {**{("pre_ln", d): dict(GOOD) for d in (2, 4)},
+                               **{("pe_every_layer", d): {"acc": 0.5, "reach": None, "noise": 0.3} for d in (2, 4)}}},
+        "near30": {"depth-residual-norm": depth_cells(**{f"no_residual_{d}": {"acc": 1.0, "reach": 140}
+                                                         for d in (2, 4, 6)}),
+                   "pe-every-layer": {**{("pre_ln", d): dict(GOOD) for d in (2, 4)},
+                                      **{("pe_every_layer", d): {**GOOD, "noise": 0.05} for d in (2, 4)}}},
+        "shallow": {"depth-residual-norm": {(v, d): dict(GOOD) for v in PLANS["depth-residual-norm"][2]
+                                            for d in (2, 4)}},
+    }
+    verdicts = []
+    for name, plans in stores.items():
+        with RunStore(tmp_path / f"{name}.sqlite3") as store:
+            for plan, cells in plans.items():
+                fill_sweep(store, plan, cells)
+            if name == "failing":
+                run = store.create(RunSpec("reverse", {}, Switches(causal_mask=False).to_dict(), {}))
+                store.add_metrics(run.id, [{**row, "heldout_seq_accuracy": 0.04} for row in rows(2)])
+                store.finish(run.id, "done")
+                verdicts.append(measure("D3", store))
+            verdicts += [measure(claim, store) for claim in STORE_CLAIMS]
+    return verdicts
