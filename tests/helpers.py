@@ -16,6 +16,7 @@ from app.web.settings import Settings
 # texts keep too (LayerNorm(x + Sublayer(x)) is the paper's formula).
 ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
     (reverse-(post|pre)|en-numbers|zh-numbers)-\dx\d | depth-residual-norm | pe-every-layer | batch-vs-layer-norm
+  | (causal_mask|pos_encoding|pos_every_layer|norm|memory|residual)=\w+ | fan[_-](in|out)
   | pre_ln | post_ln | post_ln_warmup | no_residual | no_norm | pe_every_layer | batch_norm | no_causal_mask
   | (encoder\.\d+\.)?hook_\w+ | cross_attn\.hook_k | pos_every_layer | pos_encoding=none | causal_mask
   | memory=(final|same_depth) | norm=batch | rotation_for_offset | d_model | float32 | (Post|Pre)-LN
@@ -24,6 +25,13 @@ ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
 ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "GPT", "Transformer", "RoPE", "Santurkar", "logits",
                  "Sublayer", "sin", "cos", "max", "pos",
                  "addnorm", "PyTorch", "API", "English"}  # every page: app name, API link, language switch
+# Whole pages also hold terms Chinese technical writing keeps in English, cited authors, the study note's
+# own English glosses (quoted), and the English-number task's inputs ("three hundred twelve").
+TERMS_KEPT_IN_CHINESE = {"Add", "Norm", "logit", "lens", "teacher", "forcing", "softmax", "ReLU", "RMSNorm", "JSON",
+                         "notebook", "memory", "bos", "eos", "Glorot", "ALiBi", "ICS",
+                         "Ioffe", "Szegedy", "Xiong", "Tenney", "Haviv", "Press",
+                         "Residual", "Connection", "Positional", "Encoding", "Token", "Embedding", "SubLayer",
+                         "three", "hundred", "twelve"}
 
 
 def english_words(text: str) -> list[str]:
@@ -35,6 +43,21 @@ def english_words(text: str) -> list[str]:
         if not ALLOWED_IDENTIFIERS.fullmatch(token):
             found += [word for word in re.findall(r"[A-Za-z]{3,}", token) if word not in ALLOWED_WORDS]
     return found
+
+
+def visible_text(html: str) -> str:
+    """What a reader sees of a page: no scripts, styles, comments, tags or attribute values."""
+    html = re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", html)
+    html = re.sub(r"(?s)<!--.*?-->", " ", html)
+    text = re.sub(r"<[^>]+>", " ", html)  # attribute values go with their tags
+    return text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'")
+
+
+def english_words_on_page(html: str) -> list[str]:
+    """The English words a reader of a Chinese page sees, leaving out formulas (KaTeX source) and the
+    terms kept in English."""
+    text = re.sub(r"(?s)\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)", " ", visible_text(html))
+    return [word for word in english_words(text) if word not in TERMS_KEPT_IN_CHINESE]
 
 
 # ---- fake sweeps ----------------------------------------------------------------------------------

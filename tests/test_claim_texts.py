@@ -9,7 +9,7 @@ import string
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from helpers import english_words, stored_claim_verdicts
+from helpers import english_words, stored_claim_verdicts, visible_text
 
 from app.teaching.claims import CLAIMS, measure_all
 from app.teaching.claims.common import Text
@@ -143,18 +143,11 @@ def test_an_old_sentence_report_still_renders_and_is_recomputed(tmp_path):
     assert json.loads(report_path(settings).read_text(encoding="utf-8"))["format"] == REPORT_FORMAT
 
 
-def _visible_text(html: str) -> str:
-    html = re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", html)
-    html = re.sub(r"(?s)<!--.*?-->", " ", html)
-    text = re.sub(r"<[^>]+>", " ", html)  # attribute values go with their tags
-    return text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'")
-
-
 def test_the_chinese_claim_page_shows_no_english_words(tmp_path):
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         r = client.get("/claims?lang=zh")
     assert r.status_code == 200
-    text = _visible_text(r.text)
+    text = visible_text(r.text)
     assert not english_words(text), english_words(text)
     assert "post-2x2_decoder_grad_first_residual_on" not in text  # raw keys only as titles
     assert 'title="post-2x2_decoder_grad_first_residual_on"' in r.text
