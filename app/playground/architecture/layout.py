@@ -1,0 +1,388 @@
+"""Placement: each stack in one pass from the ground line upwards, every element at the size measure.py gave it.
+
+Every box, frame, arrow and skip line is created once, at its final coordinates (SVG y grows downwards).
+"""
+
+from __future__ import annotations
+
+from app.playground.architecture.measure import (
+    ADD_W,
+    BOX_H,
+    CAPTION_DESCENT,
+    COL_W,
+    EMBED_W,
+    FRAME_BOTTOM,
+    GAP,
+    MEMORY_LANE_INSET,
+    MEMORY_LANE_STEP,
+    MEMORY_RISE,
+    PE_MARKER_OFF_W,
+    PE_MARKER_W,
+    SMALL_H,
+    SMALL_TEXT_DY,
+    STACKS,
+    TEXT_DY,
+    WIDTH,
+    Columns,
+    Slot,
+    measure,
+    stacked_height,
+    sublayer_rows,
+)
+from app.playground.architecture.text import (
+    SUBLAYER_LABEL,
+    add_norm_words,
+    norm_name,
+    render_text,
+    render_title,
+    sublayer_words,
+    text,
+)
+from model.config import SUBLAYERS_OF, ModelConfig, Switches
+
+KINDS = ("embedding", "positional", "attention", "cross_attention", "ffn", "norm", "residual_add", "output")
+
+_SUBLAYER_KIND = {"self_attn": "attention", "cross_attn": "cross_attention", "ffn": "ffn"}
+
+
+def architecture_layout(config: ModelConfig, switches: Switches, steps: list[dict], current_step: int,
+                        trained_switches: Switches | None = None) -> dict:
+    """Boxes, arrows, skip lines, frames and labels of the diagram (see the package docstring).
+
+    `changed` compares with `trained_switches` (the defaults, Switches(), when None). Decoder boxes
+    jump to the step of the current step's output position when the current step is a decoder
+    step, else to position 0."""
+    return _Builder(config, switches, steps, current_step, trained_switches or Switches()).build()
+
+
+def _rows_upwards(bottom: float, heights: dict[str, float]) -> dict[str, dict]:
+    """{"y": top, "h": height} of each row, stacked GAP apart upwards from `bottom` in the order given."""
+    rows = {}
+    for part, h in heights.items():
+        rows[part] = {"y": bottom - h, "h": h}
+        bottom -= h + GAP
+    return rows
+
+
+class _Builder:
+    def __init__(self, config: ModelConfig, switches: Switches, steps: list[dict], current_step: int,
+                 trained: Switches):
+        self.config = config
+        self.sw = switches
+        self.trained = trained
+        self.sizes = measure(config, switches, trained)
+        self.steps = steps
+        self.current = steps[max(0, min(current_step, len(steps) - 1))] if steps else None
+        cur = self.current
+        self.position = cur["position"] if cur and cur["stack"] == "decoder" and cur["position"] is not None else 0
+        self.index = {(s["stack"], s["op"], s["layer"], s["sublayer"], s["position"]): s["index"] for s in steps}
+        self.pre = switches.norm_position == "pre"
+        self.boxes: list[dict] = []
+        self.frames: list[dict] = []
+        self.arrows: list[dict] = []
+        self.skips: list[dict] = []
+        self.labels: list[dict] = []
+        self.streams: list[dict] = []
+        self.anchors: dict[str, dict] = {}  # where memory arrows start
+
+    # ---- steps -------------------------------------------------------------------------------------
+    def _step(self, stack: str, op: str, layer: int | None = None, sublayer: str | None = None) -> int | None:
+        position = self.position if stack == "decoder" else None
+        return self.index.get((stack, op, layer, sublayer, position))
+
+    def _is_current(self, stack: str, op: str, layer: int | None = None, sublayer: str | None = None) -> bool:
+        cur = self.current
+        return bool(cur) and (cur["stack"], cur["op"], cur["layer"], cur["sublayer"]) == (stack, op, layer, sublayer)
+
+    # ---- switches ----------------------------------------------------------------------------------
+    def _differs(self, *names: str) -> bool:
+        return any(getattr(self.sw, n) != getattr(self.trained, n) for n in names)
+
+    def _residual_differs(self, stack: str, layer: int, kind: str) -> bool:
+        return self.sw.residual_on(stack, layer, kind) != self.trained.residual_on(stack, layer, kind)
+
+    # ---- primitives --------------------------------------------------------------------------------
+    def _box(self, *, id: str, stack: str, x: float, y: float, w: float, h: float, kind: str, part: str,
+             label_key: str, label_args: dict | None = None, title: list[dict], off: bool = False,
+             changed: bool = False, step: int | None = None, current: bool = False, related: bool = False,
+             layer: int | None = None, sublayer: str | None = None, op: str | None = None) -> dict:
+        assert kind in KINDS, kind
+        if changed:
+            title = [*title, text("arch.changed")]
+        box = {
+            "id": id, "stack": stack, "layer": layer, "sublayer": sublayer, "part": part, "op": op,
+            "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2),
+            "tx": round(x + w / 2, 2), "ty": round(y + h / 2 + (TEXT_DY if h >= BOX_H else SMALL_TEXT_DY), 2),
+            "dot_x": round(x + w - 1 if stack == "encoder" else x + 1, 2),
+            "kind": kind, "small": h < BOX_H,
+            "label_key": label_key, "label_args": label_args or {},
+            "label": render_text(label_key, label_args),
+            "title_parts": title, "title": render_title(title),
+            "off": off, "changed": changed, "current": current, "related": related and not current,
+            "step": step,
+        }
+        self.boxes.append(box)
+        return box
+
+    def _where(self, stack: str, layer: int | None) -> dict:
+        if layer is None:
+            return text(f"arch.{stack}")
+        return text(f"arch.{stack}_layer", n=layer + 1)
+
+    def _arrow(self, id: str, points: list[tuple[float, float]], kind: str = "flow", **extra) -> None:
+        d = "M" + " L".join(f"{x:g},{y:g}" for x, y in ((round(a, 2), round(b, 2)) for a, b in points))
+        self.arrows.append({"id": id, "kind": kind, "points": [[round(x, 2), round(y, 2)] for x, y in points],
+                            "d": d, "changed": False, "current": False, **extra})
+
+    # ---- one stack ---------------------------------------------------------------------------------
+    def _stack(self, stack: str) -> None:
+        """Place the stack's slots from the ground line upwards, and the stream with its arrows through them."""
+        col = Columns(stack)
+        bottom = self.sizes.ground
+        stream_start = stream_top = None  # the stream runs from the embedding row's top to the last slot's top
+        for slot in self.sizes.slots[stack]:
+            if slot.pe_marker_below:
+                self._pe_marker(col, stack, slot.layer, bottom - slot.gap_below / 2)
+            bottom -= slot.gap_below
+            top = bottom - slot.height
+            first, last = self._place(slot, col, top, bottom)
+            if stream_top is None:
+                stream_start = top
+            else:
+                self._arrow(f"{slot.id}.in", [(col.cx, stream_top), (col.cx, first["y"] + first["h"])])
+            stream_top = last["y"]
+            bottom = top
+        self.streams.append({"id": f"{stack}.stream", "x": col.cx, "y1": stream_start, "y2": stream_top})
+        self.anchors[f"{stack}.top"] = {"x": col.cx, "y": stream_top}
+
+    def _place(self, slot: Slot, col: Columns, top: float, bottom: float) -> tuple[dict, dict]:
+        """Place one slot between `top` and `bottom`; returns its lowest and its highest box on the stream."""
+        if slot.part == "layer":
+            return self._layer(col, slot, top, bottom)
+        if slot.part == "embed":
+            box = self._embedding_row(col, slot.stack, top)
+        elif slot.part == "final_norm":
+            box = self._final_norm(col, slot.stack, top)
+        else:
+            box = self._output(col, top)
+        return box, box
+
+    def _embedding_row(self, col: Columns, stack: str, y: float) -> dict:
+        """Embedding and positional encoding side by side; returns the embedding box."""
+        cfg, sw = self.config, self.sw
+        embed_op = "embed"
+        emb = self._box(
+            id=f"{stack}.embed", stack=stack, x=col.box_x, y=y, w=EMBED_W, h=BOX_H, kind="embedding",
+            part="embed", op=embed_op, label_key="arch.embedding",
+            title=[text(f"arch.{stack}"), text(f"arch.tip.embed.{stack}", d_model=cfg.d_model)],
+            step=self._step(stack, embed_op), current=self._is_current(stack, embed_op),
+        )
+        pos_op = "pos" if stack == "encoder" else "embed"  # the decoder's embed step shows both
+        self._box(
+            id=f"{stack}.pos", stack=stack, x=col.box_x + EMBED_W + 4, y=y, w=col.box_w - EMBED_W - 4,
+            h=BOX_H, kind="positional", part="pos", op=pos_op, label_key=f"arch.pe.{sw.pos_encoding}",
+            title=[text(f"arch.{stack}"), text(f"arch.tip.pe.{sw.pos_encoding}")],
+            off=sw.pos_encoding == "none", changed=self._differs("pos_encoding"), step=self._step(stack, pos_op),
+            current=stack == "encoder" and self._is_current(stack, "pos"),
+            related=stack == "decoder" and self._is_current(stack, "embed"),
+        )
+        return emb
+
+    def _layer(self, col: Columns, slot: Slot, top: float, bottom: float) -> tuple[dict, dict]:
+        """A layer's frame and legend, and its sublayers from the frame's bottom padding upwards."""
+        stack, i = slot.stack, slot.layer
+        cur = self.current
+        self.frames.append({"id": slot.id, "stack": stack, "layer": i, "x": col.frame_x, "y": top, "w": COL_W,
+                            "h": bottom - top, "current": bool(cur) and cur["stack"] == stack and cur["layer"] == i})
+        self.labels.append({
+            "id": f"{slot.id}.legend", "x": col.frame_x + 8, "y": top + 3, "anchor": "start",
+            "cls": "arch-frame-label", "label_key": f"arch.{stack}_layer", "label_args": {"n": i + 1},
+            "label": render_text(f"arch.{stack}_layer", {"n": i + 1}),
+        })
+        sublayer_h = stacked_height(sublayer_rows(self.pre).values())
+        spans = _rows_upwards(bottom - FRAME_BOTTOM, dict.fromkeys(SUBLAYERS_OF[stack], sublayer_h))
+        groups = [self._sublayer_group(col, stack, i, kind, span["y"] + span["h"]) for kind, span in spans.items()]
+        first, last = groups[0][0], groups[-1][-1]
+        self.anchors[f"{slot.id}.out"] = {"x": last["x"] + last["w"], "y": last["y"] + last["h"] / 2}
+        return first, last
+
+    def _pe_marker(self, col: Columns, stack: str, layer: int, y_mid: float) -> None:
+        on = self.sw.pos_every_layer and self.sw.pos_encoding != "none"
+        self._box(
+            id=f"{stack}.{layer}.pe", stack=stack, layer=layer, x=col.cx + 8, y=y_mid - SMALL_H / 2,
+            w=PE_MARKER_W if on else PE_MARKER_OFF_W, h=SMALL_H, kind="positional", part="pe_marker",
+            op="sublayer", label_key="arch.pe_marker" if on else "arch.pe_marker_off",
+            title=[self._where(stack, layer), text("arch.tip.pe_marker" if on else "arch.tip.pe_marker_off"),
+                   text(f"arch.tip.pe.{self.sw.pos_encoding}")],
+            off=not on, changed=self._differs("pos_every_layer", "pos_encoding"),
+            step=self._step(stack, "sublayer", layer, "self_attn"),
+        )
+
+    def _sublayer_group(self, col: Columns, stack: str, i: int, kind: str, bottom: float) -> list[dict]:
+        """The boxes of one sublayer, bottom to top, and its skip line."""
+        sw = self.sw
+        rows = _rows_upwards(bottom, sublayer_rows(self.pre))
+        residual = sw.residual_on(stack, i, kind)
+        norm_off = sw.norm == "none"
+        where = self._where(stack, i)
+        label_key, tip = sublayer_words(sw, self.config, stack, i, kind)
+        sub_changed = (stack == "decoder" and kind == "self_attn" and self._differs("causal_mask")) or (
+            kind == "cross_attn" and self._differs("memory"))
+        step_add = self._step(stack, "add_norm", i, kind)
+        add_current = self._is_current(stack, "add_norm", i, kind)
+        common = {"stack": stack, "layer": i, "sublayer": kind}
+
+        def sublayer_box() -> dict:
+            return self._box(
+                id=f"{stack}.{i}.{kind}", **common, x=col.box_x, w=col.box_w, **rows["sublayer"],
+                kind=_SUBLAYER_KIND[kind], part="sublayer", op="sublayer", label_key=label_key,
+                title=[where, tip], changed=sub_changed, step=self._step(stack, "sublayer", i, kind),
+                current=self._is_current(stack, "sublayer", i, kind),
+            )
+
+        if self.pre:  # boxes are listed (and drawn) bottom to top
+            norm = self._box(
+                id=f"{stack}.{i}.{kind}.norm", **common, x=col.box_x, w=col.box_w, **rows["norm"],
+                kind="norm", part="norm", op="add_norm", label_key=f"arch.norm.{sw.norm}",
+                title=[where, text("arch.tip.pre_norm_off") if norm_off
+                       else text("arch.tip.pre_norm", norm=norm_name(sw.norm))],
+                off=norm_off, changed=self._differs("norm", "norm_position"), step=step_add, related=add_current,
+            )
+            sub = sublayer_box()
+            add = self._box(
+                id=f"{stack}.{i}.{kind}.add", **common, x=col.cx - ADD_W / 2, w=ADD_W, **rows["add"],
+                kind="residual_add", part="add", op="add_norm",
+                label_key="arch.add" if residual else "arch.add_off",
+                title=[where, text("arch.tip.pre_add" if residual else "arch.tip.pre_add_off")],
+                off=not residual, changed=self._residual_differs(stack, i, kind) or self._differs("norm_position"),
+                step=step_add, current=add_current,
+            )
+            group = [norm, sub, add]
+        else:
+            sub = sublayer_box()
+            key, args, tip_key = add_norm_words(residual, sw.norm)
+            add = self._box(
+                id=f"{stack}.{i}.{kind}.add_norm", **common, x=col.box_x, w=col.box_w, **rows["add_norm"],
+                kind="norm", part="add_norm", op="add_norm", label_key=key, label_args=args,
+                title=[where, text(tip_key, **args)], off=norm_off,
+                changed=self._residual_differs(stack, i, kind) or self._differs("norm", "norm_position"),
+                step=step_add, current=add_current,
+            )
+            group = [sub, add]
+
+        self._skip(col, stack, i, kind, group[0], add, residual, where)
+        return group
+
+    def _skip(self, col: Columns, stack: str, i: int, kind: str, first: dict, add: dict, on: bool,
+              where: dict) -> None:
+        """From the stream just below the sublayer's first box, out to the lane, up, and into the add box."""
+        lane = col.lane_x
+        edge = col.box_x if col.side < 0 else col.box_right
+        y0 = round(first["y"] + first["h"] + GAP / 2, 2)
+        y1 = round(add["y"] + add["h"] / 2, 2)
+        end = add["x"] if col.side < 0 else add["x"] + add["w"]
+        sub_arg = {"sublayer": {"key": SUBLAYER_LABEL[kind]}}
+        title = [where, text("arch.tip.skip" if on else "arch.tip.skip_off", **sub_arg)]
+        changed = self._residual_differs(stack, i, kind)
+        if changed:
+            title.append(text("arch.changed"))
+        self.skips.append({
+            "id": f"{stack}.{i}.{kind}.skip", "stack": stack, "layer": i, "sublayer": kind,
+            "d": _skip_path(edge, lane, end, y0, y1, col.side),
+            "x": lane, "side": col.side, "y1": y0, "y2": y1, "x_from": edge, "x_to": end,
+            "cut": [lane, round((y0 + y1) / 2, 2)], "off": not on, "changed": changed,
+            "title_parts": title, "title": render_title(title),
+        })
+
+    def _final_norm(self, col: Columns, stack: str, y: float) -> dict:
+        off = self.sw.norm == "none"
+        op = "final_norm" if stack == "encoder" else "output"  # the decoder's final norm has no step of its own
+        return self._box(
+            id=f"{stack}.final_norm", stack=stack, x=col.box_x, y=y, w=col.box_w, h=BOX_H, kind="norm",
+            part="final_norm", op=op, label_key="arch.final_norm_off" if off else "arch.final_norm",
+            label_args={} if off else {"norm": norm_name(self.sw.norm)},
+            title=[text(f"arch.{stack}"), text("arch.tip.final_norm_off") if off
+                   else text("arch.tip.final_norm", norm=norm_name(self.sw.norm))],
+            off=off, changed=self._differs("norm", "norm_position"), step=self._step(stack, op),
+            current=stack == "encoder" and self._is_current(stack, "final_norm"),
+            related=stack == "decoder" and self._is_current(stack, "output"),
+        )
+
+    def _output(self, col: Columns, y: float) -> dict:
+        return self._box(
+            id="decoder.output", stack="decoder", x=col.box_x, y=y, w=col.box_w, h=BOX_H, kind="output",
+            part="output", op="output", label_key="arch.output",
+            title=[text("arch.decoder"), text("arch.tip.output", vocab=self.config.tgt_vocab_size)],
+            step=self._step("decoder", "output"), current=self._is_current("decoder", "output"),
+        )
+
+    # ---- memory ------------------------------------------------------------------------------------
+    def _memory(self) -> None:
+        """One arrow per decoder layer, through the gap between the columns into its cross-attention box."""
+        n_enc = self.config.n_encoder_layers
+        gap_left = Columns("encoder").frame_x + COL_W
+        gap_right = Columns("decoder").frame_x
+        top = self.anchors["encoder.top"]
+        out_y = top["y"] - MEMORY_RISE
+        # one lane per encoder layer, the deepest nearest the encoder, so the lines do not cross
+        step = min(MEMORY_LANE_STEP, (gap_right - gap_left - 2 * MEMORY_LANE_INSET) / max(n_enc - 1, 1))
+        first_lane = gap_left + MEMORY_LANE_INSET
+        final_lane = first_lane if self.sw.memory == "same_depth" else (gap_left + gap_right) / 2
+        changed = self._differs("memory")
+        cur = self.current
+        for i in range(self.config.n_decoder_layers):
+            target = next(b for b in self.boxes if b["id"] == f"decoder.{i}.cross_attn")
+            ty = target["y"] + target["h"] / 2
+            tx = target["x"]
+            j = n_enc - 1 if self.sw.memory == "final" else min(i, n_enc - 1)
+            if j == n_enc - 1:
+                points = [(top["x"], top["y"]), (top["x"], out_y), (final_lane, out_y), (final_lane, ty), (tx, ty)]
+                source = "final"
+                tip = text("arch.tip.memory.final", n=i + 1)
+            else:
+                lane = first_lane + (n_enc - 1 - j) * step
+                src = self.anchors[f"encoder.{j}.out"]
+                points = [(src["x"], src["y"]), (lane, src["y"]), (lane, ty), (tx, ty)]
+                source = "layer"
+                tip = text("arch.tip.memory.layer", m=j + 1, n=i + 1)
+            title = [tip, text("arch.changed")] if changed else [tip]
+            self._arrow(
+                f"memory.{i}", points, kind="memory", source=source, source_layer=j, target_layer=i,
+                changed=changed, title_parts=title, title=render_title(title),
+                current=bool(cur) and (cur["stack"], cur["layer"], cur["sublayer"]) == ("decoder", i, "cross_attn"),
+            )
+
+    # ---- all ---------------------------------------------------------------------------------------
+    def build(self) -> dict:
+        for stack in STACKS:
+            self._stack(stack)
+        self._memory()
+        for stack in STACKS:
+            if stack == "decoder" and self.current and self.current["stack"] == "decoder":
+                key, args = "arch.decoder_at", {"n": self.position + 1}
+            else:
+                key, args = f"arch.{stack}", {}
+            self.labels.append({"id": f"{stack}.caption", "x": Columns(stack).cx,
+                                "y": self.sizes.height - CAPTION_DESCENT, "anchor": "middle", "cls": "arch-caption",
+                                "label_key": key, "label_args": args, "label": render_text(key, args)})
+        title = [text("arch.title", n_enc=self.config.n_encoder_layers, n_dec=self.config.n_decoder_layers)]
+        return {
+            "id": "arch",
+            "width": WIDTH,
+            "height": round(self.sizes.height, 2),
+            "title_parts": title,
+            "title": render_title(title),
+            "desc_key": "arch.desc",
+            "frames": self.frames,
+            "streams": self.streams,
+            "boxes": self.boxes,
+            "arrows": self.arrows,
+            "skips": self.skips,
+            "labels": self.labels,
+        }
+
+
+def _skip_path(edge: float, lane: float, end: float, y0: float, y1: float, side: int, r: float = 5.0) -> str:
+    """Out from the column edge at y0 to the lane, up the lane, and back in at y1 (rounded corners)."""
+    return (f"M{edge:g},{y0:g} H{lane - side * r:g} Q{lane:g},{y0:g} {lane:g},{y0 - r:g} "
+            f"V{y1 + r:g} Q{lane:g},{y1:g} {lane - side * r:g},{y1:g} H{end:g}")

@@ -1,0 +1,60 @@
+"""The diagram's words: every visible text is a catalogue key (arch.*) plus arguments, never a sentence."""
+
+from __future__ import annotations
+
+from app.web.i18n import LANGUAGES, labels
+from model.config import ModelConfig, Switches
+
+# The diagram's words, from the label catalogue (app/web/labels/<lang>.json, keys arch.*).
+ARCH_LABELS: dict[str, dict[str, str]] = {
+    lang: {key: text for key, text in labels(lang).items() if key.startswith("arch.")} for lang in LANGUAGES
+}
+SUBLAYER_LABEL = {"self_attn": "arch.self_attention", "cross_attn": "arch.cross_attention", "ffn": "arch.ffn"}
+
+
+def text(key: str, **args) -> dict:
+    """A translatable text: the key and its arguments; an argument {"key": k} is itself translated."""
+    return {"key": key, "args": args}
+
+
+def render_text(key: str, args: dict | None = None, lang: str = "en") -> str:
+    """The text of a key in a language; an argument {"key": k} is translated first (as the template does)."""
+    labels = ARCH_LABELS[lang]
+    values = {name: labels[v["key"]] if isinstance(v, dict) else v for name, v in (args or {}).items()}
+    return labels[key].format(**values)
+
+
+def render_title(parts: list[dict], lang: str = "en") -> str:
+    return " · ".join(render_text(p["key"], p["args"], lang) for p in parts)
+
+
+def norm_name(norm: str) -> dict:
+    """The norm in force as an argument, e.g. "LayerNorm" in "Add & {norm}"."""
+    return {"key": f"arch.norm.{norm}"}
+
+
+def sublayer_words(sw: Switches, config: ModelConfig, stack: str, layer: int, kind: str) -> tuple[str, dict]:
+    """The label key of a sublayer box and the tooltip text that explains it."""
+    if stack == "decoder" and kind == "self_attn":
+        if sw.causal_mask:
+            return "arch.masked_self_attention", text("arch.tip.self_attn.decoder")
+        return "arch.self_attention_mask_off", text("arch.tip.self_attn.unmasked")
+    if kind == "self_attn":
+        return "arch.self_attention", text("arch.tip.self_attn.encoder")
+    if kind == "cross_attn":
+        if sw.memory == "final":
+            return "arch.cross_attention", text("arch.tip.cross_attn.final")
+        m = min(layer, config.n_encoder_layers - 1) + 1
+        return "arch.cross_attention", text("arch.tip.cross_attn.same_depth", m=m)
+    return "arch.ffn", text("arch.tip.ffn", d_model=config.d_model, d_ff=config.d_ff)
+
+
+def add_norm_words(residual: bool, norm: str) -> tuple[str, dict, str]:
+    """A Post-LN Add & Norm box: its label key, the label's arguments and its tooltip key, by what is off."""
+    if norm == "none":
+        if residual:
+            return "arch.add_norm_off", {}, "arch.tip.post_norm_off"
+        return "arch.add_norm_both_off", {}, "arch.tip.post_both_off"
+    if residual:
+        return "arch.add_norm", {"norm": norm_name(norm)}, "arch.tip.post"
+    return "arch.norm_no_add", {"norm": norm_name(norm)}, "arch.tip.post_no_add"
