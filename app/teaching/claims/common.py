@@ -25,6 +25,7 @@ import torch
 
 from app.lab.store import RunRecord, RunStore
 from app.lab.sweeps import TARGET
+from app.web.numbers import finite
 from model.checkpoint import load_checkpoint
 from model.tasks import PAD, Batch, Task, collate
 from model.train import steps_to_reach
@@ -71,10 +72,8 @@ def num(value: Any, digits: int = 4) -> Number:
     """A figure for `numbers`: floats to `digits` significant digits, NaN/inf as None."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
-    value = float(value)
-    if not math.isfinite(value):
-        return None
-    return float(f"{value:.{digits}g}")
+    value = finite(value)
+    return None if value is None else float(f"{value:.{digits}g}")
 
 
 def f2(value: float | None, digits: int = 2) -> str:
