@@ -24,6 +24,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ray_for_the_session(tmp_path_factory):
+    """One embedded Ray instance for every test (starting one takes seconds); apps made in tests use it."""
+    from app.lab.cluster import ray_instance
+    from app.web.settings import Settings
+
+    with ray_instance(Settings(data_dir=tmp_path_factory.mktemp("ray"), workers=2)):
+        yield
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}

@@ -1,5 +1,5 @@
-"""The job runner: real training in worker processes, bounded, queued, cancellable, replayed, and
-never leaving a run "running" after a restart."""
+"""The job runner on a real Ray instance: training tasks bounded, queued, cancellable, replayed, never
+left "running" after a restart, and failed with a reason when their worker dies or the store fails."""
 
 import asyncio
 import threading
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.lab.jobs import LocalJobRunner, QueueFull
+from app.lab.jobs import ABANDONED, JobRequest, QueueFull, RayJobRunner
 from app.lab.store import RunSpec, RunStore
 from model.checkpoint import load_checkpoint
 from model.config import Switches
@@ -24,7 +24,8 @@ def spec(steps=20, seed=0) -> RunSpec:
 
 @pytest.fixture
 def runner(tmp_path):
-    r = LocalJobRunner(RunStore(tmp_path / "runs.sqlite3"), workers=1, max_queue=3, disconnect_grace_s=0.3)
+    r = RayJobRunner(RunStore(tmp_path / "runs.sqlite3"), max_queue=3, max_per_learner=3, disconnect_grace_s=0.3,
+                     max_running=1)
     r.start()
     yield r
     r.stop()
@@ -127,6 +128,7 @@ def test_a_run_nobody_watches_any_more_is_cancelled(runner):
 
     run_async(watch_briefly)
     wait_for(lambda: runner.store.get(record.id).status == "cancelled", timeout=30)
+    assert runner.store.get(record.id).error == ABANDONED
 
 
 def test_after_a_restart_no_run_is_left_running(tmp_path):
@@ -134,7 +136,7 @@ def test_after_a_restart_no_run_is_left_running(tmp_path):
     record = store.create(spec())
     store.mark_running(record.id)
     store.close()
-    runner = LocalJobRunner(RunStore(tmp_path / "runs.sqlite3"))
+    runner = RayJobRunner(RunStore(tmp_path / "runs.sqlite3"))
     runner.start()
     try:
         stored = runner.store.get(record.id)
@@ -144,10 +146,46 @@ def test_after_a_restart_no_run_is_left_running(tmp_path):
 
 
 def test_a_run_whose_page_never_connects_is_cancelled(tmp_path):
-    runner = LocalJobRunner(RunStore(tmp_path / "runs.sqlite3"), connect_timeout_s=0.5)
+    runner = RayJobRunner(RunStore(tmp_path / "runs.sqlite3"), connect_timeout_s=0.5)
     runner.start()
     try:
         record, _ = runner.submit(spec(steps=5000))
         wait_for(lambda: runner.store.get(record.id).status == "cancelled", timeout=30)
     finally:
         runner.stop()
+
+
+def test_a_and_b_are_queued_together_or_not_at_all(runner):
+    first, _ = runner.submit(spec(steps=5000))
+    wait_for(lambda: runner.store.get(first.id).status == "running")
+    runner.submit(spec(steps=5000, seed=1))
+    runner.submit(spec(steps=5000, seed=2))  # two of three queue places taken
+    before = len(runner.store.list(limit=100))
+    with pytest.raises(QueueFull):
+        runner.submit_jobs([JobRequest(spec(steps=5000, seed=3)), JobRequest(spec(steps=5000, seed=4))])
+    assert len(runner.store.list(limit=100)) == before  # neither A nor B was created
+    for record in runner.store.list(limit=100):
+        runner.cancel(record.id)
+
+
+def test_one_learner_cannot_take_the_whole_queue(runner):
+    runner.max_per_learner = 2
+    for seed in range(2):
+        runner.submit(spec(steps=5000, seed=seed), learner="ana")
+    with pytest.raises(QueueFull, match="you already have 2"):
+        runner.submit(spec(steps=5000, seed=5), learner="ana")
+    other, replayed = runner.submit(spec(steps=5000, seed=6), learner="ben")  # another learner still gets a place
+    assert not replayed and other.status == "queued"
+    for record in runner.store.list(limit=100):
+        runner.cancel(record.id)
+
+
+def test_several_seeds_train_as_one_job_each_stored_as_its_own_run(runner):
+    results = runner.submit_jobs([JobRequest(spec(steps=20), seeds=(0, 1, 2))])[0]
+    ids = [record.id for record, replayed in results]
+    assert len(set(ids)) == 3 and not any(replayed for _, replayed in results)
+    wait_for(lambda: all(runner.store.get(i).status == "done" for i in ids))
+    assert [runner.store.get(i).spec.train_config["seed"] for i in ids] == [0, 1, 2]
+    assert all(runner.store.get(i).has_checkpoint and runner.store.get(i).steps_done == 20 for i in ids)
+    alone, replayed = runner.submit(spec(steps=20, seed=1))
+    assert replayed and alone.id == ids[1]  # a one-seed request finds that seed's run by its spec

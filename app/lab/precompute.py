@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from app.lab.form import build_spec
+from app.lab.jobs import with_seed
 from app.lab.store import RunSpec, RunStore
 from app.lab.sweeps import TARGET, sweep_items
 from app.web.settings import get_settings
@@ -44,10 +45,6 @@ class SeedOutcome:
     metrics: list[dict]
     checkpoint: bytes | None
     error: str | None = None
-
-
-def with_seed(spec: RunSpec, seed: int) -> RunSpec:
-    return dataclasses.replace(spec, train_config={**spec.train_config, "seed": seed})
 
 
 def train_seeds(spec: RunSpec, seeds: list[int]) -> list[SeedOutcome]:

@@ -22,11 +22,12 @@ from app.lab.form import (
     parse_run_request,
     switch_controls_for,
 )
-from app.lab.jobs import QueueFull
+from app.lab.jobs import JobRequest, QueueFull
+from app.lab.quotas import QuotaExceeded
 from app.lab.store import RunRecord
 from app.playground import figures
 from app.playground.state import choices, parse_switches
-from app.web.dependencies import LanguageDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
+from app.web.dependencies import LanguageDep, LearnerDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
 from app.web.errors import BadInput
 from app.web.i18n import Translator
 from app.web.numbers import json_safe
@@ -65,17 +66,18 @@ def training_page(request: Request, store: StoreDep, settings: SettingsDep, t: T
 
 @router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)")
 async def start_run(request: Request, fields: Annotated[RunForm, Form()], settings: SettingsDep, runner: RunnerDep,
-                    lang: LanguageDep):
+                    learner: LearnerDep, lang: LanguageDep):
     form = fields.model_dump(exclude_none=True)
     spec, label = parse_run_request(form, settings)
     ab = parse_ab(form)
     if ab is None:
-        record, replayed = _submit(runner, spec, label)
+        [[(record, replayed)]] = _submit(runner, JobRequest(spec, label=label, learner=learner))
         return render(request, "train.html", _run_context(record, lang, replayed), block_names=["run_card"])
     b_form, change = ab
     b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
-    a_record, a_replayed = _submit(runner, spec, label or "A")
-    b_record, b_replayed = _submit(runner, b_spec, f"B: {change}")
+    [[(a_record, a_replayed)], [(b_record, b_replayed)]] = _submit(  # both queued, or neither
+        runner, JobRequest(spec, label=label or "A", learner=learner),
+        JobRequest(b_spec, label=f"B: {change}", learner=learner))
     with figures.language(lang):
         overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
                                             "heldout_seq_accuracy": 0.0}])
@@ -84,11 +86,13 @@ async def start_run(request: Request, fields: Annotated[RunForm, Form()], settin
     return render(request, "train.html", context, block_names=["ab_card"])
 
 
-def _submit(runner, spec, label: str):
+def _submit(runner, *requests: JobRequest):
     try:
-        return runner.submit(spec, label)
+        return runner.submit_jobs(list(requests))
     except QueueFull as error:
         raise BadInput("queue", str(error), 429) from None
+    except QuotaExceeded as error:
+        raise BadInput("store", str(error), 413) from None
 
 
 @router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")

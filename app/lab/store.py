@@ -272,6 +272,11 @@ class RunStore:
             if checkpoint is not None:
                 conn.execute("INSERT OR REPLACE INTO checkpoints (run_id, data) VALUES (?, ?)", (run_id, checkpoint))
 
+    def size_mb(self) -> float:
+        """The store's size on disk, its write-ahead log included."""
+        files = [self.path, self.path.with_name(self.path.name + "-wal")]
+        return sum(f.stat().st_size for f in files if f.exists()) / (1 << 20)
+
     def checkpoint(self, run_id: int) -> bytes | None:
         with self._lock:
             row = self._conn.execute("SELECT data FROM checkpoints WHERE run_id = ?", (run_id,)).fetchone()

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.lab.jobs import LocalJobRunner
+from app.lab.jobs import RayJobRunner
 from app.lab.store import RunSpec, RunStore
 from app.web.errors import BadInput
 from model.config import ModelConfig, Switches, TrainConfig
@@ -90,7 +90,7 @@ def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
 class SweepScheduler:
     """Feeds sweep runs to the runner one at a time, so a sweep never fills the learners' queue."""
 
-    def __init__(self, runner: LocalJobRunner, store: RunStore):
+    def __init__(self, runner: RayJobRunner, store: RunStore):
         self.runner = runner
         self.store = store
         self._pending: deque[tuple[RunSpec, str]] = deque()

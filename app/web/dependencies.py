@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.lab.jobs import LocalJobRunner
+from app.lab.jobs import RayJobRunner
 from app.lab.store import RunStore
 from app.lab.sweeps import SweepScheduler
 from app.web.i18n import Translator, pick_language
+from app.web.learners import LEARNER_COOKIE
 from app.web.settings import Settings
 
 
@@ -22,12 +23,17 @@ def _store(request: Request) -> RunStore:
     return request.app.state.store
 
 
-def _runner(request: Request) -> LocalJobRunner:
+def _runner(request: Request) -> RayJobRunner:
     return request.app.state.runner
 
 
 def _sweeps(request: Request) -> SweepScheduler:
     return request.app.state.sweeps
+
+
+def learner_of(request: Request) -> str:
+    """Whose share of the training queue a request takes: the browser's learner cookie, else its address."""
+    return request.cookies.get(LEARNER_COOKIE) or f"address:{request.client.host if request.client else '?'}"
 
 
 def _translator(lang: Annotated[str, Depends(pick_language)]) -> Translator:
@@ -36,7 +42,8 @@ def _translator(lang: Annotated[str, Depends(pick_language)]) -> Translator:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[RunStore, Depends(_store)]
-RunnerDep = Annotated[LocalJobRunner, Depends(_runner)]
+RunnerDep = Annotated[RayJobRunner, Depends(_runner)]
 SweepsDep = Annotated[SweepScheduler, Depends(_sweeps)]
+LearnerDep = Annotated[str, Depends(learner_of)]
 LanguageDep = Annotated[str, Depends(pick_language)]
 TranslatorDep = Annotated[Translator, Depends(_translator)]

@@ -11,7 +11,9 @@ from fastapi.staticfiles import StaticFiles
 
 from app.lab import routes as lab_routes
 from app.lab import sweep_routes
-from app.lab.jobs import LocalJobRunner
+from app.lab.cluster import ray_instance
+from app.lab.jobs import RayJobRunner
+from app.lab.quotas import Quotas
 from app.lab.store import RunStore
 from app.lab.sweeps import SweepScheduler
 from app.playground import api as playground_api
@@ -21,6 +23,7 @@ from app.teaching import routes as teaching_routes
 from app.web import home
 from app.web.compute import model_limiter
 from app.web.errors import install_error_handlers
+from app.web.learners import LearnerCookieMiddleware
 from app.web.settings import Settings, get_settings
 from model.zoo import default_entry, load_zoo_model
 
@@ -37,26 +40,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.torch_threads)
         app.state.model_limiter = model_limiter(settings.model_threads)
         load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
-        app.state.store = RunStore(settings.data_dir / "runs.sqlite3")
-        use_store(app.state.store)
-        app.state.runner = LocalJobRunner(app.state.store, settings.workers, settings.max_queue)
-        app.state.runner.start()
-        app.state.sweeps = SweepScheduler(app.state.runner, app.state.store)
-        app.state.sweeps.start()
-        # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server. Frozen,
-        # it is left out of every later full garbage collection, which otherwise stalls a request for ~100 ms.
-        gc.collect()
-        gc.freeze()
-        yield
-        gc.unfreeze()
-        app.state.sweeps.stop()
-        app.state.runner.stop()
-        app.state.store.close()
+        with RunStore(settings.data_dir / "runs.sqlite3") as store, ray_instance(settings):
+            app.state.store = store
+            use_store(store)
+            app.state.runner = RayJobRunner(store, settings.max_queue, settings.max_queue_per_learner,
+                                            Quotas(settings.max_checkpoint_mb, settings.max_store_mb))
+            app.state.runner.start()
+            app.state.sweeps = SweepScheduler(app.state.runner, store)
+            app.state.sweeps.start()
+            # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server.
+            # Frozen, it is left out of every later full garbage collection, which otherwise stalls a request
+            # for ~100 ms.
+            gc.collect()
+            gc.freeze()
+            yield
+            gc.unfreeze()
+            app.state.sweeps.stop()
+            app.state.runner.stop()
 
     app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
     app.state.settings = settings
     # plotly.js and figure JSON compress ~4x; level 6 is half the time of the default 9 for ~2% more bytes
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.add_middleware(LearnerCookieMiddleware)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in ROUTERS:
         app.include_router(router)

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     max_layers: int = 12  # per stack, for training runs
     max_steps: int = 5000
     max_queue: int = 8  # runs waiting for a worker
+    max_queue_per_learner: int = 2  # runs one browser may have waiting or training at once
+    max_checkpoint_mb: float = 20.0  # refused before training when a run's checkpoint would be larger
+    max_store_mb: float = 2000.0  # refused before training when the run store would grow past this
+    ray_address: str | None = None  # join this Ray cluster (ray start --head …); unset: start one on this machine
 
 
 @lru_cache

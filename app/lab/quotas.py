@@ -1,0 +1,48 @@
+"""Store quotas, checked before a run is queued: the checkpoint a run will write, and the store's size."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from app.lab.store import RunSpec, RunStore
+
+BYTES_PER_PARAMETER = 4  # float32 weights; a checkpoint is the weights plus a few kilobytes of metadata
+METADATA_BYTES = 64 << 10
+
+
+class QuotaExceeded(Exception):
+    """A run would not fit in the store; the message names the limit."""
+
+
+@lru_cache(maxsize=256)
+def checkpoint_mb(model_config_json: str) -> float:
+    """The size of a run's checkpoint, from its model's parameter count (built on the meta device: no memory)."""
+    import torch
+
+    from model.config import ModelConfig, Switches
+    from model.transformer import Seq2Seq
+
+    with torch.device("meta"):
+        model = Seq2Seq(ModelConfig.from_json(model_config_json), Switches())
+    parameters = sum(p.numel() for p in model.parameters())
+    return (parameters * BYTES_PER_PARAMETER + METADATA_BYTES) / (1 << 20)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    max_checkpoint_mb: float = 20.0
+    max_store_mb: float = 2000.0
+
+    def check(self, specs: list[RunSpec], store: RunStore) -> None:
+        sizes = [checkpoint_mb(json.dumps(spec.model_config, sort_keys=True)) for spec in specs]
+        for size in sizes:
+            if size > self.max_checkpoint_mb:
+                raise QuotaExceeded(f"this model's checkpoint would take {size:.0f} MB; this server keeps at most "
+                                    f"{self.max_checkpoint_mb:g} MB per run (ADDNORM_MAX_CHECKPOINT_MB): make it "
+                                    "smaller (fewer layers, a smaller d_model or d_ff)")
+        used = store.size_mb()
+        if sizes and used + sum(sizes) > self.max_store_mb:
+            raise QuotaExceeded(f"the run store holds {used:.0f} MB and this would take {sum(sizes):.0f} MB more; "
+                                f"its limit is {self.max_store_mb:g} MB (ADDNORM_MAX_STORE_MB)")
