@@ -41,8 +41,9 @@ def ray_instance(settings) -> Iterator[bool]:
         ray.init(address=settings.ray_address, namespace="addnorm", log_to_driver=False, logging_level=logging.WARNING)
     else:
         end_leftovers(settings.data_dir)
-        ray.init(num_cpus=settings.workers, include_dashboard=False, namespace="addnorm", log_to_driver=False,
-                 logging_level=logging.WARNING, object_store_memory=OBJECT_STORE_MB << 20)
+        # "local": a new instance even if `ray start` left one running on this machine
+        ray.init(address="local", num_cpus=settings.workers, include_dashboard=False, namespace="addnorm",
+                 log_to_driver=False, logging_level=logging.WARNING, object_store_memory=OBJECT_STORE_MB << 20)
         _record_processes(settings.data_dir)
     try:
         yield True
