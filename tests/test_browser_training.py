@@ -31,7 +31,7 @@ def test_start_watch_the_curve_grow_then_stop(page: Page, live_server):
                            timeout=15_000)
     expect(card.locator(".run-rate")).to_contain_text("steps/s")
     card.get_by_role("button", name="Stop").click()
-    expect(card.locator(".run-status")).to_have_text("stopped", timeout=15_000)
+    expect(card.locator(".run-status")).to_have_text("stopped: by the learner", timeout=15_000)
     stopped_at = curve_points(page)
     assert 5 < stopped_at < 5000
     expect(card.get_by_role("button", name="Stop")).to_have_count(0)

@@ -7,7 +7,7 @@ from contextlib import closing
 
 import pytest
 
-from app.lab.store import INTERRUPTED, RunSpec, RunStore
+from app.lab.store import INTERRUPTED, SCHEMA_VERSION, RunSpec, RunStore
 
 
 def make_spec(seed: int = 0, residual: bool = True, task: str = "reverse") -> RunSpec:
@@ -192,15 +192,29 @@ def test_wal_mode_and_schema_version(store):
     # A separate connection sees it too: WAL is a property of the file, not of the store's connection.
     with closing(sqlite3.connect(store.path)) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_refuses_a_newer_schema(tmp_path):
     path = tmp_path / "runs.sqlite"
     with closing(sqlite3.connect(path)) as raw:
-        raw.execute("PRAGMA user_version=2")
-    with pytest.raises(RuntimeError, match="schema version 2"):
+        raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match=f"schema version {SCHEMA_VERSION + 1}"):
         RunStore(path)
+
+
+def test_a_store_from_before_sweeps_could_be_stopped_is_upgraded(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute("CREATE TABLE sweeps (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
+                    "items TEXT NOT NULL, created_at REAL NOT NULL)")
+        raw.execute("INSERT INTO sweeps (name, items, created_at) VALUES ('old', '[]', 0)")
+        raw.execute("PRAGMA user_version=1")
+        raw.commit()
+    with RunStore(path) as store:
+        assert store.sweep(1)["stopped_at"] is None
+        store.stop_sweep(1)
+        assert store.sweep(1)["stopped_at"] > 0
 
 
 def test_concurrent_add_metrics_all_land(store):

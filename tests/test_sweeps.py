@@ -65,3 +65,27 @@ def test_a_variant_changes_exactly_what_it_names():
     assert changed == {"warmup_steps", "n_encoder_layers", "n_decoder_layers"}
     assert spec.train_config["warmup_steps"] == 200 and spec.model_config["n_decoder_layers"] == 4
     assert variant_spec(base, VARIANTS["no_residual"], 2).switches["residual"] is False
+
+
+def test_a_whole_sweep_can_be_stopped_and_stays_stopped_after_a_restart(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    form = {**FORM, "steps": "5000", "depths": ["1", "2"], "variants": ["pre_ln", "no_residual"]}
+    with TestClient(create_app(settings)) as client:
+        url = client.post("/train/sweeps", data=form, follow_redirects=False).headers["location"]
+        deadline = time.time() + 60
+        while not any(r["status"] == "running" for r in client.get("/api/runs").json()):
+            assert time.time() < deadline, "the sweep's first run did not start"
+            time.sleep(0.2)
+        page = client.post(url + "/cancel", headers={"HX-Request": "true"}).text
+        assert "Stopped:" in page and "Stop the sweep" not in page and "every 3s" not in page
+        deadline = time.time() + 30
+        while any(r["status"] in ("queued", "running") for r in client.get("/api/runs").json()):
+            assert time.time() < deadline, "a run of the stopped sweep is still training"
+            time.sleep(0.2)
+        runs = client.get("/api/runs").json()
+        assert 1 <= len(runs) < 4  # the sweep had started some of its runs, not all
+        assert all(r["status"] == "cancelled" and r["error"] == "the sweep was stopped" for r in runs)
+    with TestClient(create_app(settings)) as client:  # a restart does not resume it
+        time.sleep(1)
+        assert len(client.get("/api/runs").json()) == len(runs)
+        assert client.get(url, headers={"HX-Request": "true"}).text.count("status-cancelled") == 4

@@ -1,6 +1,7 @@
 """The training lab's routes: start, stream, replay, inspect in the playground, bad settings, restart."""
 
 import re
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -138,3 +139,33 @@ def test_the_lab_in_chinese_names_its_settings_in_chinese(client):
     card = _visible_text(r.text)
     assert "随机种子 3" in card and "预热步数 0" in card
     assert not [word for word in english if word in card]
+
+
+def test_a_run_too_big_for_the_store_is_refused_naming_the_limit(tmp_path):
+    settings = Settings(data_dir=tmp_path, max_checkpoint_mb=1)
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/train/runs", data={**SMALL, "d_model": "256", "d_ff": "1024", "layers": "6"},
+                        headers={"HX-Request": "true"})
+        assert r.status_code == 413 and "ADDNORM_MAX_CHECKPOINT_MB" in r.text and "1 MB per run" in r.text
+        assert client.get("/api/runs").json() == []  # refused before anything was created
+
+
+def test_each_browser_gets_a_learner_id_once(client):
+    first = client.get("/train")
+    assert "learner" in first.cookies and "HttpOnly" in first.headers["set-cookie"]
+    again = client.get("/train")  # the client sends the cookie back: no new id
+    assert "set-cookie" not in again.headers
+    assert "set-cookie" not in client.get("/static/css/app.css").headers  # only pages hand them out
+
+
+def test_a_stopped_run_says_why_in_the_pages_language(client):
+    run_id, _ = start(client, steps="5000")
+    deadline = time.time() + 30
+    while client.get(f"/api/runs/{run_id}/metrics").json()["run"]["status"] != "running":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert client.post(f"/train/runs/{run_id}/cancel").json()["status"] == "cancelling"
+    body = follow(client, run_id)
+    assert '"status": "cancelled"' in body and "by the learner" in body
+    page = client.get(f"/train/runs/{run_id}?lang=zh").text
+    assert "由学习者停止" in page

@@ -22,9 +22,10 @@ from app.lab.form import (
     parse_run_request,
     switch_controls_for,
 )
-from app.lab.jobs import JobRequest, QueueFull
+from app.lab.jobs import ABANDONED, STOPPED_BEFORE_START, STOPPED_BY_LEARNER, JobRequest, QueueFull
 from app.lab.quotas import QuotaExceeded
-from app.lab.store import RunRecord
+from app.lab.store import INTERRUPTED, RunRecord
+from app.lab.sweeps import SWEEP_STOPPED
 from app.playground import figures
 from app.playground.state import choices, parse_switches
 from app.web.dependencies import LanguageDep, LearnerDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
@@ -37,6 +38,16 @@ from model.tasks import TASKS
 router = APIRouter(tags=["training"])
 
 
+# Why a run ended, in the page's language (the store keeps the English reason).
+REASON_KEYS = {STOPPED_BY_LEARNER: "reason.stopped_by_learner", ABANDONED: "reason.abandoned",
+               STOPPED_BEFORE_START: "reason.stopped_before_start", SWEEP_STOPPED: "reason.sweep_stopped",
+               INTERRUPTED: "reason.interrupted"}
+
+
+def reason_text(error: str | None, t: Translator) -> str | None:
+    return t(REASON_KEYS[error]) if error in REASON_KEYS else error
+
+
 def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
     """The run card; its two figures are layouts with one placeholder row that training.js replaces
     with the streamed metrics (so every trace the page fills in already exists)."""
@@ -45,7 +56,7 @@ def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
                    "layer_grad_norms": {"encoder": [1.0] * config["n_encoder_layers"],
                                         "decoder": [1.0] * config["n_decoder_layers"]}}
     with figures.language(lang):
-        return {"run": record, "replayed": replayed,
+        return {"run": record, "replayed": replayed, "reason": reason_text(record.error, Translator(lang)),
                 "curves": figures.training_curves([placeholder]),
                 "heatmap": figures.gradient_heatmap([placeholder], "decoder")}
 
@@ -111,7 +122,7 @@ def cancel_run(run_id: int, store: StoreDep, runner: RunnerDep):
 
 
 @router.get("/train/runs/{run_id}/events", summary="Live metrics of a run as server-sent events")
-async def run_events(request: Request, run_id: int, store: StoreDep, runner: RunnerDep):
+async def run_events(request: Request, run_id: int, store: StoreDep, runner: RunnerDep, t: TranslatorDep):
     _record(store, run_id)
 
     async def stream():
@@ -134,7 +145,8 @@ async def run_events(request: Request, run_id: int, store: StoreDep, runner: Run
                 if event.kind == "metrics":
                     yield ServerSentEvent(json.dumps(json_safe(event.data)), event="metrics")
                 else:
-                    yield ServerSentEvent(json.dumps({"status": event.kind, "message": event.data}), event="status")
+                    message = reason_text(event.data, t)
+                    yield ServerSentEvent(json.dumps({"status": event.kind, "message": message}), event="status")
                 pending = asyncio.ensure_future(events.__anext__())
         finally:
             pending.cancel()

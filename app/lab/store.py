@@ -19,7 +19,7 @@ from typing import Any
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = ("done", "failed", "cancelled")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sweeps.stopped_at
 INTERRUPTED = "interrupted: the server stopped before this run finished"
 
 _SCHEMA = f"""
@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS sweeps (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     name       TEXT NOT NULL,
     items      TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    stopped_at REAL
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
@@ -146,6 +147,8 @@ class RunStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if version == 1:  # a store from before sweeps could be stopped
+                conn.execute("ALTER TABLE sweeps ADD COLUMN stopped_at REAL")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -217,20 +220,26 @@ class RunStore:
 
     def sweep(self, sweep_id: int) -> dict[str, Any] | None:
         with self._lock:
-            row = self._conn.execute("SELECT id, name, items, created_at FROM sweeps WHERE id = ?",
+            row = self._conn.execute("SELECT id, name, items, created_at, stopped_at FROM sweeps WHERE id = ?",
                                      (sweep_id,)).fetchone()
         return self._sweep_from_row(row) if row else None
 
     def sweeps(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._conn.execute("SELECT id, name, items, created_at FROM sweeps ORDER BY id DESC LIMIT ?",
-                                      (limit,)).fetchall()
+            rows = self._conn.execute("SELECT id, name, items, created_at, stopped_at FROM sweeps "
+                                      "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [self._sweep_from_row(row) for row in rows]
 
     @staticmethod
     def _sweep_from_row(row) -> dict[str, Any]:
         items = [{**item, "spec": RunSpec.from_json(item["spec"])} for item in json.loads(row[2])]
-        return {"id": row[0], "name": row[1], "items": items, "created_at": row[3]}
+        return {"id": row[0], "name": row[1], "items": items, "created_at": row[3], "stopped_at": row[4]}
+
+    def stop_sweep(self, sweep_id: int) -> None:
+        """Mark a sweep stopped: its unfinished runs are not started again, not even after a restart."""
+        with self._write() as conn:
+            conn.execute("UPDATE sweeps SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL",
+                         (time.time(), sweep_id))
 
     def mark_running(self, run_id: int) -> None:
         with self._write() as conn:

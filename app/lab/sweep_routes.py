@@ -25,6 +25,9 @@ def _sweep_context(store, t: Translator, sweep: dict) -> dict:
     with figures.language(t.lang):
         charts = [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]
     finished = all(r["status"] in FINAL_STATUSES for r in rows)
+    if sweep["stopped_at"]:  # runs it never started show as stopped, not as waiting
+        rows = [{**r, "status": "cancelled"} if r["run_id"] is None else r for r in rows]
+        finished = True
     return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET}
 
 
@@ -59,12 +62,26 @@ async def start_sweep(request: Request, settings: SettingsDep, sweeps: SweepsDep
     return Response(status_code=303, headers={"Location": f"/train/sweeps/{sweep_id}"})
 
 
-@router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)")
-def sweep_page(request: Request, sweep_id: int, store: StoreDep, t: TranslatorDep):
+def _sweep(store, sweep_id: int) -> dict:
     sweep = store.sweep(sweep_id)
     if sweep is None:
         raise BadInput("sweep", f"there is no sweep {sweep_id}", 404)
-    context = _sweep_context(store, t, sweep)
+    return sweep
+
+
+@router.post("/train/sweeps/{sweep_id}/cancel", summary="Stop a whole sweep: its waiting and training runs")
+def cancel_sweep(request: Request, sweep_id: int, store: StoreDep, sweeps: SweepsDep, t: TranslatorDep):
+    _sweep(store, sweep_id)
+    sweeps.cancel(sweep_id)
+    context = _sweep_context(store, t, store.sweep(sweep_id))
+    if is_htmx(request):
+        return render(request, "sweep.html", context, block_names=["sweep_results"])
+    return Response(status_code=303, headers={"Location": f"/train/sweeps/{sweep_id}"})
+
+
+@router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)")
+def sweep_page(request: Request, sweep_id: int, store: StoreDep, t: TranslatorDep):
+    context = _sweep_context(store, t, _sweep(store, sweep_id))
     if is_htmx(request):
         return render(request, "sweep.html", context, block_names=["sweep_results"])
     return render(request, "sweep.html", context)

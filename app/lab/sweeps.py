@@ -5,13 +5,15 @@ at a time, and the results are simply the runs with those specs (so a finished c
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.lab.jobs import RayJobRunner
+from app.lab.jobs import QueueFull, RayJobRunner
+from app.lab.quotas import QuotaExceeded
 from app.lab.store import RunSpec, RunStore
 from app.web.errors import BadInput
 from model.config import ModelConfig, Switches, TrainConfig
@@ -38,7 +40,9 @@ VARIANTS: dict[str, Variant] = {
     "no_causal_mask": Variant({"norm_position": "pre", "causal_mask": False}),
 }
 DEPTHS = (1, 2, 3, 4, 6, 8, 12)
+log = logging.getLogger(__name__)
 MAX_RUNS = 30
+SWEEP_STOPPED = "the sweep was stopped"
 TARGET = 0.99
 
 
@@ -93,7 +97,7 @@ class SweepScheduler:
     def __init__(self, runner: RayJobRunner, store: RunStore):
         self.runner = runner
         self.store = store
-        self._pending: deque[tuple[RunSpec, str]] = deque()
+        self._pending: deque[tuple[int, RunSpec, str]] = deque()  # (sweep id, run spec, label)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sweeps")
@@ -112,12 +116,25 @@ class SweepScheduler:
         self._enqueue_unfinished(self.store.sweep(sweep_id))
         return sweep_id
 
+    def cancel(self, sweep_id: int) -> None:
+        """Stop a whole sweep: runs not started yet never start, and its queued or training runs stop."""
+        self.store.stop_sweep(sweep_id)
+        with self._lock:
+            self._pending = deque(job for job in self._pending if job[0] != sweep_id)
+        for item in self.store.sweep(sweep_id)["items"]:
+            latest = self.store.find_latest(item["spec"])
+            if latest is not None and latest.status in ("queued", "running"):
+                self.runner.cancel(latest.id, SWEEP_STOPPED)
+
     def _enqueue_unfinished(self, sweep: dict) -> None:
+        if sweep["stopped_at"]:
+            return
         with self._lock:
             for item in sweep["items"]:
                 latest = self.store.find_latest(item["spec"])
                 if latest is None or latest.status not in ("done", "queued", "running"):
-                    self._pending.append((item["spec"], f"sweep {sweep['id']}: {item['variant']} × {item['depth']}"))
+                    label = f"sweep {sweep['id']}: {item['variant']} × {item['depth']}"
+                    self._pending.append((sweep["id"], item["spec"], label))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -125,5 +142,15 @@ class SweepScheduler:
                 ready = self._pending and self.runner.waiting_count() == 0
                 job = self._pending.popleft() if ready else None
             if job is not None:
-                self.runner.submit(*job, background=True)
+                self._submit(*job)
             time.sleep(0.2)
+
+    def _submit(self, sweep_id: int, spec: RunSpec, label: str) -> None:
+        try:
+            self.runner.submit(spec, label, background=True)
+        except QueueFull:  # learners took the last places meanwhile: this run waits for the next free one
+            with self._lock:
+                self._pending.appendleft((sweep_id, spec, label))
+        except QuotaExceeded as error:  # the store is full: the rest of the sweep cannot be kept either
+            log.warning("sweep %d stops: %s", sweep_id, error)
+            self.cancel(sweep_id)

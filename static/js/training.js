@@ -61,7 +61,7 @@ function statusText(info) {
   const words = (document.getElementById("status-words") || {}).dataset || {};
   const word = words[info.status] || info.status;
   if (info.status === "queued" && info.position) return `${word} (#${info.position})`;
-  return info.status === "failed" && info.message ? `${word}: ${info.message}` : word;
+  return ["failed", "cancelled"].includes(info.status) && info.message ? `${word}: ${info.message}` : word;
 }
 
 function figureOf(el) {
