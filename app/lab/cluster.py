@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,19 +39,60 @@ def ray_instance(settings) -> Iterator[bool]:
     if ray.is_initialized():
         yield False
         return
-    if settings.ray_address:
-        ray.init(address=settings.ray_address, namespace="addnorm", log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        end_leftovers(settings.data_dir)
-        # "local": a new instance even if `ray start` left one running on this machine
-        ray.init(address="local", num_cpus=settings.workers, include_dashboard=False, namespace="addnorm",
-                 log_to_driver=False, logging_level=logging.WARNING, object_store_memory=OBJECT_STORE_MB << 20)
-        _record_processes(settings.data_dir)
+    with _server_signal_handlers():
+        if settings.ray_address:
+            ray.init(address=settings.ray_address, namespace="addnorm", log_to_driver=False,
+                     logging_level=logging.WARNING)
+        else:
+            end_leftovers(settings.data_dir)
+            # "local": a new instance even if `ray start` left one running on this machine
+            ray.init(address="local", num_cpus=settings.workers, include_dashboard=False, namespace="addnorm",
+                     log_to_driver=False, logging_level=logging.WARNING, object_store_memory=OBJECT_STORE_MB << 20)
+            _record_processes(settings.data_dir)
+    warm_workers()
     try:
         yield True
     finally:
         ray.shutdown()
         (Path(settings.data_dir) / PROCESSES_FILE).unlink(missing_ok=True)
+
+
+@contextmanager
+def _server_signal_handlers() -> Iterator[None]:
+    """Keep the web server's own SIGTERM/SIGINT handlers: Ray's would exit mid-response instead of letting
+    the server shut down (and stop Ray) in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
+
+
+def warm_workers() -> None:
+    """Start one worker per training slot now and train a tiny model there for two steps (imports, first
+    kernels, first optimizer step), so a learner's first run starts at once. The tasks overlap (each waits
+    a moment), so each lands in a worker of its own; nothing waits for them."""
+    warm = _ray().remote(num_cpus=1)(_train_a_tiny_model)
+    for _ in range(training_slots()):
+        warm.remote()
+
+
+def _train_a_tiny_model() -> None:
+    import time
+
+    from app.lab.training_task import train_seeds
+    from model.config import Switches, TrainConfig
+    from model.tasks import get_task
+    from model.train import model_config_for
+
+    config = model_config_for(get_task("copy"), d_model=8, n_heads=1, d_ff=8, n_encoder_layers=1, n_decoder_layers=1)
+    for _ in train_seeds(config, Switches(), TrainConfig(task="copy", steps=2, eval_every=2, eval_size=2), [0]):
+        pass
+    time.sleep(1)
 
 
 def _record_processes(data_dir: Path) -> None:
