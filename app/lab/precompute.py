@@ -4,7 +4,7 @@ server answers at once.
     python -m app.lab.precompute [--seeds 0-4] [--workers 2] [--only NAME]
 
 Uses the data dir of the app's settings (ADDNORM_DATA_DIR). Each configuration trains all its seeds
-together in one worker process (model.train.MultiSeedRun), so five seeds cost little more than one;
+together in one Ray task of the app's job engine (model.train.MultiSeedRun), so five seeds cost little more than one;
 a seed stops once it reaches 99% held-out exact answers. Each seed is stored as its own run, and
 runs already in the store are skipped, so running it again only trains what is missing. Each plan
 also becomes a sweep on /train/sweeps (its cells are the first seed's runs).
@@ -13,16 +13,13 @@ also becomes a sweep on /train/sweeps (its cells are the first seed's runs).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import multiprocessing as mp
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 
+from app.lab.cluster import ray_instance
 from app.lab.form import build_spec
-from app.lab.jobs import with_seed
-from app.lab.store import RunSpec, RunStore
+from app.lab.jobs import JobRequest, RayJobRunner, with_seed
+from app.lab.store import FINAL_STATUSES, RunSpec, RunStore
 from app.lab.sweeps import TARGET, sweep_items
 from app.web.settings import get_settings
 from model.config import Switches
@@ -36,49 +33,6 @@ PLANS: dict[str, tuple[RunSpec, list[int], list[str]]] = {
     "batch-vs-layer-norm": (BASE, [2], ["pre_ln", "batch_norm"]),
     "causal-mask-off": (BASE, [2], ["pre_ln", "no_causal_mask"]),
 }
-
-
-@dataclass
-class SeedOutcome:
-    seed: int
-    status: str  # done | failed
-    metrics: list[dict]
-    checkpoint: bytes | None
-    error: str | None = None
-
-
-def train_seeds(spec: RunSpec, seeds: list[int]) -> list[SeedOutcome]:
-    """In a worker process: every seed of one configuration, trained together."""
-    import torch
-
-    from model.checkpoint import checkpoint_bytes
-    from model.config import ModelConfig, Switches
-    from model.train import MultiSeedRun, TrainConfig
-
-    torch.set_num_threads(1)  # one core per worker: workers are as many as the cores
-    train_config = TrainConfig.from_dict(spec.train_config)
-    run = MultiSeedRun(ModelConfig.from_dict(spec.model_config), Switches.from_dict(spec.switches), train_config,
-                       seeds)
-    for _ in run:
-        pass
-    outcomes = []
-    for seed in seeds:
-        history = run.history[seed]
-        config = dataclasses.replace(train_config, seed=seed)
-        checkpoint = checkpoint_bytes(run.model_of(seed), config, history)
-        outcomes.append(SeedOutcome(seed, "done", [m.to_dict() for m in history], checkpoint))
-    return outcomes
-
-
-def _store_outcomes(store: RunStore, spec: RunSpec, label: str, outcomes: list[SeedOutcome]) -> list[int]:
-    ids = []
-    for outcome in outcomes:
-        record = store.create(with_seed(spec, outcome.seed), label)  # the seed is in the spec; pages show it
-        store.mark_running(record.id)
-        store.add_metrics(record.id, outcome.metrics)
-        store.finish(record.id, outcome.status, checkpoint=outcome.checkpoint, error=outcome.error)
-        ids.append(record.id)
-    return ids
 
 
 def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> list[tuple[RunSpec, str, list[int]]]:
@@ -100,34 +54,44 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
 
 def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, log=print,
                seeds: tuple[int, ...] = SEEDS) -> dict[str, list[int]]:
-    """Trains what is missing; returns {plan: [run ids, every item × seed]}."""
+    """Trains what is missing, through the app's job engine on Ray; returns {plan: [run ids, every item × seed]}."""
     settings = settings or get_settings()
     work = _work(store, plans, seeds, settings)
-    started = time.time()
     if work:
-        log(f"training {len(work)} configurations × {len(seeds)} seeds in {workers} worker process(es)")
-        context = mp.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(train_seeds, spec, missing): (spec, label, missing) for spec, label, missing in work}
-            for done, future in enumerate(as_completed(futures), start=1):
-                spec, label, missing = futures[future]
-                try:
-                    outcomes = future.result()
-                except Exception as error:  # stored as failed runs, so the claims say what is missing
-                    reason = f"{type(error).__name__}: {error}"
-                    outcomes = [SeedOutcome(s, "failed", [], None, reason) for s in missing]
-                    log(f"\n{label}: {reason}")
-                _store_outcomes(store, spec, label, outcomes)
-                elapsed = time.time() - started
-                eta = elapsed / done * (len(work) - done)
-                log(f"\r{done}/{len(work)} configurations · {elapsed:.0f} s · about {eta:.0f} s left   ", end="")
-        log()
+        log(f"training {len(work)} configurations × {len(seeds)} seeds, {workers} at a time")
+        with ray_instance(settings.model_copy(update={"workers": workers})):
+            runner = RayJobRunner(store, max_queue=len(work), max_per_learner=len(work), recover=False,
+                                  max_running=workers)
+            runner.start()
+            try:
+                jobs = runner.submit_jobs([JobRequest(spec, tuple(missing), label, background=True)
+                                           for spec, label, missing in work])
+                _wait_for(store, [[record.id for record, _ in job] for job in jobs], log)
+            finally:
+                runner.stop()
     ids: dict[str, list[int]] = {}
     for name, (base, depths, variants) in plans.items():
         ids[name] = [(store.find_done(spec) or store.find_latest(spec)).id
                      for item in sweep_items(base, depths, variants, settings)
                      for spec in (with_seed(item["spec"], s) for s in seeds)]
     return ids
+
+
+def _wait_for(store: RunStore, jobs: list[list[int]], log) -> None:
+    """Until every run has ended, with progress and an estimate of the time left."""
+    started = time.time()
+    while True:
+        finished = sum(all(store.get(i).status in FINAL_STATUSES for i in job) for job in jobs)
+        elapsed = time.time() - started
+        eta = f" · about {elapsed / finished * (len(jobs) - finished):.0f} s left" if finished else ""
+        log(f"\r{finished}/{len(jobs)} configurations · {elapsed:.0f} s{eta}   ", end="")
+        if finished == len(jobs):
+            break
+        time.sleep(1)
+    log()
+    failed = [store.get(i) for job in jobs for i in job if store.get(i).status != "done"]
+    for record in failed:
+        log(f"{record.label} (seed {record.spec.train_config['seed']}): {record.status}, {record.error}")
 
 
 def main(argv: list[str] | None = None) -> int:
