@@ -41,8 +41,10 @@ def test_a_run_streams_to_done_replays_and_opens_in_the_playground(client):
     assert page.status_code == 200 and f"Run #{run_id}" in page.text
     trace = client.get(f"/api/trace?model=run-{run_id}&input=12345").json()["trace"]
     assert trace["config"]["d_model"] == 16 and trace["switches"]["norm_position"] == "pre"
-    runs = client.get("/api/runs").json()
-    assert runs[0]["id"] == run_id and runs[0]["status"] == "done"
+    runs = client.get("/api/runs").json()  # the lab trains three seeds by default, each a run of its own
+    assert sorted(r["id"] for r in runs) == [run_id, run_id + 1, run_id + 2]
+    assert {r["status"] for r in runs} == {"done"}
+    assert sorted(r["spec"]["train_config"]["seed"] for r in runs) == [3, 4, 5]
     metrics = client.get(f"/api/runs/{run_id}/metrics").json()["metrics"]
     assert [m["step"] for m in metrics] == list(range(1, 31))
 
@@ -169,3 +171,13 @@ def test_a_stopped_run_says_why_in_the_pages_language(client):
     assert '"status": "cancelled"' in body and "by the learner" in body
     page = client.get(f"/train/runs/{run_id}?lang=zh").text
     assert "由学习者停止" in page
+
+
+def test_several_seeds_make_one_card_that_opens_each_seed_in_the_playground(client):
+    run_id, html = start(client, seeds="2")
+    assert f'data-seed-runs="{run_id} {run_id + 1}"' in html and "2 seeds (3, 4)" in html
+    for seed_run in (run_id, run_id + 1):
+        assert '"status": "done"' in follow(client, seed_run)
+        assert f"/playground?model=run-{seed_run}" in html
+    again, html = start(client, seeds="2")
+    assert again == run_id and "Replayed from the run store" in html  # both seeds stored: nothing trains again

@@ -34,7 +34,7 @@ def _number_text(value: float) -> str:
 class LabField:
     """A form field: the declared setting it sets, and this server's default and limits for it."""
 
-    declared_in: type  # ModelConfig or TrainConfig
+    declared_in: type | None  # ModelConfig or TrainConfig; None for the lab's own fields
     name: str  # the setting's name there
     default: Any
     limits: tuple[float, float] | None = None  # a classroom server's policy: refuses what would be slow here
@@ -42,10 +42,12 @@ class LabField:
 
     @property
     def kind(self) -> Any:
-        return type_of(self.declared_in, self.name)
+        return int if self.declared_in is None else type_of(self.declared_in, self.name)
 
     @property
     def choices(self) -> tuple:
+        if self.declared_in is None:
+            return ()
         return tuple(TASKS) if self.name == "task" else choices_of(self.declared_in, self.name)
 
     def doc(self) -> str:
@@ -71,6 +73,8 @@ FIELDS: dict[str, LabField] = {
     "batch_size": LabField(TrainConfig, "batch_size", 64, (4, 256)),
     "init": LabField(TrainConfig, "init", "default"),
     "stop_at": LabField(TrainConfig, "stop_at", 0.0, (0, 1)),
+    # trained together in one job; a curve is then the mean over seeds with their range as a band
+    "seeds": LabField(None, "seeds", 3, (1, 5), help="how many seeds train together: seed, seed+1, …"),
 }
 DEFAULT_SWITCHES = Switches(norm_position="pre")
 DEFAULTS: dict[str, Any] = {name: f.default for name, f in FIELDS.items()}
@@ -142,8 +146,14 @@ def build_spec(values: Mapping[str, Any], switches: Switches, settings=None) -> 
     return RunSpec(values["task"], model_config.to_dict(), switches.to_dict(), train_config.to_dict())
 
 
+def seeds_of(form: Mapping[str, Any]) -> tuple[int, ...]:
+    """The seeds a lab request trains: `seeds` of them, from `seed` on."""
+    first, count = field_value("seed", form.get("seed")), field_value("seeds", form.get("seeds"))
+    return tuple(range(first, first + count))
+
+
 def parse_run_request(form: Mapping[str, Any], settings) -> tuple[RunSpec, str]:
-    """The lab's form (raw text per field) as a typed RunSpec and the run's label."""
+    """The lab's form (raw text per field) as a typed RunSpec (of the first seed) and the run's label."""
     values = {name: field_value(name, form.get(name)) for name in FIELDS}
     switches = parse_switches({k: str(v) for k, v in form.items() if k in SWITCH_FIELDS}, Switches())
     return build_spec(values, switches, settings), str(form.get("label") or "").strip()[:60]

@@ -20,6 +20,7 @@ from app.lab.form import (
     input_limits,
     parse_ab,
     parse_run_request,
+    seeds_of,
     switch_controls_for,
 )
 from app.lab.jobs import ABANDONED, STOPPED_BEFORE_START, STOPPED_BY_LEARNER, JobRequest, QueueFull
@@ -48,15 +49,19 @@ def reason_text(error: str | None, t: Translator) -> str | None:
     return t(REASON_KEYS[error]) if error in REASON_KEYS else error
 
 
-def _run_context(record: RunRecord, lang: str, replayed: bool = False) -> dict:
-    """The run card; its two figures are layouts with one placeholder row that training.js replaces
-    with the streamed metrics (so every trace the page fills in already exists)."""
+def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
+    """The run card of one or more seeds trained together (`seeds`: each seed's run and whether it was
+    replayed). Its two figures are layouts with one placeholder row that training.js replaces with the
+    streamed metrics (so every trace the page fills in already exists)."""
+    records = [record for record, _ in seeds]
+    record = records[0]
     config = record.spec.model_config
     placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, "heldout_seq_accuracy": 0.0,
                    "layer_grad_norms": {"encoder": [1.0] * config["n_encoder_layers"],
                                         "decoder": [1.0] * config["n_decoder_layers"]}}
     with figures.language(lang):
-        return {"run": record, "replayed": replayed, "reason": reason_text(record.error, Translator(lang)),
+        return {"run": record, "seed_runs": records, "replayed": all(replayed for _, replayed in seeds),
+                "reason": reason_text(record.error, Translator(lang)),
                 "curves": figures.training_curves([placeholder]),
                 "heatmap": figures.gradient_heatmap([placeholder], "decoder")}
 
@@ -80,19 +85,19 @@ async def start_run(request: Request, fields: Annotated[RunForm, Form()], settin
                     learner: LearnerDep, lang: LanguageDep):
     form = fields.model_dump(exclude_none=True)
     spec, label = parse_run_request(form, settings)
+    seeds = seeds_of(form)
     ab = parse_ab(form)
     if ab is None:
-        [[(record, replayed)]] = _submit(runner, JobRequest(spec, label=label, learner=learner))
-        return render(request, "train.html", _run_context(record, lang, replayed), block_names=["run_card"])
+        [runs] = _submit(runner, JobRequest(spec, seeds, label, learner=learner))
+        return render(request, "train.html", _run_context(runs, lang), block_names=["run_card"])
     b_form, change = ab
     b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
-    [[(a_record, a_replayed)], [(b_record, b_replayed)]] = _submit(  # both queued, or neither
-        runner, JobRequest(spec, label=label or "A", learner=learner),
-        JobRequest(b_spec, label=f"B: {change}", learner=learner))
+    a_runs, b_runs = _submit(runner, JobRequest(spec, seeds, label or "A", learner=learner),  # both, or neither
+                             JobRequest(b_spec, seeds, f"B: {change}", learner=learner))
     with figures.language(lang):
         overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
                                             "heldout_seq_accuracy": 0.0}])
-    context = {"a": _run_context(a_record, lang, a_replayed), "b": _run_context(b_record, lang, b_replayed),
+    context = {"a": _run_context(a_runs, lang), "b": _run_context(b_runs, lang),
                "change": change, "change_label": ab_option_label(change, Translator(lang)), "overlay": overlay}
     return render(request, "train.html", context, block_names=["ab_card"])
 
@@ -108,7 +113,7 @@ def _submit(runner, *requests: JobRequest):
 
 @router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")
 def run_page(request: Request, run_id: int, store: StoreDep, lang: LanguageDep):
-    context = _run_context(_record(store, run_id), lang)
+    context = _run_context([(_record(store, run_id), False)], lang)
     if is_htmx(request):
         return render(request, "train.html", context, block_names=["run_card"])
     return render(request, "run.html", context)

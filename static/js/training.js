@@ -1,5 +1,6 @@
-// The training lab: each run card listens to its run's server-sent events and redraws its curves
-// (loss, accuracies) and the gradient heatmap (steps × layers) at most five times a second.
+// The training lab: each run card listens to its runs' server-sent events (one per seed) and redraws its
+// curves (loss, accuracies; with several seeds their mean and range) and the gradient heatmap (steps ×
+// layers) at most five times a second.
 "use strict";
 
 const RUN_REDRAW_MS = 200;
@@ -9,10 +10,13 @@ const FINAL = document.getElementById("status-words").dataset.final.split(" ");
 function attachRun(card) {
   if (card.dataset.attached) return;
   card.dataset.attached = "true";
-  const runId = card.dataset.runId;
+  // One run, or several seeds trained together: each seed streams its own run; the card draws their mean
+  // with the range over seeds as a band.
+  const ids = (card.dataset.seedRuns || card.dataset.runId).split(" ");
   const total = Number(card.dataset.totalSteps);
-  const rows = [];
-  card.runRows = rows;
+  const perSeed = ids.map(() => []);
+  const infos = ids.map(() => ({ status: card.dataset.status }));
+  card.runRows = [];
   const progress = card.querySelector("progress");
   const statusEl = card.querySelector(".run-status");
   const rateEl = card.querySelector(".run-rate");
@@ -20,41 +24,89 @@ function attachRun(card) {
   const heatmap = card.querySelector(".live-heatmap");
   let dirty = false;
 
-  const source = new EventSource(`/train/runs/${runId}/events`);
-  source.addEventListener("metrics", (event) => {
-    rows.push(...JSON.parse(event.data));
-    dirty = true;
-  });
-  source.addEventListener("status", (event) => {
-    const info = JSON.parse(event.data);
-    card.dataset.status = info.status;
-    statusEl.textContent = statusText(info);
-    if (FINAL.includes(info.status)) {
-      source.close();
-      const stop = card.querySelector("button.stop");
-      if (stop) stop.remove();
-      const inspect = card.querySelector(".inspect-link");
-      if (inspect && info.status === "done") inspect.hidden = false;
+  const sources = ids.map((id, k) => {
+    const source = new EventSource(`/train/runs/${id}/events`);
+    source.addEventListener("metrics", (event) => {
+      perSeed[k].push(...JSON.parse(event.data));
       dirty = true;
-    }
+    });
+    source.addEventListener("status", (event) => {
+      infos[k] = JSON.parse(event.data);
+      if (FINAL.includes(infos[k].status)) source.close();
+      showStatus(card, statusEl, groupStatus(infos));
+      dirty = true;
+    });
+    source.onerror = () => { if (FINAL.includes(infos[k].status)) source.close(); };
+    return source;
   });
-  source.onerror = () => { if (FINAL.includes(card.dataset.status)) source.close(); };
 
   const timer = setInterval(() => {
-    if (!document.body.contains(card)) { clearInterval(timer); source.close(); return; }
-    if (!dirty || !rows.length) return;
-    rows.sort((a, b) => a.step - b.step);
+    if (!document.body.contains(card)) { clearInterval(timer); sources.forEach((s) => s.close()); return; }
+    if (!dirty || !perSeed.some((rows) => rows.length)) return;
     dirty = false;
+    perSeed.forEach((rows) => rows.sort((a, b) => a.step - b.step));
+    const { rows, bands } = seedMeans(perSeed);
+    card.runRows = rows;
+    const slowest = Math.min(...perSeed.map((r) => (r.length ? r[r.length - 1].step : 0)));
     const last = rows[rows.length - 1];
-    progress.value = last.step;
+    progress.value = slowest;
     const rate = last.step / Math.max(last.elapsed_s, 1e-6);
-    const eta = (total - last.step) / Math.max(rate, 1e-6);
-    rateEl.textContent = `${last.step} / ${total} · ${rate.toFixed(1)} steps/s` +
+    const eta = (total - slowest) / Math.max(rate, 1e-6);
+    rateEl.textContent = `${slowest} / ${total} · ${rate.toFixed(1)} steps/s` +
       (card.dataset.status === "running" ? ` · ETA ${Math.round(eta)} s` : "");
-    drawCurves(curves, rows);
+    drawCurves(curves, rows, ids.length > 1 ? bands : null, card.dataset);
     drawHeatmap(heatmap, rows);
     card.dispatchEvent(new CustomEvent("run-update", { bubbles: true }));
   }, RUN_REDRAW_MS);
+}
+
+// The card's status: training while any seed trains; once all have ended, "done" only if every seed is.
+function groupStatus(infos) {
+  if (!infos.every((info) => FINAL.includes(info.status))) {
+    return infos.find((info) => info.status === "running") || infos.find((info) => !FINAL.includes(info.status));
+  }
+  return infos.find((info) => info.status !== "done") || infos[0];
+}
+
+function showStatus(card, statusEl, info) {
+  card.dataset.status = info.status;
+  statusEl.textContent = statusText(info);
+  if (FINAL.includes(info.status)) {
+    const stop = card.querySelector("button.stop");
+    if (stop) stop.remove();
+    const inspect = card.querySelector(".inspect-link");
+    if (inspect && info.status === "done") inspect.hidden = false;
+  }
+}
+
+const hasValue = (v) => v !== null && v !== undefined;
+const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
+
+// Per step: the mean over the seeds that reached it (held-out accuracy only where every such seed was
+// evaluated), and the min and max as bands.
+function seedMeans(perSeed) {
+  const bySteps = new Map();
+  perSeed.forEach((rows) => rows.forEach((r) => {
+    if (!bySteps.has(r.step)) bySteps.set(r.step, []);
+    bySteps.get(r.step).push(r);
+  }));
+  const rows = [];
+  const bands = { loss: [], heldout_seq_accuracy: [] };
+  [...bySteps.keys()].sort((a, b) => a - b).forEach((step) => {
+    const group = bySteps.get(step);
+    const losses = group.map((r) => r.loss).filter(Number.isFinite);
+    const held = group.map((r) => r.heldout_seq_accuracy);
+    const evaluated = held.every(hasValue);
+    const stacks = Object.keys(group[0].layer_grad_norms || {});
+    const grads = Object.fromEntries(stacks.map((stack) => [stack, group[0].layer_grad_norms[stack].map(
+      (_, i) => mean(group.map((r) => r.layer_grad_norms[stack][i]).filter(Number.isFinite)))]));
+    rows.push({ step, loss: losses.length ? mean(losses) : null, token_accuracy: mean(group.map((r) => r.token_accuracy)),
+      heldout_seq_accuracy: evaluated ? mean(held) : null, elapsed_s: Math.max(...group.map((r) => r.elapsed_s)),
+      layer_grad_norms: grads });
+    if (losses.length) bands.loss.push([step, Math.min(...losses), Math.max(...losses)]);
+    if (evaluated) bands.heldout_seq_accuracy.push([step, Math.min(...held), Math.max(...held)]);
+  });
+  return { rows, bands };
 }
 
 function statusText(info) {
@@ -68,15 +120,36 @@ function figureOf(el) {
   return JSON.parse(el.dataset.figure);
 }
 
-function drawCurves(el, rows) {
+function drawCurves(el, rows, bands, labels) {
   const fig = figureOf(el);
   const steps = rows.map((r) => r.step);
-  const evals = rows.filter((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined);
+  const evals = rows.filter((r) => hasValue(r.heldout_seq_accuracy));
   const [loss, tok, held] = fig.data;
   loss.x = steps; loss.y = rows.map((r) => r.loss);
   tok.x = steps; tok.y = rows.map((r) => r.token_accuracy);
   held.x = evals.map((r) => r.step); held.y = evals.map((r) => r.heldout_seq_accuracy);
-  Plotly.react(el, fig.data, fig.layout, { displaylogo: false, responsive: true });
+  let data = fig.data;
+  if (bands) {  // several seeds: each mean line over the band of its seeds' range
+    [loss, held].forEach((trace) => { trace.name = `${trace.name} (${labels.meanLabel})`; });
+    data = [...band(bands.loss, loss, labels.bandLabel), loss, tok, ...band(bands.heldout_seq_accuracy, held, labels.bandLabel), held];
+  }
+  Plotly.react(el, data, fig.layout, { displaylogo: false, responsive: true });
+}
+
+// A filled band from min to max: the lower edge, then the upper edge filled down to it.
+function band(points, trace, label) {
+  const common = { type: "scatter", mode: "lines", x: points.map((p) => p[0]), yaxis: trace.yaxis, hoverinfo: "skip",
+    line: { width: 0, color: trace.line.color } };
+  return [
+    { ...common, y: points.map((p) => p[1]), showlegend: false },
+    { ...common, y: points.map((p) => p[2]), fill: "tonexty", fillcolor: translucent(trace.line.color),
+      name: `${trace.name.split(" (")[0]}: ${label}` },
+  ];
+}
+
+function translucent(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, 0.2)`;
 }
 
 function drawHeatmap(el, rows) {
@@ -133,7 +206,7 @@ function abVerdict(section, a, b) {
 function drawOverlay(section) {
   const a = document.getElementById(`run-${section.dataset.a}`);
   const b = document.getElementById(`run-${section.dataset.b}`);
-  if (!a || !b || !a.runRows || !b.runRows) return;
+  if (!a || !b || !a.runRows || !b.runRows) return;  // with several seeds: their means
   const el = section.querySelector(".ab-overlay");
   const fig = figureOf(el);
   const [lossTemplate, , heldTemplate] = fig.data;
@@ -148,7 +221,7 @@ function drawOverlay(section) {
   });
   Plotly.react(el, data, fig.layout, { displaylogo: false, responsive: true });
   if (FINAL.includes(a.dataset.status) && FINAL.includes(b.dataset.status)) {
-    section.querySelector(".ab-result").textContent = abVerdict(section, a, b);
+    section.querySelector(".ab-result").textContent = abVerdict(section, a, b) + section.dataset.meanNote;
   }
 }
 
