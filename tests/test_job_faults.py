@@ -3,6 +3,7 @@ be written. Each run ends failed with a reason within seconds, and the next run 
 
 import os
 import signal
+from contextlib import suppress
 
 import psutil
 import pytest
@@ -25,9 +26,13 @@ def runner(tmp_path):
 
 
 def training_workers() -> list[psutil.Process]:
-    """Ray names a worker's process after the task it runs."""
-    return [p for p in psutil.process_iter(["cmdline"])
-            if (p.info["cmdline"] or [""])[0].startswith("ray::train_seeds")]
+    """This test session's Ray workers that run a training task (Ray names a worker's process after its task)."""
+    workers = []
+    for process in psutil.Process().children(recursive=True):
+        with suppress(psutil.Error):
+            if (process.cmdline() or [""])[0].startswith("ray::train_seeds"):
+                workers.append(process)
+    return workers
 
 
 def kill_the_training_worker() -> None:

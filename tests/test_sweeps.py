@@ -18,8 +18,8 @@ def client(tmp_path):
 
 
 def test_a_sweep_trains_every_cell_in_the_background(client):
-    r = client.post("/train/sweeps", data={**FORM, "depths": ["1", "2"], "variants": ["pre_ln", "no_residual"]},
-                    follow_redirects=False)
+    r = client.post("/train/sweeps", data={**FORM, "seeds": "2", "depths": ["1", "2"],
+                                           "variants": ["pre_ln", "no_residual"]}, follow_redirects=False)
     assert r.status_code == 303
     url = r.headers["location"]
     deadline = time.time() + 120
@@ -30,10 +30,12 @@ def test_a_sweep_trains_every_cell_in_the_background(client):
         time.sleep(0.5)
     else:
         pytest.fail("the sweep did not finish")
-    runs = client.get("/api/runs").json()
-    assert len(runs) == 4 and {r["status"] for r in runs} == {"done"}
-    layers = sorted((r["spec"]["model_config"]["n_encoder_layers"], r["spec"]["switches"]["residual"]) for r in runs)
-    assert layers == [(1, False), (1, True), (2, False), (2, True)]
+    runs = client.get("/api/runs").json()  # every cell on two seeds, each seed a run of its own
+    assert len(runs) == 8 and {r["status"] for r in runs} == {"done"}
+    cells = sorted((r["spec"]["model_config"]["n_encoder_layers"], r["spec"]["switches"]["residual"],
+                    r["spec"]["train_config"]["seed"]) for r in runs)
+    assert cells == [(depth, residual, seed) for depth in (1, 2) for residual in (False, True) for seed in (5, 6)]
+    assert page.count(" of 2 seeds") == 4  # how many seeds of each cell reached the target
     assert page.count("<tr>") == 5  # header + 4 cells
     assert "hx-trigger=\"every 3s\"" not in page  # finished: the page stops polling
 
@@ -69,7 +71,7 @@ def test_a_variant_changes_exactly_what_it_names():
 
 def test_a_whole_sweep_can_be_stopped_and_stays_stopped_after_a_restart(tmp_path):
     settings = Settings(data_dir=tmp_path)
-    form = {**FORM, "steps": "5000", "depths": ["1", "2"], "variants": ["pre_ln", "no_residual"]}
+    form = {**FORM, "steps": "5000", "seeds": "1", "depths": ["1", "2"], "variants": ["pre_ln", "no_residual"]}
     with TestClient(create_app(settings)) as client:
         url = client.post("/train/sweeps", data=form, follow_redirects=False).headers["location"]
         deadline = time.time() + 60

@@ -40,7 +40,7 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
     known = {s["name"] for s in store.sweeps(limit=1000)}
     work: dict[str, tuple[RunSpec, str, list[int]]] = {}
     for name, (base, depths, variants) in plans.items():
-        items = sweep_items(base, depths, variants, settings)
+        items = sweep_items(base, depths, variants, settings, seeds)
         if name not in known:
             store.create_sweep(name, items)
         for item in items:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.lab.form import DEFAULTS, input_limits, parse_run_request
+from app.lab.form import DEFAULTS, input_limits, parse_run_request, seeds_of
 from app.lab.precompute import PLANS
 from app.lab.store import FINAL_STATUSES
-from app.lab.sweeps import DEPTHS, TARGET, VARIANTS, sweep_items, sweep_results
+from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results
 from app.playground import figures
 from app.web.dependencies import SettingsDep, StoreDep, SweepsDep, TranslatorDep
 from app.web.errors import BadInput
@@ -34,7 +34,8 @@ def _sweep_context(store, t: Translator, sweep: dict) -> dict:
 @router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far")
 def sweeps_page(request: Request, store: StoreDep, settings: SettingsDep):
     return render(request, "sweeps.html", {
-        "tasks": list(TASKS), "defaults": DEFAULTS, "depths": DEPTHS, "variants": list(VARIANTS),
+        "tasks": list(TASKS), "defaults": {**DEFAULTS, "seeds": SWEEP_SEEDS}, "depths": DEPTHS,
+        "variants": list(VARIANTS),
         "sweeps": store.sweeps(limit=20), "limits": input_limits(settings),
     })
 
@@ -47,13 +48,16 @@ async def start_sweep(request: Request, settings: SettingsDep, sweeps: SweepsDep
         if plan not in PLANS:
             raise BadInput("plan", f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
         base, depths, variants = PLANS[plan]
+        seeds = tuple(range(SWEEP_SEEDS))  # the seeds the precomputed runs have
         name = plan
     else:
         depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
         variants = list(form.getlist("variants"))
-        base, _ = parse_run_request({k: v for k, v in form.items() if k not in ("depths", "variants")}, settings)
+        fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
+        base, _ = parse_run_request(fields, settings)
+        seeds = seeds_of({**fields, "seeds": fields.get("seeds") or str(SWEEP_SEEDS)})
         name = str(form.get("name", "")).strip()[:60] or f"{base.task} · {', '.join(variants)}"
-    items = sweep_items(base, depths, variants, settings)
+    items = sweep_items(base, depths, variants, settings, seeds)
     sweep_id = sweeps.create(name, items)
     if plan and is_htmx(request):
         return render(request, "sweep.html", {"sweep_id": sweep_id}, block_names=["sweep_started"])

@@ -12,9 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.lab.jobs import QueueFull, RayJobRunner
+from app.lab.jobs import JobRequest, QueueFull, RayJobRunner, with_seed
 from app.lab.quotas import QuotaExceeded
-from app.lab.store import RunSpec, RunStore
+from app.lab.store import RunRecord, RunSpec, RunStore
 from app.web.errors import BadInput
 from model.config import ModelConfig, Switches, TrainConfig
 from model.train import steps_to_reach
@@ -42,6 +42,7 @@ VARIANTS: dict[str, Variant] = {
 DEPTHS = (1, 2, 3, 4, 6, 8, 12)
 log = logging.getLogger(__name__)
 MAX_RUNS = 30
+SWEEP_SEEDS = 5  # seeds per cell unless the form says otherwise: a sweep's differences must outlast the seed
 SWEEP_STOPPED = "the sweep was stopped"
 TARGET = 0.99
 
@@ -54,8 +55,11 @@ def variant_spec(base: RunSpec, variant: Variant, depth: int) -> RunSpec:
     return RunSpec(base.task, model_config.to_dict(), switches.to_dict(), train_config.to_dict())
 
 
-def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings) -> list[dict]:
-    """One item per (variant, depth) of the base run, validated before anything trains."""
+def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings,
+                seeds: tuple[int, ...] | None = None) -> list[dict]:
+    """One item per (variant, depth) of the base run, each trained on `seeds` (default: the base run's own),
+    validated before anything trains."""
+    seeds = list(seeds or (base.train_config["seed"],))
     if not depths:
         raise BadInput("depths", f"choose at least one depth from {', '.join(map(str, DEPTHS))}")
     if not variants:
@@ -69,26 +73,39 @@ def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings)
         raise BadInput("depths", f"{bad_depth[0]} is not allowed; choose from {allowed}")
     if len(depths) * len(variants) > MAX_RUNS:
         raise BadInput("depths", f"{len(depths) * len(variants)} runs is more than a sweep may have ({MAX_RUNS})")
-    return [{"variant": variant, "depth": depth, "spec": variant_spec(base, VARIANTS[variant], depth)}
+    return [{"variant": variant, "depth": depth, "seeds": seeds,
+             "spec": with_seed(variant_spec(base, VARIANTS[variant], depth), seeds[0])}
             for variant in variants for depth in sorted(depths)]
 
 
+def item_runs(store: RunStore, item: dict) -> list[RunRecord | None]:
+    """Each seed's run of a sweep item: a finished one (maybe another sweep's) before one still waiting."""
+    specs = [with_seed(item["spec"], seed) for seed in item.get("seeds") or [item["spec"].train_config["seed"]]]
+    return [store.find_done(spec) or store.find_latest(spec) for spec in specs]
+
+
 def sweep_results(store: RunStore, sweep: dict) -> list[dict]:
-    """Per item: its latest run's status, final held-out accuracy and the step it first reached TARGET."""
-    rows = []
-    for item in sweep["items"]:
-        # a finished run of this spec (maybe another sweep's) wins over one still waiting
-        record = store.find_done(item["spec"]) or store.find_latest(item["spec"])
-        final = record.final if record and record.final else {}
-        done = record is not None and record.status == "done"
-        rows.append({
-            "variant": item["variant"], "depth": item["depth"],
-            "status": record.status if record else "queued", "run_id": record.id if record else None,
-            "steps_done": record.steps_done if record else 0, "steps": item["spec"].train_config["steps"],
-            "heldout_seq_accuracy": final.get("heldout_seq_accuracy"),
-            "steps_to_target": steps_to_reach(store.metrics(record.id), TARGET) if done else None,
-        })
-    return rows
+    """Per item, over its seeds: a status, the mean final held-out accuracy and its range, and the mean step at
+    which the seeds that got there first reached TARGET (with how many did)."""
+    return [_item_result(store, item) for item in sweep["items"]]
+
+
+def _item_result(store: RunStore, item: dict) -> dict:
+    records = item_runs(store, item)
+    statuses = [r.status if r else "queued" for r in records]
+    status = next((s for s in ("running", "queued", "failed", "cancelled") if s in statuses), "done")
+    done = [r for r in records if r is not None and r.status == "done"]
+    finals = [a for a in ((r.final or {}).get("heldout_seq_accuracy") for r in done) if a is not None]
+    reached = [s for s in (steps_to_reach(store.metrics(r.id), TARGET) for r in done) if s is not None]
+    return {
+        "variant": item["variant"], "depth": item["depth"], "status": status,
+        "run_id": records[0].id if records[0] else None, "run_ids": [r.id for r in records if r],
+        "seeds": len(records), "steps_done": min((r.steps_done if r else 0) for r in records),
+        "steps": item["spec"].train_config["steps"],
+        "heldout_seq_accuracy": sum(finals) / len(finals) if finals else None,
+        "heldout_range": (min(finals), max(finals)) if len(finals) > 1 else None,
+        "steps_to_target": sum(reached) / len(reached) if reached else None, "reached": len(reached),
+    }
 
 
 class SweepScheduler:
@@ -97,7 +114,7 @@ class SweepScheduler:
     def __init__(self, runner: RayJobRunner, store: RunStore):
         self.runner = runner
         self.store = store
-        self._pending: deque[tuple[int, RunSpec, str]] = deque()  # (sweep id, run spec, label)
+        self._pending: deque[tuple[int, RunSpec, tuple[int, ...], str]] = deque()  # (sweep id, spec, seeds, label)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="sweeps")
@@ -122,19 +139,20 @@ class SweepScheduler:
         with self._lock:
             self._pending = deque(job for job in self._pending if job[0] != sweep_id)
         for item in self.store.sweep(sweep_id)["items"]:
-            latest = self.store.find_latest(item["spec"])
-            if latest is not None and latest.status in ("queued", "running"):
-                self.runner.cancel(latest.id, SWEEP_STOPPED)
+            for record in item_runs(self.store, item):
+                if record is not None and record.status in ("queued", "running"):
+                    self.runner.cancel(record.id, SWEEP_STOPPED)
 
     def _enqueue_unfinished(self, sweep: dict) -> None:
         if sweep["stopped_at"]:
             return
         with self._lock:
             for item in sweep["items"]:
-                latest = self.store.find_latest(item["spec"])
-                if latest is None or latest.status not in ("done", "queued", "running"):
+                records = item_runs(self.store, item)
+                if any(r is None or r.status not in ("done", "queued", "running") for r in records):
                     label = f"sweep {sweep['id']}: {item['variant']} × {item['depth']}"
-                    self._pending.append((sweep["id"], item["spec"], label))
+                    seeds = tuple(item.get("seeds") or [item["spec"].train_config["seed"]])
+                    self._pending.append((sweep["id"], item["spec"], seeds, label))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -145,12 +163,12 @@ class SweepScheduler:
                 self._submit(*job)
             time.sleep(0.2)
 
-    def _submit(self, sweep_id: int, spec: RunSpec, label: str) -> None:
-        try:
-            self.runner.submit(spec, label, background=True)
+    def _submit(self, sweep_id: int, spec: RunSpec, seeds: tuple[int, ...], label: str) -> None:
+        try:  # every seed of the item in one job; the seeds already stored are replayed
+            self.runner.submit_jobs([JobRequest(spec, seeds, label, background=True)])
         except QueueFull:  # learners took the last places meanwhile: this run waits for the next free one
             with self._lock:
-                self._pending.appendleft((sweep_id, spec, label))
+                self._pending.appendleft((sweep_id, spec, seeds, label))
         except QuotaExceeded as error:  # the store is full: the rest of the sweep cannot be kept either
             log.warning("sweep %d stops: %s", sweep_id, error)
             self.cancel(sweep_id)
