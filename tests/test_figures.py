@@ -500,3 +500,14 @@ def test_sweep_figures_draw_one_line_per_setting_with_gaps_where_not_reached():
     steps = F.sweep_steps(rows, names, 0.99)
     assert steps["data"][0]["y"] == [200, 400] and steps["data"][1]["y"] == [None, None]
     assert "99%" in steps["layout"]["title"]["text"]
+
+
+def test_a_sweep_over_seeds_shows_the_range_of_its_seeds_as_error_bars():
+    rows = [{"variant": "pre_ln", "depth": 2, "heldout_seq_accuracy": 0.9, "heldout_range": (0.8, 0.95),
+             "steps_to_target": 100},
+            {"variant": "pre_ln", "depth": 4, "heldout_seq_accuracy": None, "heldout_range": None,
+             "steps_to_target": None}]
+    bars = F.sweep_accuracy(rows, {"pre_ln": "Pre-LN"})["data"][0]["error_y"]
+    assert bars["array"] == pytest.approx([0.05, 0]) and bars["arrayminus"] == pytest.approx([0.1, 0])
+    one_seed = [{**row, "heldout_range": None} for row in rows]
+    assert "error_y" not in F.sweep_accuracy(one_seed, {"pre_ln": "Pre-LN"})["data"][0]

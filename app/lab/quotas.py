@@ -8,8 +8,9 @@ from functools import lru_cache
 
 from app.lab.store import RunSpec, RunStore
 
-BYTES_PER_PARAMETER = 4  # float32 weights; a checkpoint is the weights plus a few kilobytes of metadata
-METADATA_BYTES = 64 << 10
+BYTES_PER_PARAMETER = 4  # float32; a checkpoint is the weights and buffers plus a few kilobytes of metadata
+METADATA_BYTES = 64 << 10  # configs and final metrics
+BYTES_PER_TENSOR = 512  # torch.save's record of each tensor
 
 
 class QuotaExceeded(Exception):
@@ -26,8 +27,9 @@ def checkpoint_mb(model_config_json: str) -> float:
 
     with torch.device("meta"):
         model = Seq2Seq(ModelConfig.from_json(model_config_json), Switches())
-    parameters = sum(p.numel() for p in model.parameters())
-    return (parameters * BYTES_PER_PARAMETER + METADATA_BYTES) / (1 << 20)
+    tensors = model.state_dict().values()  # weights and buffers, as the checkpoint holds them
+    size = sum(t.numel() for t in tensors) * BYTES_PER_PARAMETER + len(tensors) * BYTES_PER_TENSOR + METADATA_BYTES
+    return size / (1 << 20)
 
 
 @dataclass(frozen=True)

@@ -77,11 +77,26 @@ def _sweep_lines(rows: list[dict], field: str, names: dict[str, str]) -> list[di
     data = []
     for i, variant in enumerate(variants):
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["depth"])
-        data.append({"type": "scatter", "mode": "lines+markers", "name": _esc(names.get(variant, variant)),
-                     "x": [r["depth"] for r in mine], "y": [finite(r[field]) for r in mine],
-                     "line": {"color": SWEEP_COLOURS[i % len(SWEEP_COLOURS)], "width": 2},
-                     "marker": {"size": 8}, "hovertemplate": LABELS["hover_sweep"]})
+        line = {"type": "scatter", "mode": "lines+markers", "name": _esc(names.get(variant, variant)),
+                "x": [r["depth"] for r in mine], "y": [finite(r[field]) for r in mine],
+                "line": {"color": SWEEP_COLOURS[i % len(SWEEP_COLOURS)], "width": 2},
+                "marker": {"size": 8}, "hovertemplate": LABELS["hover_sweep"]}
+        spans = [r.get(RANGE_OF.get(field, "")) for r in mine]
+        if any(spans):  # several seeds: the range over them as error bars around the mean
+            line["error_y"] = _range_bars(spans, line["y"])
+        data.append(line)
     return data
+
+
+RANGE_OF = {"heldout_seq_accuracy": "heldout_range"}  # a sweep row's mean field -> its (min, max) over seeds
+
+
+def _range_bars(spans: list[tuple[float, float] | None], means: list[float | None]) -> dict:
+    """Plotly error bars from each point's mean down to its min and up to its max (none where unknown)."""
+    known = [(span, mean) if span and mean is not None else ((0, 0), 0)
+             for span, mean in zip(spans, means, strict=True)]
+    return {"type": "data", "symmetric": False, "thickness": 1.5, "width": 4,
+            "array": [high - mean for (_, high), mean in known], "arrayminus": [mean - low for (low, _), mean in known]}
 
 
 def sweep_accuracy(rows: list[dict], names: dict[str, str]) -> Figure:

@@ -1,0 +1,31 @@
+"""Store quotas: a run's checkpoint size is known before it trains, and the limits are checked against it."""
+
+import json
+
+import pytest
+from test_job_faults import big_spec
+from test_jobs import spec
+
+from app.lab.quotas import QuotaExceeded, Quotas, checkpoint_mb
+from app.lab.store import RunStore
+from model.checkpoint import checkpoint_bytes
+from model.config import ModelConfig, Switches
+from model.train import TrainConfig, new_model
+
+
+@pytest.mark.parametrize("make", [spec, lambda: big_spec(steps=2)])
+def test_the_estimated_checkpoint_size_is_the_real_one(make):
+    run = make()
+    model = new_model(ModelConfig.from_dict(run.model_config), Switches.from_dict(run.switches), seed=0)
+    real = len(checkpoint_bytes(model, TrainConfig.from_dict(run.train_config), [])) / (1 << 20)
+    estimate = checkpoint_mb(json.dumps(run.model_config, sort_keys=True))
+    assert real <= estimate <= real * 1.1 + 0.1
+
+
+def test_a_run_that_would_overfill_the_store_is_refused_naming_the_limit(tmp_path):
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        Quotas(max_store_mb=100).check([spec()], store)  # fits
+        with pytest.raises(QuotaExceeded, match=r"ADDNORM_MAX_STORE_MB"):
+            Quotas(max_checkpoint_mb=500, max_store_mb=store.size_mb() + 1).check([big_spec(steps=2)], store)
+        with pytest.raises(QuotaExceeded, match=r"ADDNORM_MAX_CHECKPOINT_MB"):
+            Quotas(max_checkpoint_mb=1).check([big_spec(steps=2)], store)
