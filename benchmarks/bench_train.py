@@ -276,7 +276,8 @@ def bench_playground(requests: int, rng: random.Random) -> None:
     print(f"  POST /train/runs to the first metrics event: cold {cold_start:.2f} s (first run starts a worker); "
           f"warm {warm} s (target <= 1 s)")
     print(f"  idle: p50 {pct(idle, 50):.1f} ms, p95 {pct(idle, 95):.1f} ms")
-    print(f"  while two runs train ({SIZES['layers']}+{SIZES['layers']} layers, watched over SSE, "
+    print(f"  while two runs train ({SIZES['layers']}+{SIZES['layers']} layers, the lab's default of 3 seeds each, "
+          "watched over SSE, "
           f"{', '.join(f'{r:.0f}' for r in rates)} steps/s): p50 {pct(busy, 50):.1f} ms, p95 {pct(busy, 95):.1f} ms")
     print(f"  p95 during training / idle = {pct(busy, 95) / pct(idle, 95):.2f}x (target <= 2x); "
           f"p50 ratio {pct(busy, 50) / pct(idle, 50):.2f}x")
