@@ -181,3 +181,19 @@ def test_several_seeds_make_one_card_that_opens_each_seed_in_the_playground(clie
         assert f"/playground?model=run-{seed_run}" in html
     again, html = start(client, seeds="2")
     assert again == run_id and "Replayed from the run store" in html  # both seeds stored: nothing trains again
+
+
+def test_a_store_that_cannot_be_written_refuses_the_run_and_the_lab_works_on(client, monkeypatch):
+    import sqlite3
+
+    store = client.app.state.store
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "create", disk_full)
+    r = client.post("/train/runs", data=SMALL, headers={"HX-Request": "true"})
+    assert r.status_code == 507 and "could not be written" in r.text and "disk is full" in r.text
+    monkeypatch.undo()
+    run_id, _ = start(client, seeds="1")
+    assert '"status": "done"' in follow(client, run_id)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,9 +133,16 @@ class RayJobRunner:
         created: dict[tuple[int, int], RunRecord] = {}  # (request, seed) -> its new run
         with self._lock:
             self._check_room(new)
+            try:
+                for request, missing in new:
+                    for seed in missing:
+                        created[id(request), seed] = self.store.create(with_seed(request.spec, seed), request.label)
+            except Exception:  # the store failed half-way: what was created must not wait forever (A/B: neither)
+                for record in created.values():
+                    with suppress(Exception):
+                        self.store.finish(record.id, "failed", error="the run store could not be written")
+                raise
             for request, missing in new:
-                for seed in missing:
-                    created[id(request), seed] = self.store.create(with_seed(request.spec, seed), request.label)
                 job = _Job({s: created[id(request), s].id for s in missing}, request.spec, request.background,
                            request.learner)
                 for run_id in job.runs.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from dataclasses import asdict
 from typing import Annotated
 
@@ -109,6 +110,8 @@ def _submit(runner, *requests: JobRequest):
         raise BadInput("queue", str(error), 429) from None
     except QuotaExceeded as error:
         raise BadInput("store", str(error), 413) from None
+    except (sqlite3.Error, OSError) as error:  # e.g. the disk is full: nothing was queued, the lab works on
+        raise BadInput("store", f"the run store could not be written ({error}); nothing was started", 507) from None
 
 
 @router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")
