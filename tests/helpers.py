@@ -85,17 +85,24 @@ def rows(depth: int, acc: float = 1.0, reach: int | None = 100, steps: int = 600
 GOOD = {"acc": 1.0, "reach": 100}
 
 
-def fill_sweep(store: RunStore, plan: str, cells: dict) -> None:
-    """cells: {(variant, depth): keyword arguments of rows}; cells not given stay unrun."""
-    form, depths, variants = PLANS[plan]
-    items = sweep_items(form, depths, variants, Settings())
+def fill_sweep(store: RunStore, plan: str, cells: dict, seeds: tuple[int, ...] = (0,)) -> None:
+    """cells: {(variant, depth): keyword arguments of rows, the same for every seed, or a list of them, one per
+    seed (None: that seed unrun)}; cells not given stay unrun."""
+    from app.lab.jobs import with_seed
+
+    base, depths, variants = PLANS[plan]
+    items = sweep_items(base, depths, variants, Settings(), seeds)
     store.create_sweep(plan, items)
     for item in items:
-        kwargs = cells.get((item["variant"], item["depth"]))
-        if kwargs is not None:
-            run = store.create(item["spec"])
-            store.add_metrics(run.id, rows(item["depth"], **kwargs))
-            store.finish(run.id, "done")
+        per_seed = cells.get((item["variant"], item["depth"]))
+        if per_seed is None:
+            continue
+        for seed, kwargs in zip(seeds, per_seed if isinstance(per_seed, list) else [per_seed] * len(seeds),
+                                strict=True):
+            if kwargs is not None:
+                run = store.create(with_seed(item["spec"], seed))
+                store.add_metrics(run.id, rows(item["depth"], **kwargs))
+                store.finish(run.id, "done")
 
 
 def depth_cells(**changes) -> dict:

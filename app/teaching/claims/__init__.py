@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from app.lab.store import RunStore
 from app.teaching.claims import depth, norm, position, residual, stacks
-from app.teaching.claims.common import VERDICTS, Text, Verdict
+from app.teaching.claims.common import SEED_VIEW, VERDICTS, Text, Verdict, load_sweep
+from app.teaching.claims.seeds import with_seed_agreement
 
 # Each claim's lesson and group; its statement is the catalogue's `claim.<id>.statement` (app/web/labels/).
 CLAIMS: dict[str, dict[str, str]] = {
@@ -43,10 +44,29 @@ assert set(_MEASURES) == set(CLAIMS), set(CLAIMS) ^ set(_MEASURES)
 
 
 def measure(claim_id: str, store: RunStore | None = None) -> Verdict:
-    """Measure one claim; `store` supplies the precomputed runs (None: zoo measurements only)."""
+    """Measure one claim; `store` supplies the precomputed runs (None: zoo measurements only). A claim that reads
+    runs trained on several seeds is measured on their means, then on each seed alone: its verdict stands only
+    when every seed gives it, else it is "mixed" and the summary shows the split."""
     if claim_id not in CLAIMS:
         raise KeyError(f"unknown claim {claim_id!r}; claims: {', '.join(CLAIMS)}")
-    return _MEASURES[claim_id](store)
+    verdict = _MEASURES[claim_id](store)
+    seeds = _seeds_behind(verdict, store)
+    if verdict.verdict == "not_measured" or len(seeds) < 2:
+        return verdict
+    per_seed = []
+    for seed in seeds:
+        token = SEED_VIEW.set(seed)
+        try:
+            per_seed.append(_MEASURES[claim_id](store).verdict)
+        finally:
+            SEED_VIEW.reset(token)
+    return with_seed_agreement(verdict, per_seed)
+
+
+def _seeds_behind(verdict: Verdict, store: RunStore | None) -> list[int]:
+    plans = [source.split(":", 1)[1] for source in verdict.sources if source.startswith("sweep:")]
+    sweeps = [load_sweep(store, plan) for plan in plans]
+    return sorted(set().union(*(sweep.seeds for sweep in sweeps if sweep))) if sweeps else []
 
 
 def measure_all(store: RunStore | None = None) -> dict[str, Verdict]:

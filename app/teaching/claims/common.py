@@ -18,11 +18,14 @@ the same way. Rendering happens in one place: app/teaching/claims/render.py.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from app.lab.jobs import with_seed
+from app.lab.precompute import SEEDS
 from app.lab.store import RunRecord, RunStore
 from app.lab.sweeps import TARGET
 from app.web.numbers import finite
@@ -32,7 +35,7 @@ from model.train import steps_to_reach
 from model.transformer import Seq2Seq
 from model.zoo import load_zoo_model
 
-VERDICTS = ("holds", "holds_with_caveats", "does_not_hold", "not_measured")
+VERDICTS = ("holds", "holds_with_caveats", "does_not_hold", "mixed", "not_measured")  # mixed: the seeds disagree
 SEED = 7  # every held-out set drawn for a claim uses this seed, so the numbers repeat exactly
 N_INPUTS = 100  # held-out inputs per measurement
 PRECOMPUTE = "python -m app.lab.precompute"
@@ -131,8 +134,9 @@ class SweepData:
     """The finished cells of the newest sweep with a given plan name."""
 
     name: str
-    cells: dict[tuple[str, int], dict]  # (variant, depth) -> a row like sweep_results', finished runs only
+    cells: dict[tuple[str, int], dict]  # (variant, depth) -> a row over the seeds read (_mean_row)
     total: int  # cells in the sweep, finished or not
+    seeds: list[int] = field(default_factory=list)  # every seed the sweep trains
 
     def get(self, variant: str, depth: int) -> dict | None:
         return self.cells.get((variant, depth))
@@ -149,27 +153,53 @@ class SweepData:
         return f"sweep:{self.name}"
 
 
+# Which seed the precomputed sweeps are read for: None = all of them, each cell then the mean over its seeds;
+# k = seed k alone. `measure` (claims/__init__.py) measures a claim once per seed to see whether they agree.
+SEED_VIEW: ContextVar[int | None] = ContextVar("seed_view", default=None)
+
+
 def load_sweep(store: RunStore | None, name: str) -> SweepData | None:
-    """None when there is no store or the store has no sweep of this plan. A cell counts when a finished
-    run with its exact spec exists, even if a newer run with that spec (another plan's) is still queued."""
+    """None when there is no store or the store has no sweep of this plan. A cell counts when at least one of
+    its seeds has a finished run with its exact spec (even if a newer run with that spec is still queued)."""
     if store is None:
         return None
-
     sweep = next((s for s in store.sweeps(limit=1000) if s["name"] == name), None)
     if sweep is None:
         return None
-    cells = {}
+    view = SEED_VIEW.get()
+    cells, all_seeds = {}, set()
     for item in sweep["items"]:
-        record = store.find_done(item["spec"]) or store.find_latest(item["spec"])
-        if record is None or record.status != "done":
-            continue
-        cells[(item["variant"], item["depth"])] = {
-            "variant": item["variant"], "depth": item["depth"], "run_id": record.id,
-            "steps": item["spec"].train_config["steps"], "steps_done": record.steps_done,
+        seeds = item.get("seeds") or list(SEEDS)  # a sweep saved before items named their seeds: precompute's
+        all_seeds |= set(seeds)
+        runs = [_seed_row(store, item, seed) for seed in seeds if view is None or seed == view]
+        runs = [row for row in runs if row is not None]
+        if runs:
+            cells[(item["variant"], item["depth"])] = _mean_row(runs)
+    return SweepData(name, cells, len(sweep["items"]), sorted(all_seeds))
+
+
+def _seed_row(store: RunStore, item: dict, seed: int) -> dict | None:
+    spec = with_seed(item["spec"], seed)
+    record = store.find_done(spec) or store.find_latest(spec)
+    if record is None or record.status != "done":
+        return None
+    return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "seed": seed,
+            "steps": spec.train_config["steps"], "steps_done": record.steps_done,
             "heldout_seq_accuracy": (record.final or {}).get("heldout_seq_accuracy"),
-            "steps_to_target": steps_to_reach(store.metrics(record.id), TARGET),
-        }
-    return SweepData(name, cells, len(sweep["items"]))
+            "steps_to_target": steps_to_reach(store.metrics(record.id), TARGET)}
+
+
+def _mean_row(runs: list[dict]) -> dict:
+    """A cell over its seeds: the mean held-out accuracy and its range; the mean step at which the target was
+    reached when every seed reached it (else None: "not reached" on some seed); the first seed's run for the
+    measurements that read one run's metrics."""
+    accuracies = [finite(r["heldout_seq_accuracy"]) or 0.0 for r in runs]
+    reached = [r["steps_to_target"] for r in runs if r["steps_to_target"] is not None]
+    return {**runs[0], "seeds": [r["seed"] for r in runs], "run_ids": [r["run_id"] for r in runs],
+            "heldout_seq_accuracy": sum(accuracies) / len(accuracies),
+            "heldout_range": (min(accuracies), max(accuracies)),
+            "steps_to_target": round(sum(reached) / len(reached)) if len(reached) == len(runs) else None,
+            "reached": len(reached)}
 
 
 def sublayer_text(name: str) -> Text:
