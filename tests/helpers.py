@@ -60,6 +60,19 @@ def english_words_on_page(html: str) -> list[str]:
     return [word for word in english_words(text) if word not in TERMS_KEPT_IN_CHINESE]
 
 
+def fresh_claims(client, timeout: float = 60.0) -> dict:
+    """/api/claims once the verdicts are measured for the store as it is (they are measured off the request)."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        report = client.get("/api/claims").json()
+        if report["fresh"]:
+            return report
+        assert time.time() < deadline, "the claims were not measured in time"
+        time.sleep(0.2)
+
+
 # ---- fake sweeps ----------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@ Chinese catalogue, so no English UI words are left (identifiers, formulas and ke
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import english_words_on_page
+from helpers import english_words_on_page, fresh_claims
 
 from app.teaching.lesson_schema import load_lessons
 from app.web.factory import create_app
@@ -16,6 +16,7 @@ PAGES = ["/", "/playground", "/playground?model=zh-numbers-2x2", "/lessons", "/t
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     with TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("data")))) as client:
+        fresh_claims(client)  # the claim page in full, not its "measuring" state
         yield client
 
 

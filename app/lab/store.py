@@ -281,6 +281,15 @@ class RunStore:
             if checkpoint is not None:
                 conn.execute("INSERT OR REPLACE INTO checkpoints (run_id, data) VALUES (?, ?)", (run_id, checkpoint))
 
+    def fingerprint(self) -> str:
+        """Changes whenever a run finishes or a sweep is made or stopped: what claim verdicts are computed from."""
+        with self._lock:
+            runs = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(finished_at), 0) FROM runs "
+                                      "WHERE status = 'done'").fetchone()
+            sweeps = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(MAX(stopped_at), 0) "
+                                        "FROM sweeps").fetchone()
+        return f"{runs[0]}:{runs[1]:.6f}:{sweeps[0]}:{sweeps[1]}:{sweeps[2]:.6f}"
+
     def size_mb(self) -> float:
         """The store's size on disk, its write-ahead log included."""
         files = [self.path, self.path.with_name(self.path.name + "-wal")]

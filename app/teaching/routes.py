@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.teaching.claims import CLAIMS
 from app.teaching.claims.render import api_verdict, verdict_view
 from app.teaching.lesson_schema import get_lesson, load_lessons
-from app.teaching.verdicts import current_verdicts
 from app.teaching.widgets import run_widget
 from app.web.compute import run_model_work
-from app.web.dependencies import SettingsDep, StoreDep, TranslatorDep
+from app.web.dependencies import SettingsDep, StoreDep, TranslatorDep, VerdictsDep
 from app.web.errors import BadInput
 from app.web.templating import render
 
@@ -56,28 +53,27 @@ async def lesson_widget(request: Request, slug: str, step_id: str, settings: Set
 
 
 @router.get("/claims", summary="Every claim of the note, measured, with a verdict")
-async def claims_page(request: Request, settings: SettingsDep, store: StoreDep, t: TranslatorDep):
-    report = await run_in_threadpool(current_verdicts, settings, store)
+def claims_page(request: Request, board: VerdictsDep, t: TranslatorDep):
+    """Never measures on the request: the newest report at once, refreshed while a new one is measured."""
+    report, fresh = board.current()
     steps = {claim: (lesson.slug, step.id) for lesson in load_lessons() for step in lesson.steps
              if (claim := step.claim)}
-    verdicts = {claim: verdict_view(v, t) for claim, v in report["verdicts"].items()}
-    return render(request, "claims.html", {"claims": CLAIMS, "report": report, "verdicts": verdicts, "steps": steps})
+    verdicts = {claim: verdict_view(v, t) for claim, v in (report or {}).get("verdicts", {}).items()}
+    return render(request, "claims.html", {"claims": CLAIMS, "report": report, "fresh": fresh, "verdicts": verdicts,
+                                           "steps": steps})
 
 
 @router.get("/api/claims", tags=["api"], summary="The measured verdict of every claim, with its numbers")
-async def claims_api(settings: SettingsDep, store: StoreDep) -> dict:
+def claims_api(board: VerdictsDep) -> dict:
     """Each verdict's summary and method in every language ({"en", "zh"}), the catalogue keys and values they
-    are made of (summary_text, method_text), and a label in every language for each of its numbers."""
-    report = await run_in_threadpool(current_verdicts, settings, store)
-    return {**report, "verdicts": {claim: api_verdict(v) for claim, v in report["verdicts"].items()}}
+    are made of (summary_text, method_text), and a label in every language for each of its numbers. `fresh`
+    is false while the runs changed since it was measured (it is then being measured again: ask later)."""
+    report, fresh = board.current()
+    verdicts = {claim: api_verdict(v) for claim, v in (report or {}).get("verdicts", {}).items()}
+    return {**(report or {}), "fresh": fresh, "measuring": board.measuring(), "verdicts": verdicts}
 
 
 @router.post("/claims/recompute", summary="Measure every claim again from the models and the run store")
-async def claims_recompute(request: Request, settings: SettingsDep, store: StoreDep, t: TranslatorDep):
-    from app.teaching.verdicts import compute_report, report_path
-
-    report = await run_in_threadpool(compute_report, store)
-    path = report_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    return await claims_page(request, settings, store, t)
+async def claims_recompute(request: Request, board: VerdictsDep, t: TranslatorDep):
+    await run_in_threadpool(board.remeasure)
+    return claims_page(request, board, t)

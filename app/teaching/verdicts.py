@@ -1,11 +1,18 @@
-"""The claim-check report: every claim's verdict, measured by app.claims, saved with when and
-from what it was computed. `python -m app.teaching.verdicts` recomputes it (training what is missing)."""
+"""The claim-check report: every claim's verdict, measured by app.claims, with when and from which runs it
+was computed. `python -m app.teaching.verdicts` recomputes and saves it (training what is missing).
+
+Pages never compute it on the request path and never write it: `VerdictBoard` serves the saved or last
+computed report while the runs it read are unchanged (the store's fingerprint), and otherwise measures
+again in a background thread while the page shows the older report, or says it is measuring.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -18,14 +25,17 @@ from app.web.settings import get_settings
 
 REPORT_FILE = "verdicts.json"
 REPORT_FORMAT = 2  # 2: summaries and methods are catalogue keys with values (1, unmarked: sentences per language)
+log = logging.getLogger(__name__)
 
 
 def compute_report(store: RunStore) -> dict:
+    fingerprint = store.fingerprint()  # before measuring: a run finishing meanwhile makes the report stale
     started = time.time()
     verdicts = measure_all(store)
     runs = store.list(limit=10_000, status="done")
     return {
         "format": REPORT_FORMAT,
+        "fingerprint": fingerprint,
         "computed_at": time.time(),
         "seconds": round(time.time() - started, 1),
         "runs_in_store": len(runs),
@@ -33,25 +43,69 @@ def compute_report(store: RunStore) -> dict:
     }
 
 
-def report_path(settings) -> Path:
-    return Path(settings.data_dir) / REPORT_FILE
-
-
-def current_verdicts(settings, store: RunStore) -> dict:
-    """The saved report, or one computed now (and saved) when there is none yet or the saved one is in an
-    older format (or unreadable)."""
+def save_report(settings, report: dict) -> None:
     path = report_path(settings)
-    if path.exists():
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            report = None
-        if isinstance(report, dict) and report.get("format") == REPORT_FORMAT:
-            return report
-    report = compute_report(store)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    return report
+
+
+class VerdictBoard:
+    """The current report, measured off the request path and kept while the runs it read are unchanged."""
+
+    def __init__(self, settings, store: RunStore):
+        self.settings = settings
+        self.store = store
+        self._report = _read_saved(report_path(settings))
+        self._lock = threading.Lock()
+        self._measuring: threading.Thread | None = None
+
+    def current(self) -> tuple[dict | None, bool]:
+        """(the newest report there is, or None; whether it is fresh). A stale or missing report starts a
+        measurement in the background; the caller shows what there is and asks again later."""
+        fingerprint = self.store.fingerprint()
+        with self._lock:
+            report = self._report
+            fresh = report is not None and report.get("fingerprint") == fingerprint
+            if not fresh and self._measuring is None:
+                self._measuring = threading.Thread(target=self._measure, daemon=True, name="verdicts")
+                self._measuring.start()
+        return report, fresh
+
+    def measuring(self) -> bool:
+        with self._lock:
+            return self._measuring is not None
+
+    def remeasure(self) -> dict:
+        """Measure now (the learner asked for it) and save the report."""
+        report = compute_report(self.store)
+        save_report(self.settings, report)
+        with self._lock:
+            self._report = report
+        return report
+
+    def _measure(self) -> None:
+        try:
+            report = compute_report(self.store)
+            with self._lock:
+                self._report = report
+        except Exception:  # the page keeps showing the older report and tries again on the next visit
+            log.exception("measuring the claims failed")
+        finally:
+            with self._lock:
+                self._measuring = None
+
+
+def _read_saved(path: Path) -> dict | None:
+    """The saved report, unless it is missing, unreadable or in an older format."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("format") == REPORT_FORMAT else None
+
+
+def report_path(settings) -> Path:
+    return Path(settings.data_dir) / REPORT_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
             precompute(store, PLANS, args.workers, settings)
         report = compute_report(store)
-    report_path(settings).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    save_report(settings, report)
     t = Translator("en")
     for claim, verdict in report["verdicts"].items():
         print(f"{claim}: {verdict['verdict']} — {render_text(verdict['summary'], t)}")

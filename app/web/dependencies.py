@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from app.lab.jobs import RayJobRunner
 from app.lab.store import RunStore
 from app.lab.sweeps import SweepScheduler
+from app.teaching.verdicts import VerdictBoard
 from app.web.i18n import Translator, pick_language
 from app.web.learners import LEARNER_COOKIE
 from app.web.settings import Settings
@@ -36,6 +37,10 @@ def learner_of(request: Request) -> str:
     return request.cookies.get(LEARNER_COOKIE) or f"address:{request.client.host if request.client else '?'}"
 
 
+def _verdicts(request: Request) -> VerdictBoard:
+    return request.app.state.verdicts
+
+
 def _translator(lang: Annotated[str, Depends(pick_language)]) -> Translator:
     return Translator(lang)
 
@@ -45,5 +50,6 @@ StoreDep = Annotated[RunStore, Depends(_store)]
 RunnerDep = Annotated[RayJobRunner, Depends(_runner)]
 SweepsDep = Annotated[SweepScheduler, Depends(_sweeps)]
 LearnerDep = Annotated[str, Depends(learner_of)]
+VerdictsDep = Annotated[VerdictBoard, Depends(_verdicts)]
 LanguageDep = Annotated[str, Depends(pick_language)]
 TranslatorDep = Annotated[Translator, Depends(_translator)]

@@ -20,6 +20,7 @@ from app.playground import api as playground_api
 from app.playground import routes as playground_routes
 from app.playground.registry import use_store
 from app.teaching import routes as teaching_routes
+from app.teaching.verdicts import VerdictBoard
 from app.web import home
 from app.web.compute import model_limiter
 from app.web.errors import install_error_handlers
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runner.start()
             app.state.sweeps = SweepScheduler(app.state.runner, store)
             app.state.sweeps.start()
+            app.state.verdicts = VerdictBoard(settings, store)
+            app.state.verdicts.current()  # measured now, in the background, if the saved report is stale
             # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server.
             # Frozen, it is left out of every later full garbage collection, which otherwise stalls a request
             # for ~100 ms.
