@@ -58,3 +58,20 @@ def test_a_seed_not_trained_yet_is_left_out_of_the_split(tmp_path):
     cells = {key: [dict(value), dict(value), None] for key, value in depth_cells(no_residual_6=FAILS).items()}
     v = measured(tmp_path, cells)
     assert v.verdict == "holds" and v.numbers["seeds"] == 2
+
+
+def test_every_verdict_names_what_it_was_measured_on(tmp_path):
+    from app.teaching.claims.render import api_verdict, verdict_view
+
+    v = measured(tmp_path, depth_cells(no_residual_6=FAILS))
+    [sweep] = v.conditions
+    assert sweep["source"] == "sweep:depth-residual-norm" and sweep["seeds"] == [0, 1, 2]
+    assert sweep["depths"] == [2, 4, 6] and sweep["task"] == "reverse" and sweep["init"] == "default"
+    shown = verdict_view(v, Translator("en"))["conditions"]
+    assert "depth-residual-norm" in shown and "2/4/6 layers" in shown and "3 seeds" in shown
+    api = api_verdict(v)
+    assert api["id"] == "R3" and api["seeds"] == 3 and api["source"] == "measured here"
+    assert api["kind"] == "measurement" and api["conditions"]["data"] == v.conditions and api["conditions"]["zh"]
+    zoo = measure("P3")  # the zoo model it read, and that it is a check by construction
+    assert zoo.conditions[0]["source"].startswith("zoo:") and zoo.conditions[0]["seeds"] == [0]
+    assert api_verdict(zoo)["kind"] == "construction" and verdict_view(zoo, Translator("zh"))["by_construction"]

@@ -9,33 +9,38 @@ second. Claims about training (R3, R4, N2, N3, N4, P2) read the precomputed swee
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from app.lab.store import RunStore
 from app.teaching.claims import depth, norm, position, residual, stacks
 from app.teaching.claims.common import SEED_VIEW, VERDICTS, Text, Verdict, load_sweep
+from app.teaching.claims.conditions import conditions_of
 from app.teaching.claims.seeds import with_seed_agreement
 
 # Each claim's lesson and group; its statement is the catalogue's `claim.<id>.statement` (app/web/labels/).
+# "construction": the claim describes how the model is built, so its check holds by construction: it confirms
+# the code does what the note says, and is labelled so rather than passed off as an experiment.
 CLAIMS: dict[str, dict[str, str]] = {
     "R1": {"lesson": "residual", "group": "R"},
     "R2": {"lesson": "residual", "group": "R"},
     "R3": {"lesson": "residual", "group": "R"},
     "R4": {"lesson": "residual", "group": "R"},
     "R5": {"lesson": "residual", "group": "R"},
-    "N1": {"lesson": "normalization", "group": "N"},
+    "N1": {"lesson": "normalization", "group": "N", "kind": "construction"},
     "N2": {"lesson": "normalization", "group": "N"},
     "N3": {"lesson": "normalization", "group": "N"},
     "N4": {"lesson": "normalization", "group": "N"},
     "N5": {"lesson": "normalization", "group": "N"},
-    "E1": {"lesson": "encoder-stack", "group": "E"},
+    "E1": {"lesson": "encoder-stack", "group": "E", "kind": "construction"},
     "E2": {"lesson": "encoder-stack", "group": "E"},
-    "P1": {"lesson": "positional-encoding", "group": "P"},
+    "P1": {"lesson": "positional-encoding", "group": "P", "kind": "construction"},
     "P2": {"lesson": "positional-encoding", "group": "P"},
-    "P3": {"lesson": "positional-encoding", "group": "P"},
+    "P3": {"lesson": "positional-encoding", "group": "P", "kind": "construction"},
     "P4": {"lesson": "positional-encoding", "group": "P"},
     "P5": {"lesson": "positional-encoding", "group": "P"},
-    "D1": {"lesson": "decoder-stack", "group": "D"},
-    "D2": {"lesson": "decoder-stack", "group": "D"},
-    "D3": {"lesson": "training-vs-inference", "group": "D"},
+    "D1": {"lesson": "decoder-stack", "group": "D", "kind": "construction"},
+    "D2": {"lesson": "decoder-stack", "group": "D", "kind": "construction"},
+    "D3": {"lesson": "training-vs-inference", "group": "D", "kind": "construction"},
     "D4": {"lesson": "training-vs-inference", "group": "D"},
 }
 
@@ -50,6 +55,7 @@ def measure(claim_id: str, store: RunStore | None = None) -> Verdict:
     if claim_id not in CLAIMS:
         raise KeyError(f"unknown claim {claim_id!r}; claims: {', '.join(CLAIMS)}")
     verdict = _MEASURES[claim_id](store)
+    verdict = replace(verdict, conditions=conditions_of(verdict.sources, store))
     seeds = _seeds_behind(verdict, store)
     if verdict.verdict == "not_measured" or len(seeds) < 2:
         return verdict

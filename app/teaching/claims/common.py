@@ -63,6 +63,7 @@ class Verdict:
     summary: list[Text]  # what was measured and the verdict, numbers included (a single Text is accepted)
     method: list[Text]  # how it was measured
     sources: list[str] = field(default_factory=list)  # "zoo:<model>", "sweep:<plan>", "run:<id>"
+    conditions: list[dict] = field(default_factory=list)  # what each source was trained on (claims/conditions.py)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

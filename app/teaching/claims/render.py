@@ -17,7 +17,9 @@ import re
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from app.teaching.claims import CLAIMS
 from app.teaching.claims.common import Text, sublayer_text
+from app.teaching.claims.conditions import conditions_text
 from app.web.i18n import LANGUAGES, Translator
 
 SENTENCE_SEPARATOR = {"zh": ""}  # between the sentences of a summary; a space in every other language
@@ -138,6 +140,8 @@ def verdict_view(verdict: Any, t: Translator) -> dict:
     v = _fields(verdict)
     return {"claim": v["claim"], "verdict": v["verdict"], "summary": render_text(v["summary"], t),
             "method": render_text(v["method"], t), "sources": v.get("sources", []),
+            "conditions": render_text(conditions_text(v.get("conditions", [])), t),
+            "by_construction": CLAIMS.get(v["claim"], {}).get("kind") == "construction",
             "numbers": [(key, number_label(key, t), number_value(key, value, t))
                         for key, value in v["numbers"].items()]}
 
@@ -147,7 +151,13 @@ def api_verdict(verdict: Any) -> dict:
     their catalogue keys and values (summary_text, method_text), and a label for every number."""
     v = _fields(verdict)
     translators = [Translator(lang) for lang in LANGUAGES]
-    return {**v, "summary": {t.lang: render_text(v["summary"], t) for t in translators},
+    conditions = v.get("conditions", [])
+    seeds = max((len(c.get("seeds", [])) for c in conditions), default=0)
+    return {**v, "id": v["claim"], "kind": CLAIMS.get(v["claim"], {}).get("kind", "measurement"),
+            "seeds": v["numbers"].get("seeds", seeds), "source": "measured here",
+            "conditions": {"data": conditions, **{t.lang: render_text(conditions_text(conditions), t)
+                                                  for t in translators}},
+            "summary": {t.lang: render_text(v["summary"], t) for t in translators},
             "method": {t.lang: render_text(v["method"], t) for t in translators},
             "summary_text": v["summary"], "method_text": v["method"],
             "number_labels": {key: {t.lang: number_label(key, t) for t in translators} for key in v["numbers"]}}
