@@ -35,6 +35,9 @@ VARIANTS: dict[str, Variant] = {
     "post_ln_warmup": Variant({"norm_position": "post"}, {"warmup_steps": 200}),
     "no_residual": Variant({"norm_position": "pre", "residual": False}),
     "no_norm": Variant({"norm_position": "pre", "norm": "none"}),
+    # under Xavier init a model without any norm starts with much larger activations (claim N4 depends on it)
+    "pre_ln_xavier": Variant({"norm_position": "pre"}, {"init": "xavier"}),
+    "no_norm_xavier": Variant({"norm_position": "pre", "norm": "none"}, {"init": "xavier"}),
     "batch_norm": Variant({"norm_position": "pre", "norm": "batch"}),
     "pe_every_layer": Variant({"norm_position": "pre", "pos_every_layer": True}),
     "no_causal_mask": Variant({"norm_position": "pre", "causal_mask": False}),
