@@ -21,17 +21,17 @@ def measured(tmp_path, cells, claim="R3"):
 
 
 def test_a_verdict_the_seeds_agree_on_stands_and_says_so(tmp_path):
-    v = measured(tmp_path, depth_cells(no_residual_6=FAILS))
+    v = measured(tmp_path, depth_cells(no_residual_keep_cross_6=FAILS))
     assert v.verdict == "holds" and v.numbers["seeds"] == 3 and v.numbers["seeds_holds"] == 3
     assert "Each of the 3 seeds, measured alone, gives the same verdict: holds." in render_text(v.summary,
                                                                                                  Translator("en"))
 
 
 def test_seeds_that_disagree_make_the_verdict_mixed_with_the_split_shown(tmp_path):
-    v = measured(tmp_path, depth_cells(no_residual_6=[FAILS, FAILS, dict(GOOD)]))
+    v = measured(tmp_path, depth_cells(no_residual_keep_cross_6=[FAILS, FAILS, dict(GOOD)]))
     assert v.verdict == "mixed"
     assert v.numbers["seeds_holds"] == 2 and v.numbers["seeds_does_not_hold"] == 1
-    assert v.numbers["no_residual_depth6_heldout_accuracy"] == 0.4  # the mean of 0.1, 0.1 and 1.0
+    assert v.numbers["no_residual_keep_cross_depth6_heldout_accuracy"] == 0.4  # the mean of 0.1, 0.1 and 1.0
     summary = render_text(v.summary, Translator("en"))
     assert "The 3 seeds, each measured alone, disagree: holds on 2; does not hold here on 1." in summary
     assert "不一致" in render_text(v.summary, Translator("zh"))
@@ -55,7 +55,7 @@ def test_a_cell_is_the_mean_of_its_seeds_and_reached_only_if_every_seed_reached(
 
 
 def test_a_seed_not_trained_yet_is_left_out_of_the_split(tmp_path):
-    cells = {key: [dict(value), dict(value), None] for key, value in depth_cells(no_residual_6=FAILS).items()}
+    cells = {key: [dict(value), dict(value), None] for key, value in depth_cells(no_residual_keep_cross_6=FAILS).items()}
     v = measured(tmp_path, cells)
     assert v.verdict == "holds" and v.numbers["seeds"] == 2
 
@@ -63,7 +63,7 @@ def test_a_seed_not_trained_yet_is_left_out_of_the_split(tmp_path):
 def test_every_verdict_names_what_it_was_measured_on(tmp_path):
     from app.teaching.claims.render import api_verdict, verdict_view
 
-    v = measured(tmp_path, depth_cells(no_residual_6=FAILS))
+    v = measured(tmp_path, depth_cells(no_residual_keep_cross_6=FAILS))
     [sweep] = v.conditions
     assert sweep["source"] == "sweep:depth-residual-norm" and sweep["seeds"] == [0, 1, 2]
     assert sweep["depths"] == [2, 4, 6] and sweep["task"] == "reverse" and sweep["init"] == "default"

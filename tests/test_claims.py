@@ -90,15 +90,25 @@ def _measure(tmp_path, name: str, claim_id: str, plan: str, cells: dict):
 
 
 def test_r3_follows_the_stored_accuracies(tmp_path):
-    fails_deep = _depth_cells(no_residual_6={"acc": 0.1, "reach": None})
+    fails = {"acc": 0.1, "reach": None}
+    fails_deep = _depth_cells(no_residual_keep_cross_6=fails, **{f"no_residual_{d}": fails for d in (2, 4, 6)})
     v = _measure(tmp_path, "a", "R3", "depth-residual-norm", fails_deep)
-    assert v.verdict == "holds" and v.numbers["no_residual_depth6_heldout_accuracy"] == 0.1
+    assert v.verdict == "holds" and v.numbers["no_residual_keep_cross_depth6_heldout_accuracy"] == 0.1
     assert "sweep:depth-residual-norm" in v.sources
-    fails_early = _depth_cells(**{f"no_residual_{d}": {"acc": 0.2, "reach": None} for d in (2, 4, 6)})
+    assert "a bottleneck that has nothing to do with depth" in en(v.summary)  # judged with the cross skip kept
+    fails_early = _depth_cells(**{f"no_residual_keep_cross_{d}": {"acc": 0.2, "reach": None} for d in (2, 4, 6)})
     v = _measure(tmp_path, "b", "R3", "depth-residual-norm", fails_early)
     assert v.verdict == "holds_with_caveats" and "2 layers" in en(v.summary)
     v = _measure(tmp_path, "c", "R3", "depth-residual-norm", _depth_cells())
-    assert v.verdict == "does_not_hold" and v.numbers["no_residual_depth6_heldout_accuracy"] == 1.0
+    assert v.verdict == "does_not_hold" and v.numbers["no_residual_keep_cross_depth6_heldout_accuracy"] == 1.0
+
+
+def test_r3_without_the_cross_skip_runs_is_judged_on_every_skip_cut(tmp_path):
+    cells = {key: cell for key, cell in _depth_cells(no_residual_6={"acc": 0.1, "reach": None}).items()
+             if key[0] != "no_residual_keep_cross"}  # a store from before the sweep had that variant
+    v = _measure(tmp_path, "a", "R3", "depth-residual-norm", cells)
+    assert v.verdict == "holds" and "no_residual_keep_cross_depth6_heldout_accuracy" not in v.numbers
+    assert "bottleneck" not in en(v.summary)
 
 
 def test_r4_reduction_is_computed_from_steps_to_target(tmp_path):
@@ -158,7 +168,7 @@ def test_p2_roughness_is_computed_from_the_stored_losses(tmp_path):
 
 def test_a_partial_sweep_is_not_measured_until_the_needed_runs_are_done(tmp_path):
     v = _measure(tmp_path, "a", "R3", "depth-residual-norm", {("pre_ln", 2): dict(GOOD)})
-    assert v.verdict == "not_measured" and v.numbers == {"sweep_runs_done": 1, "sweep_runs_total": 21}
+    assert v.verdict == "not_measured" and v.numbers == {"sweep_runs_done": 1, "sweep_runs_total": 24}
 
 
 def test_r1_adds_the_gradients_recorded_in_training(tmp_path):

@@ -28,8 +28,9 @@ SEEDS = (0, 1, 2, 3, 4)
 # name -> (base run, depths, variants). The lessons cite these by name.
 BASE = build_spec({"task": "reverse", "steps": 600, "seed": 0, "stop_at": TARGET}, Switches())
 PLANS: dict[str, tuple[RunSpec, list[int], list[str]]] = {
-    "depth-residual-norm": (BASE, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual", "no_norm",
-                                               "pre_ln_xavier", "no_norm_xavier"]),
+    "depth-residual-norm": (BASE, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual",
+                                               "no_residual_keep_cross", "no_norm", "pre_ln_xavier",
+                                               "no_norm_xavier"]),
     "pe-every-layer": (BASE, [2, 4], ["pre_ln", "pe_every_layer"]),
     "batch-vs-layer-norm": (BASE, [2], ["pre_ln", "batch_norm"]),
     "causal-mask-off": (BASE, [2], ["pre_ln", "no_causal_mask"]),

@@ -34,6 +34,9 @@ VARIANTS: dict[str, Variant] = {
     "post_ln": Variant({"norm_position": "post"}),
     "post_ln_warmup": Variant({"norm_position": "post"}, {"warmup_steps": 200}),
     "no_residual": Variant({"norm_position": "pre", "residual": False}),
+    # every skip cut except cross-attention's: cutting that one too leaves the decoder reading the source only
+    # through attention weights, a bottleneck that fails at any depth (claim R3 is about depth)
+    "no_residual_keep_cross": Variant({"norm_position": "pre", "residual_self_attn": False, "residual_ffn": False}),
     "no_norm": Variant({"norm_position": "pre", "norm": "none"}),
     # under Xavier init a model without any norm starts with much larger activations (claim N4 depends on it)
     "pre_ln_xavier": Variant({"norm_position": "pre"}, {"init": "xavier"}),

@@ -76,24 +76,33 @@ def measure_r3(store: RunStore | None) -> Verdict:
     sweep, depths, missing = _sweep(store, "R3", ("pre_ln", "no_residual"), method)
     if missing:
         return missing
-    numbers = _table(sweep, ("pre_ln", "no_residual"), depths)
-    for variant in ("pre_ln", "no_residual"):
+    keep_cross = sweep.depths("pre_ln", "no_residual", "no_residual_keep_cross") == depths
+    variants = ("pre_ln", "no_residual") + (("no_residual_keep_cross",) if keep_cross else ())
+    numbers = _table(sweep, variants, depths)
+    for variant in variants:
         for depth in depths:
             losses = [x for x in series(store.metrics(sweep.get(variant, depth)["run_id"]), "loss")[-50:]
                       if math.isfinite(x)]
             numbers[f"{variant}_depth{depth}_final_loss"] = num(sum(losses) / len(losses)) if losses else None
     deep = depths[-1]
-    res, nores = sweep.get("pre_ln", deep), sweep.get("no_residual", deep)
-    failing = [d for d in depths if _acc(sweep.get("no_residual", d)) < FAILED]
+    # Judged on the variant that cuts the skips but not the cross-attention one, when the sweep has it: with every
+    # skip cut the decoder fails at any depth for a reason unrelated to depth.
+    judged = "no_residual_keep_cross" if keep_cross else "no_residual"
+    res, nores = sweep.get("pre_ln", deep), sweep.get(judged, deep)
+    failing = [d for d in depths if _acc(sweep.get(judged, d)) < FAILED]
     if _acc(nores) >= CONVERGED:
         verdict = "does_not_hold"
     elif _acc(nores) < FAILED and _acc(res) >= CONVERGED and deep >= DEEP and failing[0] == deep:
         verdict = "holds"
     else:
         verdict = "holds_with_caveats"
-    nloss, rloss = numbers[f"no_residual_depth{deep}_final_loss"], numbers[f"pre_ln_depth{deep}_final_loss"]
+    nloss, rloss = numbers[f"{judged}_depth{deep}_final_loss"], numbers[f"pre_ln_depth{deep}_final_loss"]
     summary = [text("claim.R3.summary", accuracies=_accuracies(sweep, "no_residual", depths), depth=str(deep),
-                    with_residual=pct(_acc(res)), loss_without=f2(nloss, 3), loss_with=f2(rloss, 3))]
+                    with_residual=pct(_acc(res)), loss_without=f2(numbers[f"no_residual_depth{deep}_final_loss"], 3),
+                    loss_with=f2(rloss, 3))]
+    if keep_cross:
+        summary.append(text("claim.R3.keep_cross", accuracies=_accuracies(sweep, judged, depths), depth=str(deep),
+                            loss=f2(nloss, 3)))
     if failing and failing[0] < deep:
         summary.append(text("claim.R3.fails_early", depth=str(failing[0])))
     elif verdict == "does_not_hold":

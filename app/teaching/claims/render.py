@@ -63,7 +63,8 @@ def render_text(text: Any, t: Translator) -> str:
 # The label is "stem · qualifier · qualifier" (`number.label`, `number.sep`); the raw key stays the
 # verdict's, shown as the label's title and given by /api/claims.
 
-VARIANTS = ("post_ln_warmup", "post_ln", "pre_ln_xavier", "pre_ln", "no_residual", "no_norm_xavier", "no_norm",
+VARIANTS = ("post_ln_warmup", "post_ln", "pre_ln_xavier", "pre_ln", "no_residual_keep_cross", "no_residual",
+            "no_norm_xavier", "no_norm",
             "pe_every_layer")  # a longer name before the shorter one it starts with
 _PREFIXES = [
     (re.compile(r"(?P<model>(?:post|pre)-\dx\d)_"), lambda m, t: f"reverse-{m['model']}"),
