@@ -23,7 +23,7 @@ ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
   | python | app\.lab\.precompute | app\.teaching\.verdicts
 """)
 ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "Glorot", "GPT", "Transformer", "RoPE", "Santurkar",
-                 "logits", "Sublayer", "sin", "cos", "max", "pos",
+                 "Xiong", "logits", "Sublayer", "sin", "cos", "max", "pos",
                  "addnorm", "PyTorch", "API", "English"}  # every page: app name, API link, language switch
 # Whole pages also hold terms Chinese technical writing keeps in English, cited authors, the study note's
 # own English glosses (quoted), and the English-number task's inputs ("three hundred twelve").

@@ -55,7 +55,8 @@ def test_a_cell_is_the_mean_of_its_seeds_and_reached_only_if_every_seed_reached(
 
 
 def test_a_seed_not_trained_yet_is_left_out_of_the_split(tmp_path):
-    cells = {key: [dict(value), dict(value), None] for key, value in depth_cells(no_residual_keep_cross_6=FAILS).items()}
+    cells = {key: [dict(value), dict(value), None]
+             for key, value in depth_cells(no_residual_keep_cross_6=FAILS).items()}
     v = measured(tmp_path, cells)
     assert v.verdict == "holds" and v.numbers["seeds"] == 2
 

@@ -21,6 +21,8 @@ from app.teaching.claims.common import (
     sweep_missing,
     text,
 )
+from app.teaching.claims.init_gradients import DEPTH as INIT_DEPTH
+from app.teaching.claims.init_gradients import last_over_first
 
 PLAN = "depth-residual-norm"
 DEEP = 6  # the note's threshold: "6 layers and more"
@@ -177,7 +179,7 @@ def measure_n2(store: RunStore | None) -> Verdict:
     summary = [text("claim.N2.summary", depth=str(deep), target=pct(TARGET), post=pct(_acc(post)),
                     post_steps=steps_text(post), warm=pct(_acc(warm)), warm_steps=steps_text(warm),
                     pre=pct(_acc(pre)), pre_steps=steps_text(pre)),
-               text("claim.N2.needs_help" if needs_help else "claim.N2.as_good")]
+               text("claim.N2.needs_help" if needs_help else "claim.N2.as_good"), _init_gradients(numbers)]
     return Verdict("N2", verdict, numbers, summary, method, [sweep.source()])
 
 
@@ -211,6 +213,18 @@ def _n4_init(sweep: SweepData, init: str, depths: list[int], numbers: dict) -> d
     return {"init": init, "first_fail": fails[0] if fails else None, "line": line, "faster": faster,
             "fails_deep": bool(deep) and all(d in fails for d in deep),
             "trains_deep": bool(deep) and all(_acc(sweep.get(without, d)) >= CONVERGED for d in deep)}
+
+
+def _init_gradients(numbers: dict) -> Text:
+    """The mechanism behind Post-LN's need for warm-up (Xiong et al., 2020): at initialisation the weights near the
+    output get larger gradients under Post-LN than under Pre-LN. Measured on every precompute seed."""
+    post, pre = last_over_first("post"), last_over_first("pre")
+    numbers["post_ln_init_grad_last_over_first"] = num(sum(post) / len(post))
+    numbers["pre_ln_init_grad_last_over_first"] = num(sum(pre) / len(pre))
+    every_seed = all(p > q for p, q in zip(post, pre, strict=True))
+    return text("claim.N2.init_gradients", layers=str(INIT_DEPTH), seeds=str(len(post)),
+                post=f"{f2(min(post))}–{f2(max(post))}", pre=f"{f2(min(pre))}–{f2(max(pre))}",
+                reading=text("claim.N2.init_larger" if every_seed else "claim.N2.init_mixed"))
 
 
 def measure_n4(store: RunStore | None) -> Verdict:
