@@ -36,6 +36,89 @@ class Predict(BaseModel):
     choices: list[Choice] = Field(min_length=2, max_length=4)
 
 
+Interval = tuple[float | None, float | None]  # [low, high): None is unbounded
+Box = dict[str, Interval]  # every named number in its interval
+
+
+class Resolve(BaseModel):
+    """How the measurement decides a predict step: which choice the step's claim's measured numbers are.
+
+    Three shapes (see app/teaching/lessons/README.md):
+      {"number": "k", "choices": {"a": [null, 0.1], "b": [[0.1, 0.5], [2, null]]}}   one number, in intervals
+      {"choices": {"a": {"k1": [0.5, null], "k2 / k3": [null, 1.2]}, "b": [{…}, {…}]}}  several numbers, in boxes
+      {"figure": true}                                  no measured number decides it: the learner reads the figure
+    A number is a key of the claim's `Verdict.numbers`, or "k1 / k2" (their ratio). A choice may be left out
+    when no measurement could single it out. Choices never overlap."""
+
+    number: str | None = None
+    choices: dict[str, Interval | list[Interval] | Box | list[Box]] | None = None
+    figure: bool = False
+
+    @model_validator(mode="after")
+    def well_formed(self) -> Resolve:
+        if self.figure:
+            if self.number is not None or self.choices is not None:
+                raise ValueError('a "figure" rule has no number and no choices')
+            return self
+        if not self.choices:
+            raise ValueError('a rule needs "choices" (or "figure": true)')
+        boxes = self.boxes()
+        for cid, alternatives in boxes.items():
+            for box in alternatives:
+                if not box:
+                    raise ValueError(f"choice {cid!r}: a box needs at least one number")
+                for key, (low, high) in box.items():
+                    if not key.strip() or key.count("/") > 1:
+                        raise ValueError(f"choice {cid!r}: {key!r} is not a number key or 'key / key'")
+                    if low is not None and high is not None and not low < high:
+                        raise ValueError(f"choice {cid!r}: the interval [{low}, {high}) of {key} is empty")
+        ids = list(boxes)
+        for i, first in enumerate(ids):
+            for second in ids[i + 1:]:
+                for box_a in boxes[first]:
+                    for box_b in boxes[second]:
+                        if not _disjoint(box_a, box_b):
+                            raise ValueError(f"choices {first!r} and {second!r} overlap")
+        return self
+
+    def boxes(self) -> dict[str, list[Box]]:
+        """Every choice as a list of boxes (the choice is the measurement when any of its boxes holds it)."""
+        out: dict[str, list[Box]] = {}
+        for cid, rule in (self.choices or {}).items():
+            if self.number is not None:
+                if isinstance(rule, dict):
+                    raise ValueError(f"choice {cid!r}: with one number, give an interval [low, high) or a list of them")
+                intervals = rule if rule and isinstance(rule[0], (list, tuple)) else [rule]
+                if any(isinstance(i, dict) or len(i) != 2 for i in intervals):
+                    raise ValueError(f"choice {cid!r}: with one number, give an interval [low, high) or a list of them")
+                out[cid] = [{self.number: tuple(i)} for i in intervals]
+            else:
+                boxes = rule if isinstance(rule, list) else [rule]
+                if not all(isinstance(b, dict) for b in boxes):
+                    raise ValueError(f"choice {cid!r}: without \"number\", give a box {{key: [low, high)}} or a list")
+                out[cid] = [{k: tuple(v) for k, v in b.items()} for b in boxes]
+        return out
+
+    def numbers(self) -> list[str]:
+        """The numbers the rule reads, in the order they first appear (ratios as written)."""
+        return list(dict.fromkeys(k for boxes in self.boxes().values() for box in boxes for k in box))
+
+    def claim_keys(self) -> list[str]:
+        """The claim's number keys the rule reads (each side of a ratio)."""
+        return list(dict.fromkeys(part.strip() for k in self.numbers() for part in k.split("/")))
+
+
+def _disjoint(a: Box, b: Box) -> bool:
+    """Two boxes share no point: some number they both bound has intervals that do not meet."""
+    for key in a.keys() & b.keys():
+        (low_a, high_a), (low_b, high_b) = a[key], b[key]
+        low = max(x for x in (low_a, low_b, float("-inf")) if x is not None)
+        high = min(x for x in (high_a, high_b, float("inf")) if x is not None)
+        if not low < high:
+            return True
+    return False
+
+
 class Widget(BaseModel):
     kind: Literal["compare", "trace", "sweep", "train", "measure", "playground"]
     model: str | None = None
@@ -76,8 +159,33 @@ class Step(BaseModel):
     quote: str | None = None
     claim: str | None = None
     predict: Predict | None = None
+    resolve: Resolve | None = None  # required with `predict`: how the measurement decides it
     widget: Widget | None = None
     explain: Text | None = None
+
+    @model_validator(mode="after")
+    def resolvable(self) -> Step:
+        if self.predict is None:
+            if self.resolve is not None:
+                raise ValueError(f"step {self.id}: a resolve rule without a prediction")
+            return self
+        if self.resolve is None:
+            raise ValueError(f"step {self.id}: a prediction needs a resolve rule (the measurement decides it)")
+        if self.claim is None:
+            raise ValueError(f"step {self.id}: a prediction needs the claim whose measurement decides it")
+        if self.widget is None:
+            raise ValueError(f"step {self.id}: a prediction needs a widget to run")
+        known = {c.id for c in self.predict.choices}
+        if len(known) != len(self.predict.choices):
+            raise ValueError(f"step {self.id}: choice ids repeat")
+        unknown = set(self.resolve.choices or {}) - known
+        if unknown:
+            raise ValueError(f"step {self.id}: the resolve rule names choices {sorted(unknown)}; "
+                             f"the prediction has {sorted(known)}")
+        return self
+
+    def choice(self, choice_id: str) -> Choice | None:
+        return next((c for c in self.predict.choices if c.id == choice_id), None) if self.predict else None
 
 
 class Lesson(BaseModel):

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from app.teaching.claims import CLAIMS
 from app.teaching.claims.render import api_verdict, verdict_view
 from app.teaching.lesson_schema import get_lesson, load_lessons
-from app.teaching.widgets import run_widget
+from app.teaching.widgets import run_step
 from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep, StoreDep, TranslatorDep, VerdictsDep
 from app.web.errors import BadInput
@@ -43,13 +43,22 @@ def lesson_page(request: Request, slug: str):
 
 @router.get("/lessons/{slug}/steps/{step_id}/widget", summary="Run one step's widget (after the prediction)")
 async def lesson_widget(request: Request, slug: str, step_id: str, settings: SettingsDep, store: StoreDep,
-                        t: TranslatorDep):
+                        t: TranslatorDep, choice: str | None = None):
+    """With `choice` (the id of the learner's prediction), the outcome too: the step's claim measured, which
+    choice that is, and whether the prediction matched."""
     lesson = _lesson_or_404(slug)
     step = lesson.step(step_id)
     if step is None or step.widget is None:
         raise BadInput("step", f"lesson {slug!r} has no step {step_id!r} with a widget", 404)
-    result = await run_model_work(request, run_widget, step.widget, settings, store, t)  # queued with the playground
-    return render(request, "lesson.html", {"lesson": lesson, "step": step, "w": result}, block_names=["widget"])
+    if choice is not None:
+        if step.predict is None:
+            raise BadInput("choice", f"step {step_id!r} asks for no prediction")
+        if step.choice(choice) is None:
+            known = ", ".join(c.id for c in step.predict.choices)
+            raise BadInput("choice", f"{choice!r} is not a choice of step {step_id!r}; choices: {known}")
+    # queued with the playground; the claim is measured in the same worker
+    result = await run_model_work(request, run_step, step, choice, settings, store, t)
+    return render(request, "lesson.html", {"lesson": lesson, "step": step, **result}, block_names=["widget"])
 
 
 @router.get("/claims", summary="Every claim of the note, measured, with a verdict")

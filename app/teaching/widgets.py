@@ -11,7 +11,8 @@ from app.playground.state import parse_state
 from app.playground.traces import trace_for
 from app.teaching.claims import measure
 from app.teaching.claims.render import verdict_view
-from app.teaching.lesson_schema import Widget
+from app.teaching.lesson_schema import Step, Widget
+from app.teaching.outcomes import outcome
 from app.web.i18n import Translator
 from model.layers import sinusoidal_table
 
@@ -67,6 +68,16 @@ def run_widget(widget: Widget, settings, store, t: Translator) -> dict:
             return {"kind": "train", "fields": fields, "ab": widget.ab}
         state = parse_state(widget.params, settings.max_input_chars)
         return {"kind": "playground", "playground": "/playground?" + state.query()}
+
+
+def run_step(step: Step, choice: str | None, settings, store, t: Translator) -> dict:
+    """A step's widget run, and with a prediction (`choice`, a choice id) the outcome: the step's claim measured
+    against the store, and whether the prediction was what was measured."""
+    result = {"w": run_widget(step.widget, settings, store, t), "outcome": None}
+    if choice is not None and step.predict is not None:
+        verdict = None if step.resolve.figure else measure(step.claim, store)
+        result["outcome"] = outcome(step, choice, verdict, t)
+    return result
 
 
 def _sweep(plan: str, store, t: Translator) -> dict:

@@ -52,6 +52,14 @@ function setupLesson(article) {
   markToc(article, progress);
 }
 
+// The Run button's request carries the prediction (?choice=<id>), so the server can say whether it matched.
+document.addEventListener("htmx:configRequest", (event) => {
+  const run = event.detail.elt;
+  if (!run.classList || !run.classList.contains("run-step")) return;
+  const checked = run.closest(".lesson-step").querySelector(".predict input[type=radio]:checked");
+  if (checked) event.detail.parameters.choice = checked.value;
+});
+
 function markToc(article, progress) {
   article.querySelectorAll("[data-step-link]").forEach((link) => {
     const done = (progress[link.dataset.stepLink] || {}).ran;
