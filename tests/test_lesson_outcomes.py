@@ -121,7 +121,7 @@ def stores(tmp_path_factory):
         store.finish(run.id, "done")
         out[name] = store
     mixed = RunStore(path / "mixed.sqlite3")
-    fill_sweep(mixed, "depth-residual-norm", depth_cells(no_residual_6=[dict(GOOD), FAILING]), seeds=(0, 1))
+    fill_sweep(mixed, "depth-residual-norm", depth_cells(no_residual_keep_cross_6=[dict(GOOD), FAILING]), seeds=(0, 1))
     out["mixed"] = mixed
     yield out
     for store in out.values():
