@@ -178,8 +178,10 @@ def test_a_partial_sweep_is_not_measured_until_the_needed_runs_are_done(tmp_path
 def test_r1_adds_the_gradients_recorded_in_training(tmp_path):
     cells = _depth_cells(**{f"no_residual_{d}": {**GOOD, "grad_ratio": 1e-3} for d in (2, 4, 6)})
     v = _measure(tmp_path, "a", "R1", "depth-residual-norm", cells)
-    assert v.numbers["trained_depth"] == 6 and v.verdict == "holds"
+    assert v.numbers["trained_depth"] == 6
     assert v.numbers["trained_no_residual_decoder_first_over_last"] == pytest.approx(1e-3)
+    # the zoo models' encoders do not all show the drop, so the decoder's bottleneck alone makes it a caveat
+    assert v.verdict == "holds_with_caveats" and "a bottleneck, not the vanishing product" in en(v.summary)
 
 
 def _checkpoint(switches) -> bytes:
