@@ -76,3 +76,10 @@ def test_every_verdict_names_what_it_was_measured_on(tmp_path):
     zoo = measure("P3")  # the zoo model it read, and that it is a check by construction
     assert zoo.conditions[0]["source"].startswith("zoo:") and zoo.conditions[0]["seeds"] == [0]
     assert api_verdict(zoo)["kind"] == "construction" and verdict_view(zoo, Translator("zh"))["by_construction"]
+
+
+def test_attention_distance_claims_say_this_task_cannot_test_them():
+    for claim in ("E2", "D4"):
+        v = measure(claim)
+        assert v.verdict != "holds"  # a proxy on a task without local-to-global structure never fully confirms
+        assert "This task cannot test the claim as stated" in render_text(v.summary, Translator("en"))

@@ -103,14 +103,16 @@ def _distance_verdict(claim: str, stack: str) -> Verdict:
     trends = [(d[-1] - d[0]) / d[0] for d in by_model.values()]
     grows = [t >= 0.2 and all(b >= a - 0.05 for a, b in zip(d, d[1:], strict=False))
              for t, d in zip(trends, by_model.values(), strict=True)]
-    verdict = "holds" if all(grows) else "holds_with_caveats" if any(grows) else "does_not_hold"
+    # Reversal has no local-to-global structure to find, so the distance is a proxy: it never fully confirms.
+    verdict = "holds_with_caveats" if any(grows) else "does_not_hold"
     titles = {"post-4x4": "Post-LN 4+4", "pre-4x4": "Pre-LN 4+4"}
     parts = [text("claim.distance.model", distances=" → ".join(f2(x) for x in d), model=titles[key],
                   change=f"{'+' if trend >= 0 else ''}{pct(trend)}")
              for (key, d), trend in zip(by_model.items(), trends, strict=True)]
     name = text(f"claim.stack.{stack}")
     summary = [text("claim.distance.summary", stack=name, parts=parts),
-               text("claim.distance.further" if verdict == "holds" else "claim.distance.not_further")]
+               text("claim.distance.further" if all(grows) else "claim.distance.not_further"),
+               text("claim.distance.proxy")]
     method = text("claim.distance.method", stack=name)
     return Verdict(claim, verdict, numbers, summary, method, [f"zoo:{n}" for n in DEEP_MODELS.values()])
 
