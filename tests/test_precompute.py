@@ -49,3 +49,18 @@ def test_the_lesson_plans_are_valid_sweeps():
 
     for base, depths, variants in PLANS.values():
         assert len(sweep_items(base, depths, variants, Settings())) == len(depths) * len(variants)
+
+
+def test_a_changed_plan_is_recorded_as_a_new_sweep_and_only_its_new_runs_train(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    quiet = {"log": lambda *a, **k: None, "settings": settings, "seeds": (0,)}
+    base, depths, _ = TINY["tiny"]
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        precompute(store, {"tiny": (base, depths, ["pre_ln"])}, workers=2, **quiet)
+        before = len(store.list(limit=100))
+        precompute(store, {"tiny": (base, depths, ["pre_ln", "no_norm"])}, workers=2, **quiet)
+        newest = store.sweeps()[0]
+        assert newest["name"] == "tiny" and {i["variant"] for i in newest["items"]} == {"pre_ln", "no_norm"}
+        assert len(store.list(limit=100)) == before + len(depths)  # the pre_ln runs were kept, not trained again
+        precompute(store, {"tiny": (base, depths, ["pre_ln", "no_norm"])}, workers=2, **quiet)
+        assert len(store.sweeps()) == 2  # unchanged: no new sweep

@@ -38,12 +38,15 @@ PLANS: dict[str, tuple[RunSpec, list[int], list[str]]] = {
 
 
 def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> list[tuple[RunSpec, str, list[int]]]:
-    """(configuration, label, seeds still missing) for every configuration of every plan; sweeps recorded."""
-    known = {s["name"] for s in store.sweeps(limit=1000)}
+    """(configuration, label, seeds still missing) for every configuration of every plan; each plan recorded as
+    a sweep, again when the plan changed (new variants or seeds), since claims read the newest sweep of a plan."""
+    newest = {}
+    for sweep in store.sweeps(limit=1000):  # newest first
+        newest.setdefault(sweep["name"], sweep)
     work: dict[str, tuple[RunSpec, str, list[int]]] = {}
     for name, (base, depths, variants) in plans.items():
         items = sweep_items(base, depths, variants, settings, seeds)
-        if name not in known:
+        if name not in newest or _cells(newest[name]["items"]) != _cells(items):
             store.create_sweep(name, items)
         for item in items:
             spec = item["spec"]
@@ -52,6 +55,10 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
                 work[with_seed(spec, 0).key()] = (spec, f"{name}: {item['variant']} × {item['depth']}", missing)
     # deepest first: the longest jobs start early, so the last minutes are not one worker alone
     return sorted(work.values(), key=lambda w: -w[0].model_config["n_encoder_layers"])
+
+
+def _cells(items: list[dict]) -> set:
+    return {(item["variant"], item["depth"], item["spec"].key(), tuple(item.get("seeds") or ())) for item in items}
 
 
 def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, log=print,
