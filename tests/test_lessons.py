@@ -79,6 +79,7 @@ def test_claim_check_lists_every_claim_with_a_verdict_and_when(client):
     allowed = {"holds", "holds_with_caveats", "does_not_hold", "mixed", "not_measured"}
     assert {v["verdict"] for v in report["verdicts"].values()} <= allowed
     assert report["computed_at"] > 0 and "runs_in_store" in report
+    assert report["machine"]["cpus"] >= 1 and report["machine"]["torch"].startswith("2.")  # where it was measured
     # zoo-based claims are measured even with an empty store
     assert report["verdicts"]["P3"]["verdict"] == "holds" and report["verdicts"]["R1"]["numbers"]
     json.dumps(report)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import sys
 import threading
 import time
@@ -36,11 +38,20 @@ def compute_report(store: RunStore) -> dict:
     return {
         "format": REPORT_FORMAT,
         "fingerprint": fingerprint,
+        "machine": machine(),
         "computed_at": time.time(),
         "seconds": round(time.time() - started, 1),
         "runs_in_store": len(runs),
         "verdicts": {claim: asdict(v) for claim, v in verdicts.items()},
     }
+
+
+def machine() -> dict:
+    """Where a report was measured: the figures depend on the machine only through float rounding, but say it."""
+    import torch
+
+    return {"host": platform.node(), "system": platform.platform(terse=True), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def save_report(settings, report: dict) -> None:
