@@ -274,3 +274,15 @@ def test_delete_removes_metrics_and_checkpoint(store):
     assert store.find_done(make_spec()) is None
     assert store.get(keep) is not None
     store.delete(run_id)  # deleting twice is harmless
+
+
+def test_steps_to_reach_follows_a_running_run_and_is_kept_once_it_ended(store):
+    run_id = store.create(make_spec()).id
+    store.mark_running(run_id)
+    store.add_metrics(run_id, [{"step": 10, "heldout_seq_accuracy": 0.5}])
+    assert store.steps_to_reach(run_id, 0.99) is None  # not yet: still training
+    store.add_metrics(run_id, [{"step": 20, "heldout_seq_accuracy": 0.995}])
+    assert store.steps_to_reach(run_id, 0.99) == 20
+    store.finish(run_id, "done")
+    assert store.steps_to_reach(run_id, 0.99) == 20 and (run_id, 0.99) in store._reached
+    assert store.steps_to_reach(run_id, 0.4) == 10  # each target on its own

@@ -130,6 +130,7 @@ class RunStore:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._reached: dict[tuple[int, float], int | None] = {}  # (run id, target) -> step; finished runs only
         try:
             self._set_up()
         except BaseException:
@@ -289,6 +290,21 @@ class RunStore:
             sweeps = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(MAX(stopped_at), 0) "
                                         "FROM sweeps").fetchone()
         return f"{runs[0]}:{runs[1]:.6f}:{sweeps[0]}:{sweeps[1]}:{sweeps[2]:.6f}"
+
+    def steps_to_reach(self, run_id: int, target: float) -> int | None:
+        """The first evaluated step at which the run's held-out exact accuracy reached `target` (None: never).
+        Remembered once the run has ended, since its metrics no longer change: sweep pages refresh every few
+        seconds and every claim reads the same sweeps, and parsing all metrics is what costs."""
+        from model.train import steps_to_reach  # the one definition of "reached"
+
+        key = (run_id, target)
+        if key in self._reached:
+            return self._reached[key]
+        record = self.get(run_id)
+        reached = steps_to_reach(self.metrics(run_id), target)
+        if record is not None and record.status in FINAL_STATUSES:
+            self._reached[key] = reached
+        return reached
 
     def size_mb(self) -> float:
         """The store's size on disk, its write-ahead log included."""

@@ -17,7 +17,6 @@ from app.lab.quotas import QuotaExceeded
 from app.lab.store import RunRecord, RunSpec, RunStore
 from app.web.errors import BadInput
 from model.config import ModelConfig, Switches, TrainConfig
-from model.train import steps_to_reach
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def _item_result(store: RunStore, item: dict) -> dict:
     status = next((s for s in ("running", "queued", "failed", "cancelled") if s in statuses), "done")
     done = [r for r in records if r is not None and r.status == "done"]
     finals = [a for a in ((r.final or {}).get("heldout_seq_accuracy") for r in done) if a is not None]
-    reached = [s for s in (steps_to_reach(store.metrics(r.id), TARGET) for r in done) if s is not None]
+    reached = [s for s in (store.steps_to_reach(r.id, TARGET) for r in done) if s is not None]
     return {
         "variant": item["variant"], "depth": item["depth"], "status": status,
         "run_id": records[0].id if records[0] else None, "run_ids": [r.id for r in records if r],

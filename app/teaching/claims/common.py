@@ -31,7 +31,6 @@ from app.lab.sweeps import TARGET
 from app.web.numbers import finite
 from model.checkpoint import load_checkpoint
 from model.tasks import PAD, Batch, Task, collate
-from model.train import steps_to_reach
 from model.transformer import Seq2Seq
 from model.zoo import load_zoo_model
 
@@ -187,7 +186,7 @@ def _seed_row(store: RunStore, item: dict, seed: int) -> dict | None:
     return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "seed": seed,
             "steps": spec.train_config["steps"], "steps_done": record.steps_done,
             "heldout_seq_accuracy": (record.final or {}).get("heldout_seq_accuracy"),
-            "steps_to_target": steps_to_reach(store.metrics(record.id), TARGET)}
+            "steps_to_target": store.steps_to_reach(record.id, TARGET)}
 
 
 def _mean_row(runs: list[dict]) -> dict:
