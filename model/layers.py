@@ -32,6 +32,10 @@ class Norm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model))  # β
         self.register_buffer("running_mean", torch.zeros(d_model))
         self.register_buffer("running_var", torch.ones(d_model))
+        # Ways BatchNorm can be used that this model avoids; a probe turns them on (model/train/probes.py):
+        # statistics of the batch at hand even in eval mode, and padding positions counted in them.
+        self.batch_statistics_at_eval = False
+        self.count_padding = False
         self.hook_in = HookPoint()  # what arrives at the norm
         self.hook_mean = HookPoint()
         self.hook_std = HookPoint()
@@ -88,13 +92,15 @@ class Norm(nn.Module):
     def _batch_stats(
         self, x: torch.Tensor, pad_mask: torch.Tensor | None, update_running: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.training:
+        if not self.training and not self.batch_statistics_at_eval:
             return self.running_mean.view(1, 1, -1), torch.sqrt(self.running_var.view(1, 1, -1) + self.eps)
-        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if pad_mask is None else ~pad_mask
+        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        if pad_mask is not None and not self.count_padding:
+            keep = ~pad_mask
         tokens = x[keep]  # (N, D): every real position of every sequence in the batch
         mean = tokens.mean(0)
         var = tokens.var(0, unbiased=False)
-        if update_running:
+        if update_running and self.training:
             with torch.no_grad():
                 n = tokens.size(0)
                 self.running_mean.lerp_(mean.detach(), self.momentum)

@@ -85,7 +85,8 @@ class SeedPositionalEncoding(PositionalEncoding):
 
 
 class SeedNorm(Norm):
-    """A Norm whose γ, β and running statistics are (K, D); batch statistics are taken per seed."""
+    """A Norm whose γ, β and running statistics are (K, D); batch statistics are taken per seed. Training only:
+    the probes' ways of using BatchNorm (Norm.batch_statistics_at_eval, count_padding) run on one seed's model."""
 
     def __init__(self, norms: list[Norm]):
         super().__init__(norms[0].weight.numel(), norms[0].eps, norms[0].momentum)

@@ -16,6 +16,8 @@ from app.web.settings import Settings
 # texts keep too (LayerNorm(x + Sublayer(x)) is the paper's formula).
 ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
     (reverse-(post|pre)|en-numbers|zh-numbers)-\dx\d | depth-residual-norm | pe-every-layer | batch-vs-layer-norm
+  | depth-12 | position-encodings | causal-mask-off | learned_pe | no_pe | no_residual_keep_cross
+  | post_ln_pe_every_layer | pre_ln_xavier | no_norm_xavier
   | (causal_mask|pos_encoding|pos_every_layer|norm|memory|residual)=\w+ | fan[_-](in|out)
   | pre_ln | post_ln | post_ln_warmup | no_residual | no_norm | pe_every_layer | batch_norm | no_causal_mask
   | (encoder\.\d+\.)?hook_\w+ | cross_attn\.hook_k | pos_every_layer | pos_encoding=none | causal_mask
@@ -23,7 +25,7 @@ ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
   | python | app\.lab\.precompute | app\.teaching\.verdicts
 """)
 ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "Glorot", "GPT", "Transformer", "RoPE", "Santurkar",
-                 "Xiong", "logits", "Sublayer", "sin", "cos", "max", "pos",
+                 "Xiong", "Wilson", "logits", "Sublayer", "sin", "cos", "max", "pos",
                  "addnorm", "PyTorch", "API", "English"}  # every page: app name, API link, language switch
 # Whole pages also hold terms Chinese technical writing keeps in English, cited authors, the study note's
 # own English glosses (quoted), and the English-number task's inputs ("three hundred twelve").
@@ -113,9 +115,36 @@ def fill_sweep(store: RunStore, plan: str, cells: dict, seeds: tuple[int, ...] =
         for seed, kwargs in zip(seeds, per_seed if isinstance(per_seed, list) else [per_seed] * len(seeds),
                                 strict=True):
             if kwargs is not None:
+                kwargs = dict(kwargs)
+                probes = kwargs.pop("probes", None)
                 run = store.create(with_seed(item["spec"], seed))
                 store.add_metrics(run.id, rows(item["depth"], **kwargs))
+                if probes is not None:
+                    store.set_probes(run.id, probes)
                 store.finish(run.id, "done")
+
+
+def long_probe(seq: float, token: float = 0.5) -> dict:
+    """What model.train.probes stores for a run's accuracy on inputs longer than in training."""
+    return {"long_inputs": {"min_len": 11, "max_len": 14, "trained_max_len": 10, "inputs": 100,
+                            "seq_accuracy": seq, "token_accuracy": token}}
+
+
+def batch_probe(running: float, alone: float, padding: float | None = None) -> dict:
+    """What model.train.probes stores for a BatchNorm run used with each kind of statistics."""
+    return {"batch_statistics": {"inputs": 100, "running_statistics": running, "batch_of_100": running,
+                                 "alone": alone, "batch_of_100_padding_counted": alone if padding is None else padding}}
+
+
+def position_cells(sinusoidal: float, learned: float, none: float = 0.0) -> dict:
+    return {("pre_ln", 2): {**GOOD, "probes": long_probe(sinusoidal)},
+            ("learned_pe", 2): {**GOOD, "probes": long_probe(learned)},
+            ("no_pe", 2): {"acc": 0.05, "reach": None, "probes": long_probe(none)}}
+
+
+def batch_norm_cells(running: float, alone: float, layer_acc: float = 1.0) -> dict:
+    return {("pre_ln", 2): {"acc": layer_acc, "reach": 100},
+            ("batch_norm", 2): {"acc": running, "reach": None, "probes": batch_probe(running, alone)}}
 
 
 def depth_cells(**changes) -> dict:
@@ -126,7 +155,7 @@ def depth_cells(**changes) -> dict:
     return cells
 
 
-STORE_CLAIMS = ("R1", "R3", "R4", "N2", "N3", "N4", "P2")
+STORE_CLAIMS = ("R1", "R2", "R3", "R4", "R5", "N2", "N3", "N4", "N5", "P2", "P4")
 
 
 def stored_claim_verdicts(tmp_path) -> list:
@@ -141,17 +170,20 @@ def stored_claim_verdicts(tmp_path) -> list:
         "empty": {},
         "partial": {"depth-residual-norm": {("pre_ln", 2): dict(GOOD)}},
         "good": {"depth-residual-norm": depth_cells(),
-                 "pe-every-layer": {(v, d): dict(GOOD) for v in ("pre_ln", "pe_every_layer") for d in (2, 4)}},
+                 "pe-every-layer": {(v, d): dict(GOOD) for v in ("pre_ln", "pe_every_layer") for d in (2, 4)},
+                 "position-encodings": position_cells(0.95, 0.5), "batch-vs-layer-norm": batch_norm_cells(1.0, 0.1)},
         "failing": {"depth-residual-norm": depth_cells(
             **{f"no_residual_{d}": failing for d in (2, 4, 6)}, post_ln_6=failing, no_norm_6={**failing, "drift": 2.0},
             no_norm_2={"acc": 1.0, "reach": 200}, no_norm_4={"acc": 1.0, "reach": 200},
             pre_ln_6={**GOOD, "drift": 1.0}),
             "pe-every-layer": {**{("pre_ln", d): dict(GOOD) for d in (2, 4)},
-                               **{("pe_every_layer", d): {"acc": 0.5, "reach": None, "noise": 0.3} for d in (2, 4)}}},
+                               **{("pe_every_layer", d): {"acc": 0.5, "reach": None, "noise": 0.3} for d in (2, 4)}},
+            "position-encodings": position_cells(0.05, 0.04), "batch-vs-layer-norm": batch_norm_cells(0.5, 0.1)},
         "near30": {"depth-residual-norm": depth_cells(**{f"no_residual_{d}": {"acc": 1.0, "reach": 140}
                                                          for d in (2, 4, 6)}),
                    "pe-every-layer": {**{("pre_ln", d): dict(GOOD) for d in (2, 4)},
-                                      **{("pe_every_layer", d): {**GOOD, "noise": 0.05} for d in (2, 4)}}},
+                                      **{("pe_every_layer", d): {**GOOD, "noise": 0.05} for d in (2, 4)}},
+                   "position-encodings": position_cells(0.7, 0.8), "batch-vs-layer-norm": batch_norm_cells(1.0, 1.0)},
         "shallow": {"depth-residual-norm": {(v, d): dict(GOOD) for v in PLANS["depth-residual-norm"][2]
                                             for d in (2, 4)}},
     }

@@ -32,10 +32,10 @@ def test_lesson_one_in_chinese_predict_run_read(page: Page, live_server):
 
 def test_the_outcome_line_says_whether_the_prediction_matched(page: Page, live_server):
     page.goto(f"{live_server}/lessons/positional-encoding?lang=en")
-    step = page.locator("#longer-inputs")
+    step = page.locator("#word-order")
     step.locator(".predict input[value=c]").check()
     step.locator(".run-step").click()
     line = step.locator(".widget .outcome")
-    expect(line).to_contain_text("You predicted: It breaks down on lengths it never saw", timeout=30_000)
+    expect(line).to_contain_text("You predicted: Wrong on almost every input: the order is lost", timeout=30_000)
     expect(line).to_contain_text("✓ Your prediction matched.")
     expect(line).to_have_attribute("data-outcome", "match")

@@ -3,22 +3,19 @@ runs in the store (not_measured without them, and computed from whatever metrics
 
 import pytest
 import torch
-from helpers import GOOD
+from helpers import GOOD, batch_norm_cells, position_cells
 from helpers import depth_cells as _depth_cells
 from helpers import fill_sweep as _fill
 from helpers import rows as _rows
 
-from app.lab.precompute import PLANS
 from app.lab.store import RunStore
-from app.lab.sweeps import sweep_items
 from app.teaching.claims import CLAIMS, VERDICTS, measure
 from app.teaching.claims.render import render_text
 from app.web.i18n import Translator, labels
-from app.web.settings import Settings
 
 CLAIM_IDS = ["R1", "R2", "R3", "R4", "R5", "N1", "N2", "N3", "N4", "N5", "E1", "E2",
              "P1", "P2", "P3", "P4", "P5", "D1", "D2", "D3", "D4"]
-STORE_CLAIMS = ["R3", "R4", "N2", "N3", "N4", "P2"]
+STORE_CLAIMS = ["R3", "R4", "N2", "N3", "N4", "N5", "P2", "P4"]
 ZOO_CLAIMS = [c for c in CLAIM_IDS if c not in STORE_CLAIMS]
 LESSONS = {"residual", "normalization", "encoder-stack", "positional-encoding", "decoder-stack",
            "training-vs-inference"}
@@ -163,11 +160,32 @@ def test_p2_roughness_is_computed_from_the_stored_losses(tmp_path):
     cells = {("pre_ln", d): dict(GOOD) for d in (2, 4)}
     v = _measure(tmp_path, "a", "P2", "pe-every-layer",
                  {**cells, **{("pe_every_layer", d): {"acc": 0.5, "reach": None, "noise": 0.3} for d in (2, 4)}})
-    assert v.verdict == "holds" and v.numbers["depth4_accuracy_pe_every_layer"] == 0.5
-    assert v.numbers["depth4_roughness_ratio"] is None or v.numbers["depth4_roughness_ratio"] > 2
+    assert v.verdict == "holds" and v.numbers["pre_ln_depth4_accuracy_pe_every_layer"] == 0.5
+    assert v.numbers["pre_ln_depth4_roughness_ratio"] is None or v.numbers["pre_ln_depth4_roughness_ratio"] > 2
     same = {("pe_every_layer", d): dict(GOOD) for d in (2, 4)}
     v = _measure(tmp_path, "b", "P2", "pe-every-layer", {**cells, **same})
-    assert v.verdict == "does_not_hold" and v.numbers["depth2_roughness_ratio"] == pytest.approx(1.0)
+    assert v.verdict == "does_not_hold" and v.numbers["pre_ln_depth2_roughness_ratio"] == pytest.approx(1.0)
+    assert "Post-LN" not in en(v.summary)  # only the arrangements the sweep trained
+
+
+def test_p2_compares_post_ln_too_when_the_sweep_has_it(tmp_path):
+    cells = {(v, d): dict(GOOD) for v in ("pre_ln", "pe_every_layer", "post_ln") for d in (2, 4, 6)}
+    cells |= {("post_ln_pe_every_layer", d): {"acc": 0.4, "reach": None, "noise": 0.3} for d in (2, 4, 6)}
+    v = _measure(tmp_path, "a", "P2", "pe-every-layer", cells)
+    assert v.verdict == "holds" and v.numbers["post_ln_depth6_accuracy_pe_every_layer"] == 0.4
+    assert v.numbers["pre_ln_depth6_accuracy_pe_every_layer"] == 1.0 and "Post-LN — depth 2" in en(v.summary)
+
+
+def test_p4_compares_sinusoidal_learned_and_no_pe_on_longer_inputs(tmp_path):
+    v = _measure(tmp_path, "a", "P4", "position-encodings", position_cells(0.1, 0.02))
+    assert v.verdict == "does_not_hold" and v.numbers["pre_ln_accuracy_long_inputs"] == 0.1
+    assert v.numbers["learned_pe_accuracy_long_inputs"] == 0.02 and v.numbers["long_lengths"] == "11–14"
+    assert "does better than learned positions" in en(v.summary)
+    v = _measure(tmp_path, "b", "P4", "position-encodings", position_cells(0.97, 0.97))
+    assert v.verdict == "holds" and "no better than learned" in en(v.summary)
+    cells = position_cells(0.97, 0.97)
+    cells[("no_pe", 2)] = {**cells[("no_pe", 2)], "probes": None}  # a run trained before runs were probed
+    assert _measure(tmp_path, "c", "P4", "position-encodings", cells).verdict == "not_measured"
 
 
 def test_a_partial_sweep_is_not_measured_until_the_needed_runs_are_done(tmp_path):
@@ -184,34 +202,16 @@ def test_r1_adds_the_gradients_recorded_in_training(tmp_path):
     assert v.verdict == "holds_with_caveats" and "a bottleneck, not the vanishing product" in en(v.summary)
 
 
-def _checkpoint(switches) -> bytes:
-    """The trained weights of reverse-pre-2x2 saved as a run's checkpoint with other switches."""
-    from model.checkpoint import checkpoint_bytes
-    from model.train import TrainConfig
-    from model.transformer import Seq2Seq
-    from model.zoo import load_zoo_model
-
-    zoo_model, _, _ = load_zoo_model("reverse-pre-2x2")
-    model = Seq2Seq(zoo_model.config, switches)
-    model.load_state_dict(zoo_model.state_dict())
-    return checkpoint_bytes(model, TrainConfig(), [])
-
-
-def test_n5_uses_the_stored_batch_norm_run(tmp_path):
-    from model.config import Switches
-
-    for name, acc_bn, expected in (("a", 0.3, "holds"), ("b", 1.0, "holds_with_caveats")):
-        with RunStore(tmp_path / f"{name}.sqlite3") as store:
-            _fill(store, "batch-vs-layer-norm", {("pre_ln", 2): dict(GOOD)})
-            items = sweep_items(*PLANS["batch-vs-layer-norm"], Settings())
-            item = next(i for i in items if i["variant"] == "batch_norm")
-            run = store.create(item["spec"])
-            store.add_metrics(run.id, _rows(2, acc=acc_bn, reach=None))
-            store.finish(run.id, "done", checkpoint=_checkpoint(Switches(norm="batch", norm_position="pre")))
-            v = _check_shape(measure("N5", store), "N5")
-        assert v.verdict == expected and v.sources[0] == "sweep:batch-vs-layer-norm"
-        assert v.numbers["batchnorm_run_heldout_accuracy"] == acc_bn and v.numbers["batchnorm_model"] == "stored run"
-        assert v.numbers["batchnorm_train_change_alone"] > 1e-3 > v.numbers["batchnorm_eval_change_other_batchmates"]
+def test_n5_reads_how_the_batch_norm_runs_answer_with_each_kind_of_statistics(tmp_path):
+    v = _measure(tmp_path, "a", "N5", "batch-vs-layer-norm", batch_norm_cells(1.0, 0.1))
+    assert v.verdict == "holds_with_caveats" and v.sources[0] == "sweep:batch-vs-layer-norm"
+    assert v.numbers["batchnorm_accuracy_each_input_alone"] == 0.1
+    assert v.numbers["batchnorm_accuracy_running_statistics"] == 1
+    assert v.numbers["layernorm_train_change_alone"] < 1e-4  # LayerNorm: one input's output ignores the others
+    assert "leaves padding out of its statistics" in en(v.summary)
+    assert _measure(tmp_path, "b", "N5", "batch-vs-layer-norm", batch_norm_cells(0.5, 0.1)).verdict == "holds"
+    v = _measure(tmp_path, "c", "N5", "batch-vs-layer-norm", batch_norm_cells(1.0, 1.0))
+    assert v.verdict == "does_not_hold" and "however its statistics are taken" in en(v.summary)
 
 
 def test_d3_reports_a_stored_run_trained_without_the_mask(tmp_path):

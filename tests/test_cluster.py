@@ -61,6 +61,14 @@ def run_of(url: str, run_id: int) -> dict:
     return httpx.get(f"{url}/api/runs/{run_id}/metrics").json()
 
 
+def _training(process: psutil.Process) -> bool:
+    """Whether a process is still a live training worker (it may turn zombie or vanish while being asked)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE and "train_seeds" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
 def test_a_killed_server_leaves_no_training_behind_and_its_run_is_failed_on_restart(tmp_path):
     with server(tmp_path) as (url, process):
         run_id = start_run(url, steps=5000)
@@ -69,8 +77,7 @@ def test_a_killed_server_leaves_no_training_behind_and_its_run_is_failed_on_rest
             left = psutil.Process(process.pid).children(recursive=True)
             assert any((p.cmdline() or [""])[0].startswith("ray::train_seeds") for p in left)
             os.kill(process.pid, signal.SIGKILL)
-        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-                                 and "train_seeds" in " ".join(p.cmdline()) for p in left), timeout=10)
+        wait_for(lambda: not any(_training(p) for p in left), timeout=10)
     with server(tmp_path) as (url, _):  # the restart ends what Ray left behind and fails the interrupted run
         assert not [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         record = run_of(url, run_id)["run"]

@@ -67,6 +67,7 @@ def test_a_run_trains_streams_its_metrics_and_stores_a_checkpoint(runner):
     assert stored.status == "done" and stored.steps_done == 20 and stored.label == "A"
     model, meta = load_checkpoint(runner.store.checkpoint(record.id))
     assert meta["train_config"]["steps"] == 20 and model.config.d_model == 16
+    assert set(stored.probes) == {"long_inputs"}  # measured on the trained model as the run ended
 
 
 def test_the_same_settings_replay_the_stored_run(runner):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import GOOD, depth_cells, fill_sweep, rows
+from helpers import GOOD, batch_norm_cells, depth_cells, fill_sweep, position_cells, rows
 from pydantic import ValidationError
 
 from app.lab.store import RunSpec, RunStore
@@ -79,7 +79,7 @@ def test_boxes_that_differ_in_one_number_do_not_overlap():
 # what the real measurements of the shipped models are (each rule must single out exactly one choice)
 ZOO_EXPECTED = {"gradient-highway": "c", "keep-the-input": "c", "identity-layers": "b", "what-layernorm-does": "b",
                 "layer-to-layer": "a", "local-or-global": "b", "added-once": "b", "relative-positions": "a",
-                "longer-inputs": "c", "word-order": "c", "decoder-chain": "a", "shared-memory": "a",
+                "word-order": "c", "decoder-chain": "a", "shared-memory": "a",
                 "mask-at-inference": "b", "decoder-distance": "c"}
 
 
@@ -103,12 +103,13 @@ def stores(tmp_path_factory):
     plans = {
         "good": {"depth-residual-norm": depth_cells(no_norm_6={**GOOD, "drift": 2.0}),
                  "pe-every-layer": {(v, d): dict(GOOD) for v in ("pre_ln", "pe_every_layer") for d in (2, 4)},
-                 "batch-vs-layer-norm": {(v, 2): dict(GOOD) for v in ("pre_ln", "batch_norm")}},
+                 "batch-vs-layer-norm": batch_norm_cells(1.0, 0.1), "position-encodings": position_cells(0.95, 0.5)},
         "failing": {"depth-residual-norm": depth_cells(no_residual_4=FAILING, no_residual_6=FAILING,
                                                        post_ln_6={"acc": 1.0, "reach": 400}, no_norm_6=FAILING),
                     "pe-every-layer": {**{("pre_ln", d): dict(GOOD) for d in (2, 4)},
                                        **{("pe_every_layer", d): {"acc": 0.5, "reach": None} for d in (2, 4)}},
-                    "batch-vs-layer-norm": {("pre_ln", 2): dict(GOOD), ("batch_norm", 2): {"acc": 0.7, "reach": None}}},
+                    "batch-vs-layer-norm": batch_norm_cells(0.7, 0.1),
+                    "position-encodings": position_cells(0.05, 0.02)},
     }
     out = {}
     for name, cells in plans.items():
@@ -131,6 +132,7 @@ def stores(tmp_path_factory):
 STORE_EXPECTED = {  # step: (with the good store, with the failing one)
     "depth-sweep": ("d", "b"), "training-speed": ("c", "b"), "post-or-pre": ("a", "b"), "covariate-shift": ("a", None),
     "without-norm": ("c", "a"), "batch-or-layer": ("a", "b"), "every-layer": ("c", "a"), "mask-in-training": ("a", "c"),
+    "longer-inputs": ("a", "c"),
 }
 
 
@@ -181,14 +183,14 @@ def _outcome(html: str) -> str:
     ("zh", "c", "✓ 你的预测对了。"), ("zh", "b", "✗ 与你的预测不符。"),
 ])
 def test_the_run_request_says_whether_the_prediction_matched(client, lang, choice, said):
-    step = next(step for _, step in PREDICT if step.id == "longer-inputs")
-    r = client.get(f"/lessons/positional-encoding/steps/longer-inputs/widget?lang={lang}&choice={choice}")
+    step = next(step for _, step in PREDICT if step.id == "word-order")
+    r = client.get(f"/lessons/positional-encoding/steps/word-order/widget?lang={lang}&choice={choice}")
     assert r.status_code == 200 and 'class="widget-body"' in r.text
     line = _outcome(r.text)
     chosen, measured = step.choice(choice), step.choice("c")
     assert (chosen.zh if lang == "zh" else chosen.en) in line
     assert said in line and (measured.zh if lang == "zh" else measured.en) in line
-    assert "0.07" in line and ("长度 11–14" if lang == "zh" else "lengths 11–14") in line
+    assert "0 ÷ 1 = 0" in line and ("消融位置编码" if lang == "zh" else "PE ablated") in line
 
 
 def test_without_the_runs_the_outcome_says_not_measured_yet(client):

@@ -21,6 +21,8 @@ def test_precompute_fills_the_store_with_every_seed_and_is_idempotent(tmp_path):
         records = [store.get(i) for i in first["tiny"]]
         assert all(r.status == "done" and r.has_checkpoint and r.steps_done == 15 for r in records)
         assert sorted(r.spec.train_config["seed"] for r in records) == [0] * 4 + [1] * 4 + [2] * 4
+        # each trained model was probed when its run ended (model.train.probes)
+        assert all(0 <= r.probes["long_inputs"]["seq_accuracy"] <= 1 for r in records)
         assert [s["name"] for s in store.sweeps()] == ["tiny"]
         again = precompute(store, TINY, workers=2, **quiet)
         assert again == first and len(store.list(limit=100)) == 12
@@ -64,3 +66,15 @@ def test_a_changed_plan_is_recorded_as_a_new_sweep_and_only_its_new_runs_train(t
         assert len(store.list(limit=100)) == before + len(depths)  # the pre_ln runs were kept, not trained again
         precompute(store, {"tiny": (base, depths, ["pre_ln", "no_norm"])}, workers=2, **quiet)
         assert len(store.sweeps()) == 2  # unchanged: no new sweep
+
+
+def test_runs_trained_before_runs_were_probed_are_probed_from_their_checkpoints(tmp_path):
+    from app.lab.precompute import probe_missing
+
+    settings = Settings(data_dir=tmp_path)
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        ids = precompute(store, TINY, workers=2, log=lambda *a, **k: None, settings=settings, seeds=(0,))["tiny"]
+        probed = store.get(ids[0]).probes
+        store._conn.execute("UPDATE runs SET probes = NULL")  # as a store from before probes were kept
+        assert probe_missing(store, ids, log=lambda *a, **k: None) == len(ids)
+        assert store.get(ids[0]).probes == probed  # the same model on the same inputs: the same figures

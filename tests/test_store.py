@@ -286,3 +286,26 @@ def test_steps_to_reach_follows_a_running_run_and_is_kept_once_it_ended(store):
     store.finish(run_id, "done")
     assert store.steps_to_reach(run_id, 0.99) == 20 and (run_id, 0.99) in store._reached
     assert store.steps_to_reach(run_id, 0.4) == 10  # each target on its own
+
+
+def test_a_store_from_before_runs_were_probed_is_upgraded(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    with RunStore(path) as store:
+        run_id = store.create(make_spec()).id
+    with closing(sqlite3.connect(path)) as raw:  # as version 2 made it: no probes column
+        raw.execute("ALTER TABLE runs DROP COLUMN probes")
+        raw.execute("PRAGMA user_version=2")
+        raw.commit()
+    with RunStore(path) as store:
+        assert store.get(run_id).probes is None
+        store.set_probes(run_id, {"long_inputs": {"seq_accuracy": 0.5}})
+        assert store.get(run_id).probes == {"long_inputs": {"seq_accuracy": 0.5}}
+
+
+def test_an_imported_run_keeps_its_metrics_and_probes_without_a_checkpoint(store):
+    rows = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0, "heldout_seq_accuracy": 0.5}]
+    run_id = store.import_run(make_spec(), {"metrics": rows, "steps_done": 2, "probes": {"p": 1}, "label": "x"})
+    record = store.get(run_id)
+    assert record.status == "done" and record.final == rows[-1] and record.probes == {"p": 1}
+    assert store.metrics(run_id) == rows and not record.has_checkpoint
+    assert store.find_latest(make_spec()).id == run_id and store.find_done(make_spec()) is None  # not replayable

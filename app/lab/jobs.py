@@ -294,6 +294,8 @@ class RayJobRunner:
                         self._publish(job, Event("started", run_id))
                 elif kind == "metrics":
                     self._store_metrics(job, payload[0])
+                elif kind == "probes":
+                    self.store.set_probes(job.runs[payload[0]], payload[1])
                 else:
                     checkpoints[payload[0]] = payload[1]
         except TaskCancelledError:

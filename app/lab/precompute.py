@@ -31,7 +31,11 @@ PLANS: dict[str, tuple[RunSpec, list[int], list[str]]] = {
     "depth-residual-norm": (BASE, [2, 4, 6], ["pre_ln", "post_ln", "post_ln_warmup", "no_residual",
                                                "no_residual_keep_cross", "no_norm", "pre_ln_xavier",
                                                "no_norm_xavier"]),
-    "pe-every-layer": (BASE, [2, 4], ["pre_ln", "pe_every_layer"]),
+    # the deep end of the same comparisons (claims R3, N4 are about depth): a separate plan, since every
+    # variant at 12+12 layers would cost more than all the rest together
+    "depth-12": (BASE, [12], ["pre_ln", "no_residual_keep_cross", "no_norm", "pre_ln_xavier", "no_norm_xavier"]),
+    "pe-every-layer": (BASE, [2, 4, 6], ["pre_ln", "pe_every_layer", "post_ln", "post_ln_pe_every_layer"]),
+    "position-encodings": (BASE, [2], ["pre_ln", "learned_pe", "no_pe"]),
     "batch-vs-layer-norm": (BASE, [2], ["pre_ln", "batch_norm"]),
     "causal-mask-off": (BASE, [2], ["pre_ln", "no_causal_mask"]),
 }
@@ -46,7 +50,7 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
     work: dict[str, tuple[RunSpec, str, list[int]]] = {}
     for name, (base, depths, variants) in plans.items():
         items = sweep_items(base, depths, variants, settings, seeds)
-        if name not in newest or _cells(newest[name]["items"]) != _cells(items):
+        if name not in newest or not same_cells(newest[name]["items"], items):
             store.create_sweep(name, items)
         for item in items:
             spec = item["spec"]
@@ -57,8 +61,12 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
     return sorted(work.values(), key=lambda w: -w[0].model_config["n_encoder_layers"])
 
 
-def _cells(items: list[dict]) -> set:
-    return {(item["variant"], item["depth"], item["spec"].key(), tuple(item.get("seeds") or ())) for item in items}
+def same_cells(a: list[dict], b: list[dict]) -> bool:
+    """Whether two sweeps' items train the same cells on the same seeds."""
+    def cells(items: list[dict]) -> set:
+        return {(i["variant"], i["depth"], i["spec"].key(), tuple(i.get("seeds") or ())) for i in items}
+
+    return cells(a) == cells(b)
 
 
 def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, log=print,
@@ -83,7 +91,24 @@ def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, lo
         ids[name] = [(store.find_done(spec) or store.find_latest(spec)).id
                      for item in sweep_items(base, depths, variants, settings)
                      for spec in (with_seed(item["spec"], s) for s in seeds)]
+    probe_missing(store, sorted(set().union(*ids.values())), log)
     return ids
+
+
+def probe_missing(store: RunStore, run_ids: list[int], log=print) -> int:
+    """Probe the finished runs that were trained before runs were probed (from their checkpoints)."""
+    from model.checkpoint import load_checkpoint
+    from model.tasks import get_task
+    from model.train.probes import probe_run
+
+    todo = [r for r in map(store.get, run_ids) if r.status == "done" and r.probes is None and r.has_checkpoint]
+    for n, record in enumerate(todo, 1):
+        model, _ = load_checkpoint(store.checkpoint(record.id))
+        store.set_probes(record.id, probe_run(model, get_task(record.spec.task)))
+        log(f"\rprobed {n}/{len(todo)} runs trained before runs were probed   ", end="")
+    if todo:
+        log()
+    return len(todo)
 
 
 def _wait_for(store: RunStore, jobs: list[list[int]], log) -> None:

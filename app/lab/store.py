@@ -19,7 +19,7 @@ from typing import Any
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = ("done", "failed", "cancelled")
-SCHEMA_VERSION = 2  # 2: sweeps.stopped_at
+SCHEMA_VERSION = 3  # 2: sweeps.stopped_at; 3: runs.probes
 INTERRUPTED = "interrupted: the server stopped before this run finished"
 
 _SCHEMA = f"""
@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     error       TEXT,
     final       TEXT,
-    steps_done  INTEGER NOT NULL DEFAULT 0
+    steps_done  INTEGER NOT NULL DEFAULT 0,
+    probes      TEXT  -- what was measured on the trained model once it finished (model/train/probes.py)
 );
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs (key, status);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -60,6 +61,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _SELECT_RUN = """
 SELECT runs.*, EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = runs.id) AS has_checkpoint FROM runs
 """
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str) -> None:
+    """ALTER TABLE … ADD COLUMN, unless the table has that column already."""
+    names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column.split()[0] not in names:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
 def _check_status(status: str, allowed: tuple[str, ...]) -> None:
@@ -102,12 +110,14 @@ class RunRecord:
     final: dict[str, Any] | None  # the metrics row with the highest step
     steps_done: int
     has_checkpoint: bool
+    probes: dict[str, Any] | None = None  # measured on the trained model (model/train/probes.py)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         data = dict(row)
         data["spec"] = RunSpec.from_json(data["spec"])
         data["final"] = json.loads(data["final"]) if data["final"] is not None else None
+        data["probes"] = json.loads(data["probes"]) if data.get("probes") is not None else None
         data["has_checkpoint"] = bool(data["has_checkpoint"])
         return cls(**data)
 
@@ -148,8 +158,9 @@ class RunStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if version == 1:  # a store from before sweeps could be stopped
-                conn.execute("ALTER TABLE sweeps ADD COLUMN stopped_at REAL")
+            # columns added since version 1 (a table created above already has them)
+            _add_column(conn, "sweeps", "stopped_at REAL")
+            _add_column(conn, "runs", "probes TEXT")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -282,14 +293,34 @@ class RunStore:
             if checkpoint is not None:
                 conn.execute("INSERT OR REPLACE INTO checkpoints (run_id, data) VALUES (?, ?)", (run_id, checkpoint))
 
+    def import_run(self, spec: RunSpec, run: dict[str, Any]) -> int:
+        """A finished run measured elsewhere (shipped results: metrics and probes, no checkpoint)."""
+        metrics = run["metrics"]
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (key, spec, status, label, created_at, started_at, finished_at, final, steps_done, "
+                "probes) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?)",
+                (spec.key(), spec.to_json(), run.get("label", ""), run.get("started_at") or 0.0, run.get("started_at"),
+                 run.get("finished_at"), json.dumps(metrics[-1]) if metrics else None, run.get("steps_done", 0),
+                 json.dumps(run["probes"]) if run.get("probes") is not None else None))
+            conn.executemany("INSERT INTO metrics (run_id, step, data) VALUES (?, ?, ?)",
+                             [(cursor.lastrowid, row["step"], json.dumps(row)) for row in metrics])
+            return cursor.lastrowid
+
+    def set_probes(self, run_id: int, probes: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._require(conn, run_id)
+            conn.execute("UPDATE runs SET probes = ? WHERE id = ?", (json.dumps(probes), run_id))
+
     def fingerprint(self) -> str:
-        """Changes whenever a run finishes or a sweep is made or stopped: what claim verdicts are computed from."""
+        """Changes whenever a run finishes or is probed, or a sweep is made or stopped: what claim verdicts are
+        computed from."""
         with self._lock:
-            runs = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(finished_at), 0) FROM runs "
+            runs = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(finished_at), 0), COUNT(probes) FROM runs "
                                       "WHERE status = 'done'").fetchone()
             sweeps = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(MAX(stopped_at), 0) "
                                         "FROM sweeps").fetchone()
-        return f"{runs[0]}:{runs[1]:.6f}:{sweeps[0]}:{sweeps[1]}:{sweeps[2]:.6f}"
+        return f"{runs[0]}:{runs[1]:.6f}:{runs[2]}:{sweeps[0]}:{sweeps[1]}:{sweeps[2]:.6f}"
 
     def steps_to_reach(self, run_id: int, target: float) -> int | None:
         """The first evaluated step at which the run's held-out exact accuracy reached `target` (None: never).

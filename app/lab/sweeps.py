@@ -42,6 +42,9 @@ VARIANTS: dict[str, Variant] = {
     "no_norm_xavier": Variant({"norm_position": "pre", "norm": "none"}, {"init": "xavier"}),
     "batch_norm": Variant({"norm_position": "pre", "norm": "batch"}),
     "pe_every_layer": Variant({"norm_position": "pre", "pos_every_layer": True}),
+    "post_ln_pe_every_layer": Variant({"norm_position": "post", "pos_every_layer": True}),
+    "learned_pe": Variant({"norm_position": "pre", "pos_encoding": "learned"}),
+    "no_pe": Variant({"norm_position": "pre", "pos_encoding": "none"}),
     "no_causal_mask": Variant({"norm_position": "pre", "causal_mask": False}),
 }
 DEPTHS = (1, 2, 3, 4, 6, 8, 12)

@@ -4,6 +4,7 @@ the web process through its object store.
 
     ("started",)                        once the models are built
     ("metrics", [row, ...])             about ten times a second; each row is a StepMetrics dict with its seed
+    ("probes", seed, dict)              per seed, after the last step: model.train.probes.probe_run
     ("checkpoint", seed, bytes)         per seed, after the last step
 """
 
@@ -27,6 +28,7 @@ def train_seeds(model_config: ModelConfig, switches: Switches, train_config: Tra
 
     from model.checkpoint import checkpoint_bytes
     from model.train import MultiSeedRun
+    from model.train.probes import probe_run
 
     torch.set_num_threads(1)  # one core per task: that is what the task asked Ray for
     run = MultiSeedRun(model_config, switches, train_config, seeds)
@@ -42,7 +44,14 @@ def train_seeds(model_config: ModelConfig, switches: Switches, train_config: Tra
         yield ("metrics", pending)
     for seed in seeds:
         config = dataclasses.replace(train_config, seed=seed)
-        yield ("checkpoint", seed, checkpoint_bytes(run.model_of(seed), config, run.history[seed]))
+        model = run.model_of(seed)
+        if not run.cancelled:
+            try:
+                probes = probe_run(model, run.task)
+            except Exception as error:  # a probe is extra: the trained run and its checkpoint still count
+                probes = {"error": f"{type(error).__name__}: {error}"}
+            yield ("probes", seed, probes)
+        yield ("checkpoint", seed, checkpoint_bytes(model, config, run.history[seed]))
 
 
 # No retries: a run whose worker died is reported as failed, not silently trained again from step 1.

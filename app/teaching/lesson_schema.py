@@ -131,6 +131,9 @@ class Widget(BaseModel):
     ab: str | None = None
     claim: str | None = None
     params: dict[str, str] | None = None
+    # a train widget whose settings a precomputed plan also trains: its variants there, at the form's depth,
+    # shown (shipped or measured here) before the learner trains them live
+    shipped: list[str] | None = None
 
     @field_validator("figure")
     @classmethod
@@ -251,8 +254,30 @@ def preset_problems(lesson: Lesson, settings) -> list[str]:
                 form = {k: str(v) for k, v in widget.form.items()} | ({"ab": widget.ab} if widget.ab else {})
                 parse_run_request(form, settings)
                 parse_ab(form)
+                if widget.shipped:
+                    problems += _shipped_problems(where, widget, PLANS, settings)
             elif widget.kind == "measure" and widget.claim not in CLAIMS:
                 problems.append(f"{where}: unknown claim {widget.claim!r}")
         except BadInput as error:
             problems.append(f"{where}: {error}")
     return problems
+
+
+def _shipped_problems(where: str, widget: Widget, plans: dict, settings) -> list[str]:
+    """The plan's variants must train exactly what the widget's form (A, and B with `ab`) trains, so that the
+    result shown is the run the button trains (or replays)."""
+    from app.lab.form import parse_ab, parse_run_request
+    from app.lab.sweeps import VARIANTS, variant_spec
+
+    if widget.plan not in plans:
+        return [f"{where}: shipped needs a known plan; known: {', '.join(plans)}"]
+    base, depths, variants = plans[widget.plan]
+    depth = int(widget.form.get("layers", 2))
+    missing = [v for v in widget.shipped if v not in variants or depth not in depths]
+    if missing:
+        return [f"{where}: plan {widget.plan!r} has no {v} at depth {depth}" for v in missing]
+    form = {k: str(v) for k, v in widget.form.items()} | ({"ab": widget.ab} if widget.ab else {})
+    forms = [form] + ([parse_ab(form)[0]] if widget.ab else [])
+    return [f"{where}: the form's run {i + 1} is not the plan's {variant} at depth {depth}"
+            for i, (variant, run_form) in enumerate(zip(widget.shipped, forms, strict=False))
+            if parse_run_request(run_form, settings)[0].key() != variant_spec(base, VARIANTS[variant], depth).key()]

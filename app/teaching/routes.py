@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app.teaching.claims import CLAIMS
@@ -10,9 +11,9 @@ from app.teaching.claims.render import api_verdict, verdict_view
 from app.teaching.lesson_schema import get_lesson, load_lessons
 from app.teaching.widgets import run_step
 from app.web.compute import run_model_work
-from app.web.dependencies import SettingsDep, StoreDep, TranslatorDep, VerdictsDep
+from app.web.dependencies import ResultsDep, SettingsDep, SweepsDep, TranslatorDep, VerdictsDep
 from app.web.errors import BadInput
-from app.web.templating import render
+from app.web.templating import is_htmx, render
 
 router = APIRouter(tags=["lessons"])
 
@@ -42,7 +43,7 @@ def lesson_page(request: Request, slug: str):
 
 
 @router.get("/lessons/{slug}/steps/{step_id}/widget", summary="Run one step's widget (after the prediction)")
-async def lesson_widget(request: Request, slug: str, step_id: str, settings: SettingsDep, store: StoreDep,
+async def lesson_widget(request: Request, slug: str, step_id: str, settings: SettingsDep, results: ResultsDep,
                         t: TranslatorDep, choice: str | None = None):
     """With `choice` (the id of the learner's prediction), the outcome too: the step's claim measured, which
     choice that is, and whether the prediction matched."""
@@ -57,19 +58,25 @@ async def lesson_widget(request: Request, slug: str, step_id: str, settings: Set
             known = ", ".join(c.id for c in step.predict.choices)
             raise BadInput("choice", f"{choice!r} is not a choice of step {step_id!r}; choices: {known}")
     # queued with the playground; the claim is measured in the same worker
-    result = await run_model_work(request, run_step, step, choice, settings, store, t)
+    result = await run_model_work(request, run_step, step, choice, settings, results, t)
     return render(request, "lesson.html", {"lesson": lesson, "step": step, **result}, block_names=["widget"])
 
 
-@router.get("/claims", summary="Every claim of the note, measured, with a verdict")
+@router.get("/claims", summary="Every claim of the note with its measured verdict")
 def claims_page(request: Request, board: VerdictsDep, t: TranslatorDep):
     """Never measures on the request: the newest report at once, refreshed while a new one is measured."""
     report, fresh = board.current()
     steps = {claim: (lesson.slug, step.id) for lesson in load_lessons() for step in lesson.steps
              if (claim := step.claim)}
     verdicts = {claim: verdict_view(v, t) for claim, v in (report or {}).get("verdicts", {}).items()}
-    return render(request, "claims.html", {"claims": CLAIMS, "report": report, "fresh": fresh, "verdicts": verdicts,
-                                           "steps": steps})
+    source = (report or {}).get("source", "measured here")
+    shipped = board.shipped() if source == "measured here" else None  # shown beside this server's verdicts
+    shipped_verdicts = {claim: verdict_view(v, t) for claim, v in (shipped or {}).get("verdicts", {}).items()}
+    results = board.results
+    return render(request, "claims.html", {
+        "claims": CLAIMS, "report": report, "fresh": fresh, "verdicts": verdicts, "steps": steps, "source": source,
+        "about": results.shipped.about if results.shipped is not None else None, "shipped_verdicts": shipped_verdicts,
+        "here": results.progress_here() if results.shipped is not None else None})
 
 
 @router.get("/api/claims", tags=["api"], summary="The measured verdict of every claim, with its numbers")
@@ -78,11 +85,26 @@ def claims_api(board: VerdictsDep) -> dict:
     are made of (summary_text, method_text), and a label in every language for each of its numbers. `fresh`
     is false while the runs changed since it was measured (it is then being measured again: ask later)."""
     report, fresh = board.current()
-    verdicts = {claim: api_verdict(v) for claim, v in (report or {}).get("verdicts", {}).items()}
-    return {**(report or {}), "fresh": fresh, "measuring": board.measuring(), "verdicts": verdicts}
+    source = (report or {}).get("source", "measured here")
+    measured = {"at": (report or {}).get("computed_at"), "machine": (report or {}).get("machine"),
+                "results": (report or {}).get("about")}  # about: where and when shipped runs were trained
+    verdicts = {claim: api_verdict(v, source, measured) for claim, v in (report or {}).get("verdicts", {}).items()}
+    return {**(report or {}), "source": source, "fresh": fresh, "measuring": board.measuring(), "verdicts": verdicts}
 
 
 @router.post("/claims/recompute", summary="Measure every claim again from the models and the run store")
 async def claims_recompute(request: Request, board: VerdictsDep, t: TranslatorDep):
     await run_in_threadpool(board.remeasure)
     return claims_page(request, board, t)
+
+
+@router.post("/claims/measure-here", summary="Train every run the claims read on this server, in the background")
+def claims_measure_here(request: Request, board: VerdictsDep, sweeps: SweepsDep, t: TranslatorDep):
+    """Until every run has finished, the claims keep reading the shipped results; the page shows progress."""
+    if board.results.shipped is None:
+        raise BadInput("results", "this server ships no results: its claims are measured from its own runs already",
+                       409)
+    board.results.measure_here(sweeps)
+    if is_htmx(request):
+        return claims_page(request, board, t)
+    return Response(status_code=303, headers={"Location": "/claims"})

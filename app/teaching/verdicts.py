@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from app.lab.results import ResultSource, shipped_report
 from app.lab.store import RunStore
 from app.teaching.claims import measure_all
 from app.teaching.claims.render import render_text
@@ -30,13 +31,15 @@ REPORT_FORMAT = 2  # 2: summaries and methods are catalogue keys with values (1,
 log = logging.getLogger(__name__)
 
 
-def compute_report(store: RunStore) -> dict:
+def compute_report(store: RunStore, source: str = "measured here") -> dict:
+    """source: "measured here" (the app's own store) or "shipped" (app.lab.results)."""
     fingerprint = store.fingerprint()  # before measuring: a run finishing meanwhile makes the report stale
     started = time.time()
     verdicts = measure_all(store)
     runs = store.list(limit=10_000, status="done")
     return {
         "format": REPORT_FORMAT,
+        "source": source,
         "fingerprint": fingerprint,
         "machine": machine(),
         "computed_at": time.time(),
@@ -61,11 +64,12 @@ def save_report(settings, report: dict) -> None:
 
 
 class VerdictBoard:
-    """The current report, measured off the request path and kept while the runs it read are unchanged."""
+    """The current report, measured off the request path and kept while the runs it read are unchanged. It is
+    measured from the results that `ResultSource` chooses: the shipped ones until this server holds its own."""
 
-    def __init__(self, settings, store: RunStore):
+    def __init__(self, settings, store: RunStore, results: ResultSource | None = None):
         self.settings = settings
-        self.store = store
+        self.results = results or ResultSource(store, settings)
         self._report = _read_saved(report_path(settings))
         self._lock = threading.Lock()
         self._measuring: threading.Thread | None = None
@@ -73,14 +77,25 @@ class VerdictBoard:
     def current(self) -> tuple[dict | None, bool]:
         """(the newest report there is, or None; whether it is fresh). A stale or missing report starts a
         measurement in the background; the caller shows what there is and asks again later."""
-        fingerprint = self.store.fingerprint()
+        store, source = self.results.current()
+        fingerprint = store.fingerprint()
         with self._lock:
             report = self._report
+            if source == "shipped" and (report is None or report.get("fingerprint") != fingerprint):
+                shipped = self.shipped()
+                if shipped is not None and shipped.get("fingerprint") == fingerprint:
+                    self._report = report = shipped
             fresh = report is not None and report.get("fingerprint") == fingerprint
             if not fresh and self._measuring is None:
-                self._measuring = threading.Thread(target=self._measure, daemon=True, name="verdicts")
+                self._measuring = threading.Thread(target=self._measure, args=(store, source), daemon=True,
+                                                   name="verdicts")
                 self._measuring.start()
         return report, fresh
+
+    def shipped(self) -> dict | None:
+        """The report measured from the shipped results, when it was measured in this format."""
+        report = shipped_report()
+        return report if report is not None and report.get("format") == REPORT_FORMAT else None
 
     def measuring(self) -> bool:
         with self._lock:
@@ -88,15 +103,15 @@ class VerdictBoard:
 
     def remeasure(self) -> dict:
         """Measure now (the learner asked for it) and save the report."""
-        report = compute_report(self.store)
+        report = compute_report(*self.results.current())
         save_report(self.settings, report)
         with self._lock:
             self._report = report
         return report
 
-    def _measure(self) -> None:
+    def _measure(self, store: RunStore, source: str) -> None:
         try:
-            report = compute_report(self.store)
+            report = compute_report(store, source)
             with self._lock:
                 self._report = report
         except Exception:  # the page keeps showing the older report and tries again on the next visit

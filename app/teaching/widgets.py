@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from app.lab.results import ResultSource
 from app.lab.sweeps import TARGET, VARIANTS, sweep_results
 from app.playground import figures
 from app.playground.registry import model_info
 from app.playground.state import parse_state
 from app.playground.traces import trace_for
 from app.teaching.claims import measure
-from app.teaching.claims.render import verdict_view
+from app.teaching.claims.common import load_sweep, steps_text
+from app.teaching.claims.render import render_text, verdict_view
 from app.teaching.lesson_schema import Step, Widget
 from app.teaching.outcomes import outcome
 from app.web.i18n import Translator
@@ -50,8 +52,9 @@ def _traced(params: dict, settings, t: Translator, figure: str) -> dict:
             "playground": "/playground?" + state.query()}
 
 
-def run_widget(widget: Widget, settings, store, t: Translator) -> dict:
-    """Everything the widget partial needs; raises BadInput for a preset the app cannot run."""
+def run_widget(widget: Widget, settings, results: ResultSource, t: Translator) -> dict:
+    """Everything the widget partial needs; raises BadInput for a preset the app cannot run. Sweeps and claims
+    come from `results`: this server's own runs, or the shipped ones until it has its own."""
     with figures.language(t.lang):
         if widget.kind == "compare":
             intact = _traced(widget.base_params(), settings, t, widget.figure)
@@ -60,32 +63,57 @@ def run_widget(widget: Widget, settings, store, t: Translator) -> dict:
         if widget.kind == "trace":
             return {"kind": "trace", **_traced(widget.base_params(), settings, t, widget.figure)}
         if widget.kind == "sweep":
-            return _sweep(widget.plan, store, t)
+            return _sweep(widget.plan, results, t)
         if widget.kind == "measure":
-            return {"kind": "measure", "verdict": verdict_view(measure(widget.claim, store), t)}
+            return {"kind": "measure", "verdict": verdict_view(measure(widget.claim, results.current()[0]), t)}
         if widget.kind == "train":
             fields = {k: str(v) for k, v in widget.form.items()} | ({"ab": widget.ab} if widget.ab else {})
-            return {"kind": "train", "fields": fields, "ab": widget.ab}
+            return {"kind": "train", "fields": fields, "ab": widget.ab,
+                    "result": _result_of(widget, results, t) if widget.shipped else None}
         state = parse_state(widget.params, settings.max_input_chars)
         return {"kind": "playground", "playground": "/playground?" + state.query()}
 
 
-def run_step(step: Step, choice: str | None, settings, store, t: Translator) -> dict:
+def run_step(step: Step, choice: str | None, settings, results: ResultSource, t: Translator) -> dict:
     """A step's widget run, and with a prediction (`choice`, a choice id) the outcome: the step's claim measured
     against the store, and whether the prediction was what was measured."""
-    result = {"w": run_widget(step.widget, settings, store, t), "outcome": None}
+    result = {"w": run_widget(step.widget, settings, results, t), "outcome": None}
     if choice is not None and step.predict is not None:
-        verdict = None if step.resolve.figure else measure(step.claim, store)
+        verdict = None if step.resolve.figure else measure(step.claim, results.current()[0])
         result["outcome"] = outcome(step, choice, verdict, t)
     return result
 
 
-def _sweep(plan: str, store, t: Translator) -> dict:
+def _result_of(widget: Widget, results: ResultSource, t: Translator) -> dict | None:
+    """A train widget's runs as a precomputed plan trained them (every seed): this server's if it has them
+    all, else the shipped ones; None when neither has them."""
+    depth = int(widget.form.get("layers", 2))
+    for store, source in ((results.local, "measured here"), (results.shipped, "shipped")):
+        sweep = load_sweep(store, widget.plan) if store is not None else None
+        rows = [sweep.get(variant, depth) for variant in widget.shipped] if sweep else []
+        if rows and all(row is not None and len(row["seeds"]) == len(sweep.seeds) for row in rows):
+            lines = {t(f"variant.{v}"): [store.metrics(i) for i in row["run_ids"]]
+                     for v, row in zip(widget.shipped, rows, strict=True)}
+            return {"source": source, "about": results.shipped.about if source == "shipped" else None,
+                    "seeds": len(sweep.seeds), "figure": figures.seed_curves(lines, TARGET),
+                    "rows": [{"name": t(f"variant.{v}"), "accuracy": row["heldout_seq_accuracy"],
+                              "range": row["heldout_range"], "steps": render_text(steps_text(row), t)}
+                             for v, row in zip(widget.shipped, rows, strict=True)]}
+    return None
+
+
+def _sweep(plan: str, results: ResultSource, t: Translator) -> dict:
+    """The plan's newest sweep on this server, else the shipped one (with a button to train it here)."""
+    store, source = results.local, "measured here"
     sweep = next((s for s in store.sweeps(limit=1000) if s["name"] == plan), None)
+    if sweep is None and results.shipped is not None:
+        store, source = results.shipped, "shipped"
+        sweep = next((s for s in store.sweeps(limit=1000) if s["name"] == plan), None)
+    start = "/train/sweeps?" + urlencode({"plan": plan})
     if sweep is None:
-        return {"kind": "sweep", "missing": True, "plan": plan,
-                "start": "/train/sweeps?" + urlencode({"plan": plan})}
+        return {"kind": "sweep", "missing": True, "plan": plan, "start": start}
     rows = sweep_results(store, sweep)
     names = {v: t(f"variant.{v}") for v in VARIANTS}
-    return {"kind": "sweep", "missing": False, "sweep": sweep, "rows": rows,
+    return {"kind": "sweep", "missing": False, "sweep": sweep, "rows": rows, "source": source, "plan": plan,
+            "about": results.shipped.about if source == "shipped" else None,
             "figures": [figures.sweep_accuracy(rows, names), figures.sweep_steps(rows, names, TARGET)]}

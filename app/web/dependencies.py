@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.lab.jobs import RayJobRunner
+from app.lab.results import ResultSource
 from app.lab.store import RunStore
 from app.lab.sweeps import SweepScheduler
 from app.teaching.verdicts import VerdictBoard
@@ -37,6 +38,10 @@ def learner_of(request: Request) -> str:
     return request.cookies.get(LEARNER_COOKIE) or f"address:{request.client.host if request.client else '?'}"
 
 
+def _results(request: Request) -> ResultSource:
+    return request.app.state.results
+
+
 def _verdicts(request: Request) -> VerdictBoard:
     return request.app.state.verdicts
 
@@ -51,5 +56,6 @@ RunnerDep = Annotated[RayJobRunner, Depends(_runner)]
 SweepsDep = Annotated[SweepScheduler, Depends(_sweeps)]
 LearnerDep = Annotated[str, Depends(learner_of)]
 VerdictsDep = Annotated[VerdictBoard, Depends(_verdicts)]
+ResultsDep = Annotated[ResultSource, Depends(_results)]
 LanguageDep = Annotated[str, Depends(pick_language)]
 TranslatorDep = Annotated[Translator, Depends(_translator)]

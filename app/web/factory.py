@@ -14,6 +14,7 @@ from app.lab import sweep_routes
 from app.lab.cluster import ray_instance
 from app.lab.jobs import RayJobRunner
 from app.lab.quotas import Quotas
+from app.lab.results import ResultSource, shipped_store
 from app.lab.store import RunStore
 from app.lab.sweeps import SweepScheduler
 from app.playground import api as playground_api
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runner.start()
             app.state.sweeps = SweepScheduler(app.state.runner, store)
             app.state.sweeps.start()
-            app.state.verdicts = VerdictBoard(settings, store)
+            app.state.results = ResultSource(store, settings, shipped_store() if settings.shipped_results else None)
+            app.state.verdicts = VerdictBoard(settings, store, app.state.results)
             app.state.verdicts.current()  # measured now, in the background, if the saved report is stale
             # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server.
             # Frozen, it is left out of every later full garbage collection, which otherwise stalls a request

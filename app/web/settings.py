@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     max_queue_per_learner: int = 2  # runs one browser may have waiting or training at once
     max_checkpoint_mb: float = 20.0  # refused before training when a run's checkpoint would be larger
     max_store_mb: float = 2000.0  # refused before training when the run store would grow past this
+    # claims and lessons read the results shipped in model/zoo/results/ until this server has measured its own
+    shipped_results: bool = True
     ray_address: str | None = None  # join this Ray cluster (ray start --head …); unset: start one on this machine
 
 

@@ -61,6 +61,7 @@ from app.playground.figures.stream import (  # noqa: F401
 from app.playground.figures.training import (  # noqa: F401
     SWEEP_COLOURS,
     gradient_heatmap,
+    seed_curves,
     sweep_accuracy,
     sweep_steps,
     training_curves,

@@ -115,3 +115,25 @@ def sweep_steps(rows: list[dict], names: dict[str, str], target: float) -> Figur
                    subtitle=LABELS["sweep_not_reached"] + ": —",
                    xaxis=_axis(LABELS["sweep_depth_axis"], tickmode="array", tickvals=depths),
                    yaxis=_axis(LABELS["sweep_steps_axis"], rangemode="tozero"))
+
+
+def seed_curves(lines: dict[str, list[list[dict]]], target: float) -> Figure:
+    """Held-out exact-sequence accuracy against the step, one colour per setting and one thin line per seed
+    (lines: {setting name: [each seed's evaluated rows]}), with the target as a dotted line."""
+    data = []
+    for i, (name, seeds) in enumerate(lines.items()):
+        for k, rows in enumerate(seeds):
+            measured = [r for r in rows if finite(r.get("heldout_seq_accuracy")) is not None]
+            data.append({"type": "scatter", "mode": "lines", "name": _esc(name), "legendgroup": name,
+                         "showlegend": k == 0, "x": [r["step"] for r in measured],
+                         "y": [r["heldout_seq_accuracy"] for r in measured], "opacity": 0.8,
+                         "line": {"color": SWEEP_COLOURS[i % len(SWEEP_COLOURS)], "width": 1.5},
+                         "hovertemplate": LABELS["hover_accuracy"]})
+    steps = [r["step"] for seeds in lines.values() for rows in seeds for r in rows]
+    if steps:
+        data.append({"type": "scatter", "mode": "lines", "name": LABELS["target"].format(target=f"{target:.0%}"),
+                     "x": [0, max(steps)], "y": [target, target], "hoverinfo": "skip",
+                     "line": {"color": "#888", "width": 1, "dash": "dot"}})
+    return _figure(data, LABELS["seed_curves_title"], 340, annotations=[] if steps else [_note(LABELS["no_history"])],
+                   xaxis=_axis(LABELS["training_step_axis"], rangemode="tozero"),
+                   yaxis=_axis(LABELS["accuracy_axis"], range=[0, 1.02], tickformat=".0%"))

@@ -29,7 +29,6 @@ from app.lab.precompute import SEEDS
 from app.lab.store import RunRecord, RunStore
 from app.lab.sweeps import TARGET
 from app.web.numbers import finite
-from model.checkpoint import load_checkpoint
 from model.tasks import PAD, Batch, Task, collate
 from model.transformer import Seq2Seq
 from model.zoo import load_zoo_model
@@ -137,6 +136,7 @@ class SweepData:
     cells: dict[tuple[str, int], dict]  # (variant, depth) -> a row over the seeds read (_mean_row)
     total: int  # cells in the sweep, finished or not
     seeds: list[int] = field(default_factory=list)  # every seed the sweep trains
+    plans: dict[str, set[int]] = field(default_factory=dict)  # merged: each plan read and its depths
 
     def get(self, variant: str, depth: int) -> dict | None:
         return self.cells.get((variant, depth))
@@ -149,8 +149,25 @@ class SweepData:
             common = have if common is None else common & have
         return sorted(common or ())
 
-    def source(self) -> str:
-        return f"sweep:{self.name}"
+    def all_depths(self) -> list[int]:
+        return sorted({d for _, d in self.cells})
+
+    def sources(self, depths: list[int] | None = None) -> list[str]:
+        """The plans behind the cells (at `depths`, when given) as verdict sources."""
+        if not self.plans:
+            return [f"sweep:{self.name}"]
+        return [f"sweep:{plan}" for plan, have in self.plans.items() if depths is None or have & set(depths)]
+
+
+def merge_sweeps(*sweeps: SweepData | None) -> SweepData | None:
+    """One table from several plans' sweeps (e.g. depths 2–6 and the deep end at 12); None when none exists."""
+    present = [s for s in sweeps if s is not None]
+    if not present:
+        return None
+    cells = {key: row for s in present for key, row in s.cells.items()}
+    plans = {s.name: set(s.all_depths()) for s in present}
+    return SweepData(present[0].name, cells, sum(s.total for s in present),
+                     sorted(set().union(*(s.seeds for s in present))), plans)
 
 
 # Which seed the precomputed sweeps are read for: None = all of them, each cell then the mean over its seeds;
@@ -186,6 +203,7 @@ def _seed_row(store: RunStore, item: dict, seed: int) -> dict | None:
     return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "seed": seed,
             "steps": spec.train_config["steps"], "steps_done": record.steps_done,
             "heldout_seq_accuracy": (record.final or {}).get("heldout_seq_accuracy"),
+            "heldout_n": spec.train_config["eval_size"], "probes": record.probes or {},
             "steps_to_target": store.steps_to_reach(record.id, TARGET)}
 
 
@@ -195,11 +213,38 @@ def _mean_row(runs: list[dict]) -> dict:
     measurements that read one run's metrics."""
     accuracies = [finite(r["heldout_seq_accuracy"]) or 0.0 for r in runs]
     reached = [r["steps_to_target"] for r in runs if r["steps_to_target"] is not None]
+    n = runs[0]["heldout_n"]  # every seed answers the same held-out inputs: their number, not × seeds
     return {**runs[0], "seeds": [r["seed"] for r in runs], "run_ids": [r["run_id"] for r in runs],
             "heldout_seq_accuracy": sum(accuracies) / len(accuracies),
             "heldout_range": (min(accuracies), max(accuracies)),
+            "heldout_interval": wilson(round(sum(accuracies) / len(accuracies) * n), n),
             "steps_to_target": round(sum(reached) / len(reached)) if len(reached) == len(runs) else None,
-            "reached": len(reached)}
+            "steps_range": (min(reached), max(reached)) if reached else None,
+            "reached": len(reached), "probes": [r["probes"] for r in runs]}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a share k/n: what the held-out size alone allows (not the spread over
+    seeds, which the range shows)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def share_range(low: float, high: float) -> str:
+    """'88–100%': a range of shares, as the numbers tables show it."""
+    return f"{100 * low:.0f}–{100 * high:.0f}%"
+
+
+def accuracy_numbers(prefix: str, row: dict) -> dict[str, Number]:
+    """A cell's held-out accuracy for `numbers`: the mean over its seeds, their range, and the 95% interval
+    from the held-out size."""
+    return {f"{prefix}_heldout_accuracy": num(row["heldout_seq_accuracy"]),
+            f"{prefix}_heldout_accuracy_seed_range": share_range(*row["heldout_range"]),
+            f"{prefix}_heldout_accuracy_ci95": share_range(*row["heldout_interval"])}
 
 
 def sublayer_text(name: str) -> Text:
@@ -216,10 +261,18 @@ def needs_runs(*variants: str) -> Text:
 
 
 def steps_text(row: dict) -> Text:
-    """'120 steps' to the target, or 'not reached in 600 steps'."""
+    """'120 steps' to the target (the mean over seeds, all of which reached it; with their range when they
+    differ), 'reached on 3 of 5 seeds', or 'not reached in 600 steps'."""
     s = row["steps_to_target"]
-    return text("claim.steps.reached", steps=str(s)) if s is not None else text("claim.steps.not_reached",
-                                                                                 steps=str(row["steps"]))
+    low, high = row.get("steps_range") or (s, s)
+    if s is not None and low != high:
+        return text("claim.steps.reached_range", steps=str(s), low=str(low), high=str(high))
+    if s is not None:
+        return text("claim.steps.reached", steps=str(s))
+    if row.get("reached"):
+        return text("claim.steps.some_reached", reached=str(row["reached"]), seeds=str(len(row["seeds"])),
+                    steps=str(row["steps"]))
+    return text("claim.steps.not_reached", steps=str(row["steps"]))
 
 
 def sweep_missing(claim: str, plan: str, sweep: SweepData | None, needs: Text, method: list[Text] | Text) -> Verdict:
@@ -233,17 +286,6 @@ def sweep_missing(claim: str, plan: str, sweep: SweepData | None, needs: Text, m
                        command=PRECOMPUTE)
     return Verdict(claim, "not_measured", {"sweep_runs_done": have, "sweep_runs_total": total}, summary, method,
                    [f"sweep:{plan}"])
-
-
-def store_model(store: RunStore | None, run_id: int | None) -> Seq2Seq | None:
-    """The trained model of a stored run, or None when it has no checkpoint."""
-    if store is None or run_id is None:
-        return None
-    data = store.checkpoint(run_id)
-    if data is None:
-        return None
-    model, _ = load_checkpoint(data)
-    return model
 
 
 def find_done_runs(store: RunStore | None, task: str | None = None, **switches: Any) -> list[RunRecord]:

@@ -1,5 +1,5 @@
 """R3, R4, N2, N4: training at several depths with residual connections and norms on or off, read
-from the precomputed "depth-residual-norm" sweep (python -m app.lab.precompute)."""
+from the precomputed "depth-residual-norm" sweep and its deep end "depth-12" (python -m app.lab.precompute)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from app.teaching.claims.common import (
     SweepData,
     Text,
     Verdict,
+    accuracy_numbers,
     f2,
     load_sweep,
+    merge_sweeps,
     needs_runs,
     num,
     pct,
@@ -25,6 +27,7 @@ from app.teaching.claims.init_gradients import DEPTH as INIT_DEPTH
 from app.teaching.claims.init_gradients import last_over_first
 
 PLAN = "depth-residual-norm"
+DEEP_PLAN = "depth-12"  # the same comparisons at 12+12 layers, for the variants a depth claim needs there
 DEEP = 6  # the note's threshold: "6 layers and more"
 CONVERGED, FAILED = 0.9, 0.5  # final held-out exact-sequence accuracy
 
@@ -39,8 +42,9 @@ def _table(sweep: SweepData, variants: tuple[str, ...], depths: list[int]) -> di
     for variant in variants:
         for depth in depths:
             row = sweep.get(variant, depth)
-            numbers[f"{variant}_depth{depth}_heldout_accuracy"] = num(row["heldout_seq_accuracy"])
+            numbers |= accuracy_numbers(f"{variant}_depth{depth}", row)
             numbers[f"{variant}_depth{depth}_steps_to_{int(TARGET * 100)}pct"] = row["steps_to_target"]
+            numbers[f"{variant}_depth{depth}_seeds_reached"] = f"{row['reached']}/{len(row['seeds'])}"
     numbers["steps_budget"] = sweep.get(variants[0], depths[0])["steps"]
     return numbers
 
@@ -52,16 +56,19 @@ def _reduction(fast: dict, slow: dict) -> float | None:
     return 1 - fast["steps_to_target"] / slow["steps_to_target"]
 
 
-def _method(claim: str) -> list[Text]:
-    """The sweep's common description, naming the variants compared (claim.<id>.variants), then the claim's
-    own sentence (claim.<id>.method)."""
-    return [text("claim.depth_sweep.method", plan=PLAN, target=pct(TARGET), variants=text(f"claim.{claim}.variants")),
+def _method(claim: str, sweep: SweepData | None = None, depths: list[int] | None = None) -> list[Text]:
+    """The sweep's common description (the plans and depths the claim read), naming the variants compared
+    (claim.<id>.variants), then the claim's own sentence (claim.<id>.method)."""
+    plans = [source.split(":", 1)[1] for source in sweep.sources(depths)] if sweep else [PLAN]
+    return [text("claim.depth_sweep.method", plan=" + ".join(plans), target=pct(TARGET),
+                 depths="/".join(map(str, depths)) if depths else "—", seeds=str(len(sweep.seeds)) if sweep else "—",
+                 variants=text(f"claim.{claim}.variants")),
             text(f"claim.{claim}.method")]
 
 
 def _sweep(store: RunStore | None, claim: str, variants: tuple[str, ...],
            method: list[Text]) -> tuple[SweepData | None, list[int], Verdict | None]:
-    sweep = load_sweep(store, PLAN)
+    sweep = merge_sweeps(load_sweep(store, PLAN), load_sweep(store, DEEP_PLAN))
     depths = sweep.depths(*variants) if sweep else []
     if not depths:
         return sweep, [], sweep_missing(claim, PLAN, sweep, needs_runs(*variants), method)
@@ -73,45 +80,52 @@ def _accuracies(sweep: SweepData, variant: str, depths: list[int]) -> list[Text]
     return [text("claim.layers_accuracy", depth=str(d), accuracy=pct(_acc(sweep.get(variant, d)))) for d in depths]
 
 
+def _final_loss(store: RunStore, row: dict) -> float | None:
+    losses = [x for x in series(store.metrics(row["run_id"]), "loss")[-50:] if math.isfinite(x)]
+    return sum(losses) / len(losses) if losses else None
+
+
 def measure_r3(store: RunStore | None) -> Verdict:
-    method = _method("R3")
-    sweep, depths, missing = _sweep(store, "R3", ("pre_ln", "no_residual"), method)
+    """Judged on the variant that cuts every skip but the cross-attention one, when the sweep has it: with every
+    skip cut the decoder fails at any depth for a reason unrelated to depth (shown, not judged)."""
+    sweep, depths, missing = _sweep(store, "R3", ("pre_ln", "no_residual"), _method("R3"))
     if missing:
         return missing
-    keep_cross = sweep.depths("pre_ln", "no_residual", "no_residual_keep_cross") == depths
-    variants = ("pre_ln", "no_residual") + (("no_residual_keep_cross",) if keep_cross else ())
-    numbers = _table(sweep, variants, depths)
-    for variant in variants:
-        for depth in depths:
-            losses = [x for x in series(store.metrics(sweep.get(variant, depth)["run_id"]), "loss")[-50:]
-                      if math.isfinite(x)]
-            numbers[f"{variant}_depth{depth}_final_loss"] = num(sum(losses) / len(losses)) if losses else None
-    deep = depths[-1]
-    # Judged on the variant that cuts the skips but not the cross-attention one, when the sweep has it: with every
-    # skip cut the decoder fails at any depth for a reason unrelated to depth.
-    judged = "no_residual_keep_cross" if keep_cross else "no_residual"
+    all_cut_depths = depths
+    judged = "no_residual_keep_cross" if sweep.depths("pre_ln", "no_residual_keep_cross") else "no_residual"
+    depths = sweep.depths("pre_ln", judged)
+    numbers = _table(sweep, ("pre_ln", judged), depths)
+    if judged != "no_residual":
+        numbers |= _table(sweep, ("no_residual",), all_cut_depths)
+    both = sorted(set(depths) | set(all_cut_depths))
+    method = _method("R3", sweep, both)
+    for variant, variant_depths in (("pre_ln", both), (judged, depths), ("no_residual", all_cut_depths)):
+        for depth in variant_depths:
+            numbers[f"{variant}_depth{depth}_final_loss"] = num(_final_loss(store, sweep.get(variant, depth)))
+    deep, cut_deep = depths[-1], all_cut_depths[-1]
     res, nores = sweep.get("pre_ln", deep), sweep.get(judged, deep)
     failing = [d for d in depths if _acc(sweep.get(judged, d)) < FAILED]
     if _acc(nores) >= CONVERGED:
         verdict = "does_not_hold"
-    elif _acc(nores) < FAILED and _acc(res) >= CONVERGED and deep >= DEEP and failing[0] == deep:
+    elif _acc(nores) < FAILED and _acc(res) >= CONVERGED and deep >= DEEP and failing[0] >= DEEP:
         verdict = "holds"
     else:
         verdict = "holds_with_caveats"
-    nloss, rloss = numbers[f"{judged}_depth{deep}_final_loss"], numbers[f"pre_ln_depth{deep}_final_loss"]
-    summary = [text("claim.R3.summary", accuracies=_accuracies(sweep, "no_residual", depths), depth=str(deep),
-                    with_residual=pct(_acc(res)), loss_without=f2(numbers[f"no_residual_depth{deep}_final_loss"], 3),
-                    loss_with=f2(rloss, 3))]
-    if keep_cross:
+    summary = [text("claim.R3.summary", accuracies=_accuracies(sweep, "no_residual", all_cut_depths),
+                    depth=str(cut_deep), with_residual=pct(_acc(sweep.get("pre_ln", cut_deep))),
+                    loss_without=f2(numbers[f"no_residual_depth{cut_deep}_final_loss"], 3),
+                    loss_with=f2(numbers[f"pre_ln_depth{cut_deep}_final_loss"], 3))]
+    if judged != "no_residual":
         summary.append(text("claim.R3.keep_cross", accuracies=_accuracies(sweep, judged, depths), depth=str(deep),
-                            loss=f2(nloss, 3)))
-    if failing and failing[0] < deep:
+                            loss=f2(numbers[f"{judged}_depth{deep}_final_loss"], 3),
+                            with_residual=pct(_acc(res))))
+    if failing and failing[0] < DEEP:
         summary.append(text("claim.R3.fails_early", depth=str(failing[0])))
     elif verdict == "does_not_hold":
         summary.append(text("claim.R3.trains_fine", depth=str(deep), steps=str(nores["steps"])))
     if deep < DEEP:
         summary.append(text("claim.short_of_six", depth=str(deep)))
-    return Verdict("R3", verdict, numbers, summary, method, [sweep.source()])
+    return Verdict("R3", verdict, numbers, summary, method, sweep.sources(both))
 
 
 def measure_r4(store: RunStore | None) -> Verdict:
@@ -119,6 +133,7 @@ def measure_r4(store: RunStore | None) -> Verdict:
     sweep, depths, missing = _sweep(store, "R4", ("pre_ln", "no_residual"), method)
     if missing:
         return missing
+    method = _method("R4", sweep, depths)
     numbers = _table(sweep, ("pre_ln", "no_residual"), depths)
     parts, outcomes = [], []
     for d in depths:
@@ -146,13 +161,13 @@ def measure_r4(store: RunStore | None) -> Verdict:
         summary.append(text("claim.R4.never" if never else "claim.R4.depends"))
     elif verdict == "does_not_hold":
         summary.append(text("claim.R4.does_not_hold"))
-    return Verdict("R4", verdict, numbers, summary, method, [sweep.source()])
+    return Verdict("R4", verdict, numbers, summary, method, sweep.sources(depths))
 
 
 def _grad_ratio(store: RunStore, run_id: int, steps: int = 100) -> float | None:
     """Mean first/last layer-input gradient ratio (decoder) over the first training steps."""
     ratios = []
-    for row in store.metrics(run_id)[:steps]:
+    for row in (r for r in store.metrics(run_id) if r["step"] <= steps):
         grads = (row.get("layer_grad_norms") or {}).get("decoder") or []
         if len(grads) > 1 and grads[-1] and math.isfinite(grads[0] / grads[-1]):
             ratios.append(grads[0] / grads[-1])
@@ -165,6 +180,7 @@ def measure_n2(store: RunStore | None) -> Verdict:
     sweep, depths, missing = _sweep(store, "N2", variants, method)
     if missing:
         return missing
+    method = _method("N2", sweep, depths)
     numbers = _table(sweep, variants, depths)
     deep = depths[-1]
     for variant in variants:
@@ -180,7 +196,7 @@ def measure_n2(store: RunStore | None) -> Verdict:
                     post_steps=steps_text(post), warm=pct(_acc(warm)), warm_steps=steps_text(warm),
                     pre=pct(_acc(pre)), pre_steps=steps_text(pre)),
                text("claim.N2.needs_help" if needs_help else "claim.N2.as_good"), _init_gradients(numbers)]
-    return Verdict("N2", verdict, numbers, summary, method, [sweep.source()])
+    return Verdict("N2", verdict, numbers, summary, method, sweep.sources(depths))
 
 
 # N4 under each initialisation the sweep trained: (with a norm, without one). Whether a model without any
@@ -191,6 +207,9 @@ N4_INITS = {"default": ("pre_ln", "no_norm"), "xavier": ("pre_ln_xavier", "no_no
 def _speedup(with_norm: dict, without: dict) -> Text:
     """Steps to the target saved by the norm; "no norm never reached it" counts as a result, not a gap."""
     if with_norm["steps_to_target"] is not None and without["steps_to_target"] is None:
+        if without["reached"]:
+            return text("claim.N4.some_seeds", reached=str(without["reached"]), seeds=str(len(without["seeds"])),
+                        steps=str(without["steps"]))
         return text("claim.N4.never", steps=str(without["steps"]))
     cut = _reduction(with_norm, without)
     return text("claim.N4.saved", cut=pct(cut)) if cut is not None else text("claim.N4.neither")
@@ -232,6 +251,7 @@ def measure_n4(store: RunStore | None) -> Verdict:
     sweep, depths, missing = _sweep(store, "N4", N4_INITS["default"], method)
     if missing:
         return missing
+    method = _method("N4", sweep, depths)
     inits = [init for init, variants in N4_INITS.items() if sweep.depths(*variants) == depths]
     numbers = _table(sweep, tuple(v for init in inits for v in N4_INITS[init]), depths)
     results = [_n4_init(sweep, init, depths, numbers) for init in inits]
@@ -252,7 +272,7 @@ def measure_n4(store: RunStore | None) -> Verdict:
     summary.append(text(f"claim.N4.{verdict}"))
     if depths[-1] < DEEP:
         summary.append(text("claim.short_of_six", depth=str(depths[-1])))
-    return Verdict("N4", verdict, numbers, summary, method, [sweep.source()])
+    return Verdict("N4", verdict, numbers, summary, method, sweep.sources(depths))
 
 
 MEASURES = {"R3": measure_r3, "R4": measure_r4, "N2": measure_n2, "N4": measure_n4}

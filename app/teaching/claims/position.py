@@ -12,7 +12,6 @@ from app.lab.store import RunStore
 from app.teaching.claims.common import (
     Verdict,
     f2,
-    find_done_runs,
     greedy,
     heldout_batch,
     heldout_pairs,
@@ -21,14 +20,14 @@ from app.teaching.claims.common import (
     num,
     pct,
     series,
-    store_model,
+    share_range,
+    steps_text,
     sweep_missing,
     text,
     zoo,
 )
-from model.evaluate import evaluate
 from model.layers import rotation_for_offset, sinusoidal_table
-from model.tasks import PAD, collate
+from model.tasks import PAD, collate, get_task
 
 OFFSETS = (1, 2, 5, 10, 30)
 
@@ -71,34 +70,56 @@ def _roughness(metrics: list[dict]) -> tuple[float, float]:
     return statistics.pstdev(diffs), max(half)
 
 
+P2_PLAN = "pe-every-layer"
+# (norm arrangement, PE once, PE at every layer): the note's model is Post-LN, the usual modern one Pre-LN
+P2_PAIRS = (("post", "post_ln", "post_ln_pe_every_layer"), ("pre", "pre_ln", "pe_every_layer"))
+
+
+def _mean_roughness(store: RunStore, row: dict) -> tuple[float, float]:
+    """_roughness averaged over the cell's seeds (inf when any seed diverged)."""
+    each = [_roughness(store.metrics(run_id)) for run_id in row["run_ids"]]
+    return statistics.fmean(r for r, _ in each), max(m for _, m in each)
+
+
 def measure_p2(store: RunStore | None) -> Verdict:
-    method = text("claim.P2.method", plan="pe-every-layer")
-    sweep = load_sweep(store, "pe-every-layer")
-    depths = sweep.depths("pre_ln", "pe_every_layer") if sweep else []
-    if not depths:
-        return sweep_missing("P2", "pe-every-layer", sweep, needs_runs("pre_ln", "pe_every_layer"), method)
-    numbers, unstable, rougher, parts = {}, False, False, []
-    for d in depths:
-        once, every = sweep.get("pre_ln", d), sweep.get("pe_every_layer", d)
-        r_once, max_once = _roughness(store.metrics(once["run_id"]))
-        r_every, max_every = _roughness(store.metrics(every["run_id"]))
-        acc_once, acc_every = once["heldout_seq_accuracy"] or 0.0, every["heldout_seq_accuracy"] or 0.0
-        ratio = r_every / r_once if r_once > 0 else float("inf")
-        numbers |= {f"depth{d}_accuracy_pe_once": num(acc_once), f"depth{d}_accuracy_pe_every_layer": num(acc_every),
-                    f"depth{d}_steps_to_99pct_pe_once": once["steps_to_target"],
-                    f"depth{d}_steps_to_99pct_pe_every_layer": every["steps_to_target"],
-                    f"depth{d}_loss_roughness_pe_once": num(r_once),
-                    f"depth{d}_loss_roughness_pe_every_layer": num(r_every),
-                    f"depth{d}_roughness_ratio": num(ratio),
-                    f"depth{d}_max_late_loss_pe_every_layer": num(max_every)}
-        unstable |= acc_every < acc_once - 0.1 or not math.isfinite(r_every) or (ratio >= 2 and acc_every < acc_once)
-        rougher |= ratio >= 1.5
-        parts.append(text("claim.P2.depth", depth=str(d), acc_every=pct(acc_every), acc_once=pct(acc_once),
-                          steps_every=str(every["steps_to_target"] or "—"),
-                          steps_once=str(once["steps_to_target"] or "—"), ratio=f2(ratio)))
+    sweep = load_sweep(store, P2_PLAN)
+    pairs = [(arr, once, every, sweep.depths(once, every)) for arr, once, every in P2_PAIRS] if sweep else []
+    pairs = [p for p in pairs if p[3]]
+    depths = sorted({d for *_, ds in pairs for d in ds})
+    method = text("claim.P2.method", plan=P2_PLAN, depths="/".join(map(str, depths)) or "—",
+                  seeds=str(len(sweep.seeds)) if sweep else "—")
+    if not pairs:
+        return sweep_missing("P2", P2_PLAN, sweep, needs_runs("pre_ln", "pe_every_layer"), method)
+    numbers, unstable, rougher, groups = {}, False, False, []
+    for arrangement, once_name, every_name, arr_depths in pairs:
+        parts = []
+        for d in arr_depths:
+            once, every = sweep.get(once_name, d), sweep.get(every_name, d)
+            r_once, _ = _mean_roughness(store, once)
+            r_every, max_every = _mean_roughness(store, every)
+            acc_once, acc_every = once["heldout_seq_accuracy"] or 0.0, every["heldout_seq_accuracy"] or 0.0
+            if not math.isfinite(r_once) or acc_once < 0.5:  # no baseline to compare with: shown, not judged
+                parts.append(text("claim.P2.no_baseline", depth=str(d), acc_once=pct(acc_once)))
+                continue
+            ratio = r_every / r_once if r_once > 0 else float("inf")
+            key = f"{arrangement}_ln_depth{d}"
+            numbers |= {f"{key}_accuracy_pe_once": num(acc_once), f"{key}_accuracy_pe_every_layer": num(acc_every),
+                        f"{key}_accuracy_seed_range_pe_once": share_range(*once["heldout_range"]),
+                        f"{key}_accuracy_seed_range_pe_every_layer": share_range(*every["heldout_range"]),
+                        f"{key}_steps_to_99pct_pe_once": once["steps_to_target"],
+                        f"{key}_steps_to_99pct_pe_every_layer": every["steps_to_target"],
+                        f"{key}_loss_roughness_pe_once": num(r_once),
+                        f"{key}_loss_roughness_pe_every_layer": num(r_every),
+                        f"{key}_roughness_ratio": num(ratio), f"{key}_max_late_loss_pe_every_layer": num(max_every)}
+            unstable |= (acc_every < acc_once - 0.1 or not math.isfinite(r_every)
+                         or (ratio >= 2 and acc_every < acc_once))
+            rougher |= ratio >= 1.5
+            parts.append(text("claim.P2.depth", depth=str(d), acc_every=pct(acc_every), acc_once=pct(acc_once),
+                              steps_every=steps_text(every), steps_once=steps_text(once), ratio=f2(ratio)))
+        groups.append(text("claim.P2.arrangement", arrangement=text(f"claim.P2.{arrangement}"), parts=parts))
     verdict = "holds" if unstable else "holds_with_caveats" if rougher else "does_not_hold"
-    summary = [text("claim.P2.summary", parts=parts), text(f"claim.P2.{verdict}")]
-    return Verdict("P2", verdict, numbers, summary, method, [sweep.source()])
+    summary = [text("claim.P2.summary"), *groups, text(f"claim.P2.{verdict}")]
+    return Verdict("P2", verdict, numbers, summary, method, sweep.sources())
 
 
 def measure_p3(store: RunStore | None) -> Verdict:
@@ -122,32 +143,45 @@ def measure_p3(store: RunStore | None) -> Verdict:
     return Verdict("P3", verdict, numbers, summary, text("claim.P3.method"), ["zoo:reverse-post-2x2"])
 
 
+P4_PLAN = "position-encodings"
+P4_VARIANTS = ("pre_ln", "learned_pe", "no_pe")  # sinusoidal (the Pre-LN default), learned, none
+
+
+def _long(row: dict, key: str) -> float | None:
+    """A long_inputs probe figure (model.train.probes) averaged over the cell's seeds; None when not probed."""
+    values = [p["long_inputs"][key] for p in row["probes"] if "long_inputs" in p]
+    return statistics.fmean(values) if values and len(values) == len(row["probes"]) else None
+
+
 def measure_p4(store: RunStore | None) -> Verdict:
-    numbers, ratios, sources = {}, [], []
-    for key in ("pre-2x2", "post-2x2"):
-        model, task = zoo(f"reverse-{key}")
-        inside = evaluate(model, task, heldout_pairs(task))
-        outside = evaluate(model, task, heldout_pairs(task, min_len=11, max_len=14))
-        numbers |= {f"{key}_accuracy_lengths_4_10": num(inside.seq_accuracy),
-                    f"{key}_accuracy_lengths_11_14": num(outside.seq_accuracy),
-                    f"{key}_token_accuracy_lengths_11_14": num(outside.token_accuracy)}
-        ratios.append(outside.seq_accuracy / max(inside.seq_accuracy, 1e-9))
-        sources.append(f"zoo:reverse-{key}")
-    learned = next((r for r in find_done_runs(store, task="reverse", pos_encoding="learned", pos_every_layer=False)
-                    if r.has_checkpoint), None)
-    learned_model = store_model(store, learned.id) if learned else None
-    if learned_model is not None:
-        long = evaluate(learned_model, task, heldout_pairs(task, min_len=11, max_len=14)).seq_accuracy
-        numbers |= {"learned_pe_run_id": learned.id, "learned_pe_accuracy_lengths_11_14": num(long)}
-        sources.append(f"run:{learned.id}")
-    worst = min(ratios)
-    verdict = "does_not_hold" if worst < 0.5 else "holds_with_caveats" if worst < 0.9 else "holds"
-    a, b = numbers["pre-2x2_accuracy_lengths_4_10"], numbers["pre-2x2_accuracy_lengths_11_14"]
-    c, e = numbers["post-2x2_accuracy_lengths_4_10"], numbers["post-2x2_accuracy_lengths_11_14"]
-    summary = [text("claim.P4.summary", pre_in=pct(a), pre_out=pct(b), post_in=pct(c), post_out=pct(e))]
-    if learned_model is not None:
-        summary.append(text("claim.P4.learned", run=str(learned.id), accuracy=pct(long)))
-    return Verdict("P4", verdict, numbers, summary, text("claim.P4.method"), sources)
+    sweep = load_sweep(store, P4_PLAN)
+    rows = {v: sweep.get(v, 2) for v in P4_VARIANTS} if sweep else {}
+    method = text("claim.P4.method", plan=P4_PLAN, seeds=str(len(sweep.seeds)) if sweep else "—")
+    if not rows or any(r is None or _long(r, "seq_accuracy") is None for r in rows.values()):
+        return sweep_missing("P4", P4_PLAN, sweep, needs_runs(*P4_VARIANTS), method)
+    probe = rows["pre_ln"]["probes"][0]["long_inputs"]
+    task = get_task(store.get(rows["pre_ln"]["run_id"]).spec.task)
+    numbers = {"lengths_in_training": f"{task.min_len}–{probe['trained_max_len']}",
+               "long_lengths": f"{probe['min_len']}–{probe['max_len']}", "long_inputs": probe["inputs"]}
+    for variant, row in rows.items():
+        numbers |= {f"{variant}_accuracy_trained_lengths": num(row["heldout_seq_accuracy"]),
+                    f"{variant}_accuracy_long_inputs": num(_long(row, "seq_accuracy")),
+                    f"{variant}_token_accuracy_long_inputs": num(_long(row, "token_accuracy"))}
+    inside, outside = rows["pre_ln"]["heldout_seq_accuracy"] or 0.0, _long(rows["pre_ln"], "seq_accuracy")
+    ratio = outside / max(inside, 1e-9)
+    verdict = "does_not_hold" if ratio < 0.5 else "holds_with_caveats" if ratio < 0.9 else "holds"
+    beats_learned = outside > _long(rows["learned_pe"], "seq_accuracy") + 0.05
+    summary = [text("claim.P4.summary", lengths=numbers["long_lengths"], trained=numbers["lengths_in_training"],
+                    seeds=str(len(rows["pre_ln"]["seeds"])),
+                    sin_in=pct(inside), sin_out=pct(outside),
+                    sin_tokens=pct(_long(rows["pre_ln"], "token_accuracy")),
+                    learned_in=pct(rows["learned_pe"]["heldout_seq_accuracy"]),
+                    learned_out=pct(_long(rows["learned_pe"], "seq_accuracy")),
+                    none_in=pct(rows["no_pe"]["heldout_seq_accuracy"]),
+                    none_out=pct(_long(rows["no_pe"], "seq_accuracy"))),
+               text("claim.P4.better_than_learned" if beats_learned else "claim.P4.no_better"),
+               text(f"claim.P4.{verdict}")]
+    return Verdict("P4", verdict, numbers, summary, method, sweep.sources())
 
 
 def measure_p5(store: RunStore | None) -> Verdict:

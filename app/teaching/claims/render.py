@@ -63,13 +63,13 @@ def render_text(text: Any, t: Translator) -> str:
 # The label is "stem · qualifier · qualifier" (`number.label`, `number.sep`); the raw key stays the
 # verdict's, shown as the label's title and given by /api/claims.
 
-VARIANTS = ("post_ln_warmup", "post_ln", "pre_ln_xavier", "pre_ln", "no_residual_keep_cross", "no_residual",
-            "no_norm_xavier", "no_norm",
-            "pe_every_layer")  # a longer name before the shorter one it starts with
+VARIANTS = ("post_ln_warmup", "post_ln_pe_every_layer", "post_ln", "pre_ln_xavier", "pre_ln",
+            "no_residual_keep_cross", "no_residual", "no_norm_xavier", "no_norm", "pe_every_layer", "learned_pe",
+            "no_pe", "batch_norm")  # a longer name before the shorter one it starts with
 _PREFIXES = [
     (re.compile(r"(?P<model>(?:post|pre)-\dx\d)_"), lambda m, t: f"reverse-{m['model']}"),
     (re.compile(r"(?P<lang>en|zh)_numbers_"), lambda m, t: f"{m['lang']}-numbers-2x2"),
-    (re.compile(r"(?P<q>trained|batchnorm|layernorm|unmasked_run|learned_pe)_"), lambda m, t: t(f"number.q.{m['q']}")),
+    (re.compile(r"(?P<q>trained|batchnorm|layernorm|unmasked_run)_"), lambda m, t: t(f"number.q.{m['q']}")),
     (re.compile(rf"(?P<variant>{'|'.join(VARIANTS)})_"), lambda m, t: t(f"variant.{m['variant']}")),
     (re.compile(r"depth(?P<n>\d+)_"), lambda m, t: t("number.q.depth", n=m["n"])),
     (re.compile(r"layer(?P<n>\d+)_"), lambda m, t: t("number.q.layer", n=m["n"])),
@@ -80,6 +80,8 @@ _SUFFIXES = [(re.compile(pattern + "$"), label) for pattern, label in [
     (r"_(?P<q>(?:residual|pe|mask|memory)_(?:on|off|once|every_layer|ablated|final|same_depth))",
      lambda m, t: t(f"number.q.{m['q']}")),
     (r"_lengths_(?P<a>\d+)_(?P<b>\d+)", lambda m, t: t("number.q.lengths", a=m["a"], b=m["b"])),
+    (r"_(?P<q>running_statistics|batch_of_100_padding_counted|batch_of_100|each_input_alone|trained_lengths|long_inputs)",
+     lambda m, t: t(f"number.q.{m['q']}")),
     (r"_offset_(?P<k>\d+)", lambda m, t: t("number.q.offset", k=m["k"])),
     (r"_(?P<n>\d)x\d", lambda m, t: t("number.q.size", n=m["n"])),
     (r"_layer(?P<n>\d+)", lambda m, t: t("number.q.layer", n=m["n"])),
@@ -109,8 +111,7 @@ def number_label(key: str, t: Translator) -> str:
 
 
 _SUBLAYER = re.compile(r"(?:encoder|decoder)\.\d+(?:\.\w+)?")
-_VALUE_KEYS = {"True": "number.value.yes", "False": "number.value.no", "stored run": "number.value.stored_run",
-               "zoo ablation (norm=batch)": "number.value.zoo_ablation"}
+_VALUE_KEYS = {"True": "number.value.yes", "False": "number.value.no"}
 
 
 def number_value(key: str, value: Any, t: Translator) -> str:
@@ -148,15 +149,17 @@ def verdict_view(verdict: Any, t: Translator) -> dict:
                         for key, value in v["numbers"].items()]}
 
 
-def api_verdict(verdict: Any) -> dict:
+def api_verdict(verdict: Any, source: str = "measured here", measured: dict | None = None) -> dict:
     """A verdict for /api/claims: its numbers and sources, summary and method rendered in every language,
-    their catalogue keys and values (summary_text, method_text), and a label for every number."""
+    their catalogue keys and values (summary_text, method_text), a label for every number, where its runs came
+    from (`source`: "shipped" with the app, or "measured here") and when and where it was `measured`."""
     v = _fields(verdict)
     translators = [Translator(lang) for lang in LANGUAGES]
     conditions = v.get("conditions", [])
     seeds = max((len(c.get("seeds", [])) for c in conditions), default=0)
     return {**v, "id": v["claim"], "kind": CLAIMS.get(v["claim"], {}).get("kind", "measurement"),
-            "seeds": v["numbers"].get("seeds", seeds), "source": "measured here",
+            "seeds": v["numbers"].get("seeds", seeds), "measured": measured or {},
+            "source": "shipped" if source == "shipped" else "measured here",
             "conditions": {"data": conditions, **{t.lang: render_text(conditions_text(conditions), t)
                                                   for t in translators}},
             "summary": {t.lang: render_text(v["summary"], t) for t in translators},

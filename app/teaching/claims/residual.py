@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import math
+from functools import cache, lru_cache
 
 import torch
 
 from app.lab.store import RunStore
 from app.teaching.claims.common import (
+    SweepData,
     Text,
     Verdict,
+    accuracy_numbers,
     f2,
     heldout_batch,
     heldout_pairs,
     load_sweep,
+    merge_sweeps,
     num,
     pct,
-    store_model,
+    share_range,
+    steps_text,
     sublayer_text,
     teacher_forced_accuracy,
     text,
@@ -57,7 +62,7 @@ def _training_ratios(store: RunStore | None) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {"depth": depths[-1]}
     for variant in ("pre_ln", "no_residual"):
-        rows = store.metrics(sweep.get(variant, depths[-1])["run_id"])[:100]
+        rows = [r for r in store.metrics(sweep.get(variant, depths[-1])["run_id"]) if r["step"] <= 100]
         for stack in STACKS:
             ratios = [_ratio(r["layer_grad_norms"][stack]) for r in rows if r.get("layer_grad_norms")]
             ratios = [r for r in ratios if math.isfinite(r)]
@@ -117,54 +122,93 @@ def measure_r1(store: RunStore | None) -> Verdict:
     return Verdict("R1", verdict, numbers, summary, text("claim.R1.method"), sources)
 
 
-def _identity_probe(model, batch, switches) -> tuple[list[float], list[float]]:
-    """Per encoder layer: mean cos(stream, embedding+PE) and the share of tokens whose nearest source
-    embedding (by cosine) is the input token itself."""
+R2_MODELS = ("reverse-pre-4x4", "reverse-post-4x4")  # trained with residual connections, 4+4 layers
+PROBE_TRAIN_INPUTS = 400  # training-split inputs the probe is fitted on (held-out inputs score it)
+RIDGE = 1e-2
+
+
+def _encoder_streams(model, batch, switches) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Each encoder layer's output at the real tokens (N, d_model), the input embedding+PE there, the tokens."""
     names = [f"encoder.{i}.hook_resid_post" for i in range(model.config.n_encoder_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.src, batch.tgt_in, switches,
                                         names_filter=names + ["hook_src_embed", "hook_src_pos"])
-        x0 = cache["hook_src_embed"] + cache["hook_src_pos"]
-        real = batch.src != PAD
-        table = torch.nn.functional.normalize(model.src_embed.table.weight, dim=-1)
-        cos, probe = [], []
-        for name in names:
-            h = cache[name]
-            cos.append(torch.cosine_similarity(h, x0, dim=-1)[real].mean().item())
-            sims = torch.nn.functional.normalize(h, dim=-1) @ table.T
-            sims[..., :3] = -2.0  # specials are never inputs
-            probe.append((sims.argmax(-1) == batch.src)[real].float().mean().item())
+    real = batch.src != PAD
+    x0 = (cache["hook_src_embed"] + cache["hook_src_pos"])[real]
+    return [cache[name][real] for name in names], x0, batch.src[real]
+
+
+def _fit_probe(h: torch.Tensor, tokens: torch.Tensor, vocab: int) -> torch.Tensor:
+    """A linear map (with bias) from the stream to the token's one-hot code: ridge regression, closed form."""
+    x = torch.cat([h, torch.ones(len(h), 1)], dim=1).double()
+    y = torch.nn.functional.one_hot(tokens, vocab).double()
+    scale = x.pow(2).sum() / x.size(1)
+    return torch.linalg.solve(x.T @ x + RIDGE * scale * torch.eye(x.size(1), dtype=x.dtype), x.T @ y)
+
+
+def _probe_accuracy(w: torch.Tensor, h: torch.Tensor, tokens: torch.Tensor) -> float:
+    x = torch.cat([h, torch.ones(len(h), 1)], dim=1).double()
+    return ((x @ w).argmax(-1) == tokens).float().mean().item()
+
+
+def identity_probe(model, task, switches) -> tuple[list[float], list[float]]:
+    """Per encoder layer: the mean cosine between the stream and the input embedding+PE, and the held-out accuracy
+    of a linear probe trained (on training-split inputs) to read the input token from the stream there."""
+    import random
+
+    train = task.batch(random.Random(0), PROBE_TRAIN_INPUTS, split="train")
+    fit_streams, _, fit_tokens = _encoder_streams(model, train, switches)
+    streams, x0, tokens = _encoder_streams(model, heldout_batch(task), switches)
+    vocab = model.src_embed.table.num_embeddings
+    cos = [torch.cosine_similarity(h, x0, dim=-1).mean().item() for h in streams]
+    probe = [_probe_accuracy(_fit_probe(f, fit_tokens, vocab), h, tokens) for f, h in zip(fit_streams, streams,
+                                                                                        strict=True)]
     return cos, probe
 
 
-def measure_r2(store: RunStore | None) -> Verdict:
-    model, task = zoo("reverse-pre-4x4")
-    batch = heldout_batch(task)
-    cos_on, probe_on = _identity_probe(model, batch, model.switches)
-    cos_off, probe_off = _identity_probe(model, batch, model.switches.replace(residual=False))
-    numbers = {f"cos_embedding_layer{i + 1}_residual_on": num(c) for i, c in enumerate(cos_on)}
-    numbers |= {f"cos_embedding_layer{i + 1}_residual_off": num(c) for i, c in enumerate(cos_off)}
-    numbers |= {"token_probe_last_layer_residual_on": num(probe_on[-1]),
-                "token_probe_last_layer_residual_off": num(probe_off[-1]), "chance": num(1 / 10)}
-    sources = ["zoo:reverse-pre-4x4"]
+@cache
+def _zoo_identity(name: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """identity_probe of a zoo model intact and with its residual connections ablated (the same every time: a
+    claim is measured once per seed, and this part does not depend on one)."""
+    model, task = zoo(name)
+    return (*identity_probe(model, task, model.switches), *identity_probe(model, task,
+                                                                          model.switches.replace(residual=False)))
+
+
+def _best_without_residual(store: RunStore | None) -> float | None:
+    """The best final accuracy of any model trained without residual connections in the depth sweep (None: none)."""
     sweep = load_sweep(store, "depth-residual-norm")
-    depths = sweep.depths("no_residual") if sweep else []
-    trained = store_model(store, sweep.get("no_residual", depths[-1])["run_id"]) if depths else None
-    kept_without = False
-    if trained is not None:
-        cos_t, probe_t = _identity_probe(trained, batch, trained.switches)
-        numbers |= {"trained_no_residual_depth": depths[-1], "trained_no_residual_cos_last": num(cos_t[-1]),
-                    "trained_no_residual_token_probe_last": num(probe_t[-1])}
-        kept_without = probe_t[-1] >= 0.9
+    rows = [row for (variant, _), row in (sweep.cells.items() if sweep else [])
+            if variant in ("no_residual", "no_residual_keep_cross")]
+    return max((row["heldout_seq_accuracy"] or 0.0 for row in rows), default=None)
+
+
+def measure_r2(store: RunStore | None) -> Verdict:
+    numbers, kept, lost, sources = {}, True, True, []
+    results = {}
+    for name in R2_MODELS:
+        key = name.removeprefix("reverse-")
+        cos_on, probe_on, cos_off, probe_off = results[name] = _zoo_identity(name)
+        numbers |= {f"{key}_cos_embedding_layer{i + 1}_residual_on": num(c) for i, c in enumerate(cos_on)}
+        numbers |= {f"{key}_linear_probe_layer{i + 1}_residual_on": num(p) for i, p in enumerate(probe_on)}
+        numbers |= {f"{key}_linear_probe_layer{i + 1}_residual_off": num(p) for i, p in enumerate(probe_off)}
+        kept &= probe_on[-1] >= 0.9
+        lost &= probe_off[-1] <= 0.5
+        sources.append(f"zoo:{name}")
+    numbers["chance"] = num(1 / 10)
+    best_without = _best_without_residual(store)
+    if best_without is not None:
+        numbers["best_accuracy_trained_without_residual"] = num(best_without)
         sources.append("sweep:depth-residual-norm")
-    kept = probe_on[-1] >= 0.9 and probe_off[-1] <= 0.5
-    verdict = ("does_not_hold" if not kept else "holds_with_caveats" if kept_without else "holds")
-    summary = [text("claim.R2.summary", cos_first=f2(cos_on[0]), cos_last=f2(cos_on[-1]),
-                     probe_on=pct(probe_on[-1]), cos_off=f2(cos_off[-1]), probe_off=pct(probe_off[-1]))]
-    if trained is not None:
-        summary.append(text("claim.R2.trained_kept" if kept_without else "claim.R2.trained", depth=str(depths[-1]),
-                            cos=f2(cos_t[-1]), probe=pct(probe_t[-1])))
-    return Verdict("R2", verdict, numbers, summary, text("claim.R2.method"), sources)
+    verdict = "does_not_hold" if not kept else "holds" if lost else "holds_with_caveats"
+    pre, post = (results[name] for name in R2_MODELS)
+    summary = [text("claim.R2.summary", cos_first=f2(pre[0][0]), cos_last=f2(pre[0][-1]), probe_on=pct(pre[1][-1]),
+                    post_probe_on=pct(post[1][-1]), probe_off=pct(pre[3][-1]), post_probe_off=pct(post[3][-1])),
+               text("claim.R2.kept" if kept and lost else "claim.R2.kept_anyway" if kept else "claim.R2.not_kept")]
+    if best_without is not None:
+        summary.append(text("claim.R2.untrained_ignored" if best_without < 0.5 else "claim.R2.some_trained",
+                            accuracy=pct(best_without)))
+    return Verdict("R2", verdict, numbers, summary, text("claim.R2.method", inputs=str(PROBE_TRAIN_INPUTS)), sources)
 
 
 def _skip_layer_hooks(stack: str, layer: int):
@@ -172,11 +216,19 @@ def _skip_layer_hooks(stack: str, layer: int):
     return [(names, zero_ablate())]
 
 
-def measure_r5(store: RunStore | None) -> Verdict:
+def _depth_accuracies(store: RunStore | None) -> SweepData | None:
+    """Pre-LN (residual connections on) at every depth the depth sweeps trained, over their seeds."""
+    from app.teaching.claims.depth import DEEP_PLAN, PLAN
+
+    sweep = merge_sweeps(load_sweep(store, PLAN), load_sweep(store, DEEP_PLAN))
+    return sweep if sweep and len(sweep.depths("pre_ln")) >= 2 else None
+
+
+@lru_cache(maxsize=1)
+def _sublayer_work() -> tuple[dict[str, float], float, dict[str, float]]:
+    """reverse-pre-4x4: each sublayer's mean ‖F(x)‖/‖x‖, teacher-forced token accuracy, and that accuracy with
+    each whole layer skipped (the same for every seed a claim is measured on)."""
     deep, task = zoo("reverse-pre-4x4")
-    shallow, _ = zoo("reverse-pre-2x2")
-    pairs = heldout_pairs(task)
-    acc_deep, acc_shallow = evaluate(deep, task, pairs).seq_accuracy, evaluate(shallow, task, pairs).seq_accuracy
     batch = heldout_batch(task)
     names = [n for n in deep.hook_names() if n.count(".") == 2 and n.split(".")[1].isdigit() and n.endswith("_out")]
     streams = {"self_attn": "hook_resid_pre", "cross_attn": "hook_resid_mid", "ffn": "hook_resid_mid"}
@@ -193,21 +245,55 @@ def measure_r5(store: RunStore | None) -> Verdict:
     base = teacher_forced_accuracy(deep, batch)
     skipped = {f"{s}.{i}": teacher_forced_accuracy(deep, batch, hooks=_skip_layer_hooks(s, i))
                for s in STACKS for i in range(deep.config.n_layers(s))}
+    return ratios, base, skipped
+
+
+def measure_r5(store: RunStore | None) -> Verdict:
+    """Two parts: do extra layers make a model worse (the depth sweeps, over seeds, with intervals), and do the
+    sublayers of a trained deep model sit near F(x) ≈ 0 (reverse-pre-4x4)."""
+    ratios, base, skipped = _sublayer_work()
+    deep, task = zoo("reverse-pre-4x4")
     best_layer = max(skipped, key=skipped.get)
     low_kind = min(ratios, key=ratios.get)
-    numbers = {"heldout_seq_accuracy_4x4": num(acc_deep), "heldout_seq_accuracy_2x2": num(acc_shallow),
-               "min_F_over_x": num(ratios[low_kind]), "min_F_over_x_sublayer": low_kind,
+    numbers = {"min_F_over_x": num(ratios[low_kind]), "min_F_over_x_sublayer": low_kind,
                "max_F_over_x": num(max(ratios.values())), "token_accuracy_intact": num(base),
                "token_accuracy_best_layer_skipped": num(skipped[best_layer]), "best_layer_to_skip": best_layer}
     numbers |= {f"F_over_x_{k}": num(v) for k, v in ratios.items()}
-    not_worse = acc_deep >= acc_shallow - 0.02
+    sources = ["zoo:reverse-pre-4x4"]
+    sweep = _depth_accuracies(store)
+    if sweep is None:
+        pairs = heldout_pairs(task)
+        shallow, _ = zoo("reverse-pre-2x2")
+        acc = {4: evaluate(deep, task, pairs).seq_accuracy, 2: evaluate(shallow, task, pairs).seq_accuracy}
+        low = {d: a - 0.02 for d, a in acc.items()}  # one model per depth: two held-out inputs of slack
+        sources.append("zoo:reverse-pre-2x2")
+        depth_parts = [text("claim.layers_accuracy", depth=str(d), accuracy=pct(a)) for d, a in sorted(acc.items())]
+    else:
+        depths = sweep.depths("pre_ln")
+        rows = {d: sweep.get("pre_ln", d) for d in depths}
+        acc = {d: row["heldout_seq_accuracy"] for d, row in rows.items()}
+        low = {d: row["heldout_interval"][0] for d, row in rows.items()}
+        for d, row in rows.items():
+            numbers |= accuracy_numbers(f"pre_ln_depth{d}", row)
+        sources += sweep.sources()
+        depth_parts = [text("claim.R5.depth_accuracy", depth=str(d), accuracy=pct(acc[d]),
+                            interval=share_range(*rows[d]["heldout_interval"]), steps=steps_text(rows[d]))
+                       for d in depths]
+    shallowest = min(acc)
+    numbers["deep_over_shallow_accuracy"] = num(acc[max(acc)] / max(acc[shallowest], 1e-9))
+    # not worse: no deeper model's accuracy lies below the shallowest one's 95% interval
+    not_worse = all(acc[d] >= low[shallowest] - 1e-9 for d in acc)
     identity_layer = skipped[best_layer] >= base - 0.01
-    verdict = ("does_not_hold" if not not_worse else "holds" if identity_layer else "holds_with_caveats")
-    summary = text("claim.R5.summary", acc_deep=pct(acc_deep), acc_shallow=pct(acc_shallow),
-                   low=f2(ratios[low_kind]), low_sublayer=sublayer_text(low_kind), high=f2(max(ratios.values())),
-                   best_layer=sublayer_text(best_layer), base=pct(base), skipped=pct(skipped[best_layer]))
-    return Verdict("R5", verdict, numbers, summary, text("claim.R5.method"),
-                   ["zoo:reverse-pre-4x4", "zoo:reverse-pre-2x2"])
+    near_zero = ratios[low_kind] < 0.1
+    verdict = ("does_not_hold" if not not_worse else "holds" if identity_layer and near_zero
+               else "holds_with_caveats")
+    summary = [text("claim.R5.depths", parts=depth_parts,
+                    reading=text("claim.R5.not_worse" if not_worse else "claim.R5.worse")),
+               text("claim.R5.sublayers", low=f2(ratios[low_kind]), low_sublayer=sublayer_text(low_kind),
+                    high=f2(max(ratios.values())), best_layer=sublayer_text(best_layer), base=pct(base),
+                    skipped=pct(skipped[best_layer]),
+                    reading=text("claim.R5.near_zero" if near_zero and identity_layer else "claim.R5.far_from_zero"))]
+    return Verdict("R5", verdict, numbers, summary, text("claim.R5.method"), sources)
 
 
 MEASURES = {"R1": measure_r1, "R2": measure_r2, "R5": measure_r5}
