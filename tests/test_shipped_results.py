@@ -148,7 +148,9 @@ def test_a_fresh_install_shows_every_verdict_at_once_from_the_shipped_results(tm
         assert report["fresh"] and report["source"] == "shipped" and not report["measuring"]
         assert len(report["verdicts"]) == 21 and all(v["source"] == "shipped" and v["verdict"] != "not_measured"
                                                      for v in report["verdicts"].values())
-        assert report["verdicts"]["R3"]["seeds"] == 5 and report["verdicts"]["R3"]["measured"]["results"]["seeds"]
+        r3 = report["verdicts"]["R3"]
+        assert r3["seeds"] == 5 and r3["measured"]["results"]["seeds"] == [0, 1, 2, 3, 4]
+        assert len(r3["runs"]) == 5 * 29 and r3["conditions"]["data"]  # 24 + 5 cells of two plans, by run key
         page = client.get("/claims?lang=en").text
         assert "results shipped with addnorm" in page and "Measure again here" in page
         assert "http-equiv=\"refresh\"" not in page  # nothing left to wait for

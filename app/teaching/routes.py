@@ -81,9 +81,12 @@ def claims_page(request: Request, board: VerdictsDep, t: TranslatorDep):
 
 @router.get("/api/claims", tags=["api"], summary="The measured verdict of every claim, with its numbers")
 def claims_api(board: VerdictsDep) -> dict:
-    """Each verdict's summary and method in every language ({"en", "zh"}), the catalogue keys and values they
-    are made of (summary_text, method_text), and a label in every language for each of its numbers. `fresh`
-    is false while the runs changed since it was measured (it is then being measured again: ask later)."""
+    """Per claim: `id`, `verdict`, `kind` (measurement or check by construction), `seeds`, `numbers` (accuracies
+    with their range over seeds and 95% interval) and a label for each in every language, `conditions` (in words
+    and as data), `sources` and `runs` (the keys of the runs it read), `source` ("shipped" with the app or
+    "measured here") and `measured` (when, on which machine; for shipped results, where they were trained);
+    summary and method in every language ({"en", "zh"}) and the catalogue keys they are made of. `fresh` is
+    false while the runs changed since it was measured (it is then being measured again: ask later)."""
     report, fresh = board.current()
     source = (report or {}).get("source", "measured here")
     measured = {"at": (report or {}).get("computed_at"), "machine": (report or {}).get("machine"),

@@ -55,7 +55,7 @@ def measure(claim_id: str, store: RunStore | None = None) -> Verdict:
     if claim_id not in CLAIMS:
         raise KeyError(f"unknown claim {claim_id!r}; claims: {', '.join(CLAIMS)}")
     verdict = _MEASURES[claim_id](store)
-    verdict = replace(verdict, conditions=conditions_of(verdict.sources, store))
+    verdict = replace(verdict, conditions=conditions_of(verdict.sources, store), runs=_runs_behind(verdict, store))
     seeds = _seeds_behind(verdict, store)
     if verdict.verdict == "not_measured" or len(seeds) < 2:
         return verdict
@@ -73,6 +73,14 @@ def _seeds_behind(verdict: Verdict, store: RunStore | None) -> list[int]:
     plans = [source.split(":", 1)[1] for source in verdict.sources if source.startswith("sweep:")]
     sweeps = [load_sweep(store, plan) for plan in plans]
     return sorted(set().union(*(sweep.seeds for sweep in sweeps if sweep))) if sweeps else []
+
+
+def _runs_behind(verdict: Verdict, store: RunStore | None) -> list[str]:
+    """The runs of the sweeps a verdict read, by key: the same key names the same settings and seed in any store
+    (this server's or the shipped one), where run ids do not."""
+    plans = [source.split(":", 1)[1] for source in verdict.sources if source.startswith("sweep:")]
+    sweeps = [sweep for sweep in (load_sweep(store, plan) for plan in plans) if sweep]
+    return sorted({key for sweep in sweeps for row in sweep.cells.values() for key in row["run_keys"]})
 
 
 def measure_all(store: RunStore | None = None) -> dict[str, Verdict]:

@@ -62,6 +62,7 @@ class Verdict:
     method: list[Text]  # how it was measured
     sources: list[str] = field(default_factory=list)  # "zoo:<model>", "sweep:<plan>", "run:<id>"
     conditions: list[dict] = field(default_factory=list)  # what each source was trained on (claims/conditions.py)
+    runs: list[str] = field(default_factory=list)  # the keys (RunSpec.key) of every run its sweeps hold
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -200,7 +201,8 @@ def _seed_row(store: RunStore, item: dict, seed: int) -> dict | None:
     record = store.find_done(spec) or store.find_latest(spec)
     if record is None or record.status != "done":
         return None
-    return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "seed": seed,
+    return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "run_key": record.key,
+            "seed": seed,
             "steps": spec.train_config["steps"], "steps_done": record.steps_done,
             "heldout_seq_accuracy": (record.final or {}).get("heldout_seq_accuracy"),
             "heldout_n": spec.train_config["eval_size"], "probes": record.probes or {},
@@ -215,6 +217,7 @@ def _mean_row(runs: list[dict]) -> dict:
     reached = [r["steps_to_target"] for r in runs if r["steps_to_target"] is not None]
     n = runs[0]["heldout_n"]  # every seed answers the same held-out inputs: their number, not × seeds
     return {**runs[0], "seeds": [r["seed"] for r in runs], "run_ids": [r["run_id"] for r in runs],
+            "run_keys": [r["run_key"] for r in runs],
             "heldout_seq_accuracy": sum(accuracies) / len(accuracies),
             "heldout_range": (min(accuracies), max(accuracies)),
             "heldout_interval": wilson(round(sum(accuracies) / len(accuracies) * n), n),
