@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 8000
+HOST ?= $(or $(ADDNORM_HOST),127.0.0.1)
+PORT ?= $(or $(ADDNORM_PORT),8000)
 
 .PHONY: install run test lint bench zoo
 
@@ -15,7 +15,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
 
 run: install
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	ADDNORM_HOST=$(HOST) ADDNORM_PORT=$(PORT) $(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/ruff check model app tests benchmarks

@@ -42,7 +42,8 @@ def main() -> int:
 
     first, pages = [], {"/api/claims": [], "/claims": [], "/static/css/app.css": []}
     for _ in range(args.rounds):
-        with tempfile.TemporaryDirectory() as data, TestClient(create_app(Settings(data_dir=Path(data)))) as client:
+        with tempfile.TemporaryDirectory() as data, TestClient(create_app(Settings(data_dir=Path(data))),
+                                                                  base_url="http://localhost") as client:
             started = time.perf_counter()
             report = client.get("/api/claims").json()
             first.append(time.perf_counter() - started)

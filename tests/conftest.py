@@ -11,6 +11,8 @@ import uvicorn
 
 # Tests start from an empty store and say so; the ones about the shipped results turn them on.
 os.environ.setdefault("ADDNORM_SHIPPED_RESULTS", "0")
+# The test client asks for the host "testserver"; live servers listen on 127.0.0.1.
+os.environ.setdefault("ADDNORM_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -2,8 +2,14 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Host names every server answers to; `host` is added when it is one specific address or name.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+ANY_ADDRESS = ("", "0.0.0.0", "::", "*")
 
 
 class Settings(BaseSettings):
@@ -27,6 +33,23 @@ class Settings(BaseSettings):
     # claims and lessons read the results shipped in model/zoo/results/ until this server has measured its own
     shipped_results: bool = True
     ray_address: str | None = None  # join this Ray cluster (ray start --head …); unset: start one on this machine
+    # Host header values answered (DNS rebinding protection), comma-separated; "*" answers any name.
+    # Unset: localhost, 127.0.0.1, ::1 and `host` when it is a specific address.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        return tuple(name.strip().strip("[]").lower() for name in value if name.strip())
+
+    @model_validator(mode="after")
+    def _default_hosts(self):
+        if not self.allowed_hosts:
+            host = self.host.strip("[]").lower()
+            self.allowed_hosts = tuple(dict.fromkeys([*LOCAL_HOSTS, *([] if host in ANY_ADDRESS else [host])]))
+        return self
 
 
 @lru_cache
