@@ -25,7 +25,7 @@ from ray.exceptions import RayError, TaskCancelledError
 
 from app.lab.cluster import training_slots
 from app.lab.quotas import Quotas
-from app.lab.store import FINAL_STATUSES, RunRecord, RunSpec, RunStore
+from app.lab.store import FINAL_STATUSES, RunRecord, RunSpec, RunStore, RunUnreadable
 from app.lab.training_task import training_task
 from model.config import ModelConfig, Switches, TrainConfig
 
@@ -122,7 +122,9 @@ class RayJobRunner:
         return self.submit_jobs([JobRequest(spec, (), label, background, learner)])[0][0]
 
     def submit_jobs(self, requests: list[JobRequest]) -> list[list[tuple[RunRecord, bool]]]:
-        """Every request's runs, (run, replayed) per seed; all of them are queued or none is (A/B)."""
+        """Every request's runs, (run, replayed) per seed; all of them are queued or none is (A/B).
+        StoreNotWritable when the store is read-only: training is off."""
+        self.store.require_writable()
         plans = []
         for request in requests:
             seeds = request.seeds or (request.spec.train_config["seed"],)
@@ -194,7 +196,11 @@ class RayJobRunner:
                 job.subscribers.setdefault(run_id, []).append((loop, inbox))
         try:
             last_step = 0
-            stored = self.store.metrics(run_id)
+            try:
+                stored = self.store.metrics(run_id)
+            except RunUnreadable as error:  # the page says so, naming the run
+                yield Event("failed", run_id, str(error))
+                return
             if stored:
                 last_step = stored[-1]["step"]
                 yield Event("metrics", run_id, stored)

@@ -2,13 +2,19 @@
 
 This module is the only code that touches the file. A run is defined by a RunSpec; identical specs
 share a key, so a finished run can be replayed instead of trained again (find_done).
+
+The server opens it with open_store, which never stops the app: a damaged store is moved aside and a new one
+started; a store or data directory that cannot be written is opened read-only (or not at all), and every
+write then raises StoreNotWritable saying why. A run that cannot be read raises RunUnreadable naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +22,30 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATUSES = ("done", "failed", "cancelled")
 SCHEMA_VERSION = 3  # 2: sweeps.stopped_at; 3: runs.probes
 INTERRUPTED = "interrupted: the server stopped before this run finished"
+STORE_FILE = "runs.sqlite3"  # in the data directory
+DATA_DIR_SETTING = "ADDNORM_DATA_DIR"
+SIDE_FILES = ("-wal", "-shm")  # SQLite's files beside the store, which belong to it
+log = logging.getLogger(__name__)
+
+
+class StoreNotWritable(Exception):
+    """The run store is open read-only, or there is none: nothing can be trained or saved. The message says
+    why, naming ADDNORM_DATA_DIR and the path."""
+
+
+class RunUnreadable(Exception):
+    """One run cannot be read from the store (a metrics row that is not JSON, a damaged page of the file);
+    the other runs still can be."""
+
+    def __init__(self, run_id: int, path: Path, why: str):
+        super().__init__(f"run {run_id} cannot be read from the run store {path}: {why}")
+        self.run_id = run_id
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -132,28 +157,39 @@ class RunStore:
     (training workers) are kept apart by SQLite's own file locks; WAL lets them read while one writes.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
+        """read_only: open an existing store with SQLite's mode=ro (its directory or file cannot be written);
+        every write then raises StoreNotWritable."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; _write() opens each one explicitly.
-        # timeout: wait up to 10 s for another process's write lock instead of failing at once.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        self.read_only: str | None = None  # why writes are refused; None: the store can be written
+        if read_only:
+            self._conn = _connect_read_only(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; _write() opens each one explicitly.
+            # timeout: wait up to 10 s for another process's write lock instead of failing at once.
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._reached: dict[tuple[int, float], int | None] = {}  # (run id, target) -> step; finished runs only
         try:
-            self._set_up()
+            self._set_up(read_only)
         except BaseException:
             self._conn.close()
             raise
+        if read_only:
+            self.refuse_writes(f"the run store {self.path} is open read-only")
 
-    def _set_up(self) -> None:
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: never corrupt, at worst loses the last commits
+    def _set_up(self, read_only: bool = False) -> None:
+        if not read_only:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: never corrupt, at worst loses the last commits
         self._conn.execute("PRAGMA foreign_keys=ON")  # so deleting a run deletes its metrics and checkpoint
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} has schema version {version}; this code knows up to {SCHEMA_VERSION}")
+        if read_only:
+            return
         with self._write() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -167,6 +203,18 @@ class RunStore:
         with self._lock:
             self._conn.close()
 
+    @property
+    def writable(self) -> bool:
+        return self.read_only is None
+
+    def refuse_writes(self, why: str) -> None:
+        """From now on every write raises StoreNotWritable(why)."""
+        self.read_only = why
+
+    def require_writable(self) -> None:
+        if self.read_only is not None:
+            raise StoreNotWritable(self.read_only)
+
     def __enter__(self) -> RunStore:
         return self
 
@@ -177,6 +225,7 @@ class RunStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails halfway
         # because another process started writing after it had read.
+        self.require_writable()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -186,6 +235,20 @@ class RunStore:
                 if self._conn.in_transaction:  # a failed COMMIT may have ended it already
                     self._conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def _reading(self, run_id: int) -> Iterator[None]:
+        """What goes wrong reading one run's rows (a damaged page, text that is not JSON) becomes RunUnreadable."""
+        try:
+            yield
+        except RunUnreadable:
+            raise
+        except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as error:
+            raise RunUnreadable(run_id, self.path, f"{type(error).__name__}: {error}") from error
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        with self._reading(row["id"]):
+            return RunRecord.from_row(row)
 
     def _require(self, conn: sqlite3.Connection, run_id: int) -> None:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
@@ -212,13 +275,13 @@ class RunStore:
                 _SELECT_RUN + "WHERE key = ? AND status = 'done' AND EXISTS (SELECT 1 FROM checkpoints c "
                               "WHERE c.run_id = runs.id) ORDER BY id DESC LIMIT 1",
                 (spec.key(),)).fetchone()
-        return RunRecord.from_row(row) if row else None
+        return self._record(row) if row else None
 
     def find_latest(self, spec: RunSpec) -> RunRecord | None:
         """The newest run with this spec, whatever its status (a sweep's cell shows it)."""
         with self._lock:
             row = self._conn.execute(_SELECT_RUN + "WHERE key = ? ORDER BY id DESC LIMIT 1", (spec.key(),)).fetchone()
-        return RunRecord.from_row(row) if row else None
+        return self._record(row) if row else None
 
     # ---- sweeps: named lists of run specs; their results are the runs with those specs ----
 
@@ -278,11 +341,20 @@ class RunStore:
                          "WHERE id = :id", {"id": run_id})
 
     def metrics(self, run_id: int, after_step: int = 0) -> list[dict[str, Any]]:
-        """Rows with step > after_step, in step order (a client passes the last step it has seen)."""
-        with self._lock:
-            rows = self._conn.execute("SELECT data FROM metrics WHERE run_id = ? AND step > ? ORDER BY step",
-                                      (run_id, after_step)).fetchall()
-        return [json.loads(row["data"]) for row in rows]
+        """Rows with step > after_step, in step order (a client passes the last step it has seen).
+        RunUnreadable when they cannot be read."""
+        with self._reading(run_id):
+            with self._lock:
+                rows = self._conn.execute("SELECT step, data FROM metrics WHERE run_id = ? AND step > ? "
+                                          "ORDER BY step", (run_id, after_step)).fetchall()
+            parsed = []
+            for step, data in rows:
+                try:
+                    parsed.append(json.loads(data))
+                except ValueError as error:
+                    raise RunUnreadable(run_id, self.path, f"its metrics row at step {step} is not valid JSON "
+                                                           f"({error})") from error
+        return parsed
 
     def finish(self, run_id: int, status: str, checkpoint: bytes | None = None, error: str | None = None) -> None:
         _check_status(status, FINAL_STATUSES)
@@ -343,14 +415,16 @@ class RunStore:
         return sum(f.stat().st_size for f in files if f.exists()) / (1 << 20)
 
     def checkpoint(self, run_id: int) -> bytes | None:
-        with self._lock:
+        with self._reading(run_id), self._lock:
             row = self._conn.execute("SELECT data FROM checkpoints WHERE run_id = ?", (run_id,)).fetchone()
         return bytes(row["data"]) if row else None
 
     def get(self, run_id: int) -> RunRecord | None:
-        with self._lock:
-            row = self._conn.execute(_SELECT_RUN + "WHERE id = ?", (run_id,)).fetchone()
-        return RunRecord.from_row(row) if row else None
+        """None when there is no such run; RunUnreadable when it cannot be read."""
+        with self._reading(run_id):
+            with self._lock:
+                row = self._conn.execute(_SELECT_RUN + "WHERE id = ?", (run_id,)).fetchone()
+            return self._record(row) if row else None
 
     def list(self, limit: int = 50, status: str | None = None) -> list[RunRecord]:
         """Newest first (by id, which never ties, unlike created_at)."""
@@ -359,9 +433,174 @@ class RunStore:
         with self._lock:
             rows = self._conn.execute(_SELECT_RUN + "WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2",
                                       (status, limit)).fetchall()
-        return [RunRecord.from_row(row) for row in rows]
+        records = []
+        for row in rows:
+            try:
+                records.append(self._record(row))
+            except RunUnreadable as error:  # left out, so that one damaged run does not hide the others
+                log.warning("%s", error)
+        return records
 
     def delete(self, run_id: int) -> None:
         """Remove a run with its metrics and checkpoint; deleting a missing run does nothing."""
         with self._write() as conn:
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+
+# ---- opening the server's store: never stops the app --------------------------------------------------
+
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes of a damaged file
+
+
+@dataclass
+class OpenedStore:
+    store: RunStore  # read-only (store.read_only says why) when the store or its directory cannot be written
+    notice: str | None = None  # what was done at start, to say once: a damaged store was moved aside
+
+
+def open_store(data_dir: Path) -> OpenedStore:
+    """The run store in `data_dir`, as usable as the file and the directory allow; logs what is wrong in one
+    line naming ADDNORM_DATA_DIR and the path.
+
+    - a damaged store (PRAGMA quick_check, "file is not a database", "database disk image is malformed") is
+      renamed with a timestamp, together with its -wal and -shm files, and a new, empty one is started;
+    - a store that exists but cannot be written (read-only file or directory) is opened read-only;
+    - a data directory that cannot be used (cannot be created, is a file, is not writable) and holds no store
+      gives an empty store in memory that refuses every write.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / STORE_FILE
+    where = f"{DATA_DIR_SETTING}={data_dir}"
+    unusable = _why_unusable(data_dir)  # the directory: None when a store can be written there
+    notice = None
+    damage = _damage(path)
+    if damage is not None:
+        if unusable is not None:
+            return _without_store(f"the run store {path} is damaged ({damage}) and cannot be moved aside: {where} "
+                                  f"{unusable}; training is off")
+        try:
+            moved = _move_aside(path)
+        except OSError as error:
+            return _without_store(f"the run store {path} is damaged ({damage}) and could not be moved aside "
+                                  f"({error}); training is off ({where})")
+        notice = (f"the run store {path} was damaged ({damage}); it was moved to {moved} and a new, empty store "
+                  f"was started ({where})")
+        log.error("%s", notice)
+    if unusable is not None:
+        if not _is_file(path):
+            return _without_store(f"{where} {unusable}: training is off and no runs are kept (the run store would "
+                                  f"be {path})")
+        return _read_only(path, f"{where} {unusable}: the runs in {path} are shown read-only; training is off")
+    try:
+        return OpenedStore(RunStore(path), notice)
+    except sqlite3.OperationalError as error:
+        if not _is_file(path) or path.stat().st_size == 0:
+            return _without_store(f"the run store {path} cannot be opened ({error}); training is off ({where})")
+        return _read_only(path, f"the run store {path} cannot be written ({error}): its runs are shown read-only; "
+                                f"training is off ({where})")
+    except (sqlite3.Error, OSError, RuntimeError) as error:
+        return _without_store(f"the run store {path} cannot be used ({error}); training is off ({where})")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _why_unusable(data_dir: Path) -> str | None:
+    """Why no store can be written in the data directory, or None when one can."""
+    try:
+        if data_dir.exists() and not data_dir.is_dir():
+            return "is a file, not a directory"
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot be created ({error.strerror or error})"
+    try:  # a real write: permissions, a read-only file system and root all answer it correctly
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as error:
+        return f"is not writable ({error.strerror or error})"
+    return None
+
+
+def _is_damage(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    return any(words in str(error) for words in ("file is not a database", "malformed"))
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that only reads. A store in WAL mode whose directory cannot be written has no -shm file to
+    share, and SQLite cannot open it read-only; opened as immutable it can still be read."""
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    for options in ("", "&immutable=1"):
+        conn = sqlite3.connect(uri + options, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if options:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _damage(path: Path) -> str | None:
+    """Why the store file is damaged, or None (no file, an empty one, or one that passes PRAGMA quick_check).
+    Checked on a connection of its own, so the store's connection starts with nothing cached."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:  # SQLite takes an empty file for an empty database
+            return None
+    except OSError:
+        return None
+    started = time.monotonic()
+    try:
+        conn = _connect_read_only(path)
+    except sqlite3.DatabaseError as error:
+        return str(error) if _is_damage(error) else None  # other failures are the opening's to report
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as error:
+        return str(error) if _is_damage(error) else None
+    finally:
+        conn.close()
+    log.info("quick_check of %s took %.1f s", path, time.monotonic() - started)
+    if problems == ["ok"]:
+        return None
+    return "quick_check: " + "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the store and its -wal and -shm files with a timestamp (runs.damaged-20250101-120000.sqlite3 and
+    its -wal); nothing is deleted. The side files go first, so that none is left to be read with a new store."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        target = path.with_name(f"{path.stem}.damaged-{stamp}{f'-{n}' if n else ''}{path.suffix}")
+        if not any(Path(f"{target}{suffix}").exists() for suffix in ("", *SIDE_FILES)):
+            break
+    for suffix in (*SIDE_FILES, ""):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.rename(f"{target}{suffix}")
+    return target
+
+
+def _read_only(path: Path, why: str) -> OpenedStore:
+    try:
+        store = RunStore(path, read_only=True)
+    except (sqlite3.Error, OSError, RuntimeError) as error:
+        return _without_store(f"{why}; it cannot be read either ({error})")
+    store.refuse_writes(why)
+    log.error("%s", why)
+    return OpenedStore(store)
+
+
+def _without_store(why: str) -> OpenedStore:
+    """An empty store in memory that refuses every write: the pages that list runs show none."""
+    store = RunStore(Path(":memory:"))
+    store.refuse_writes(why)
+    log.error("%s", why)
+    return OpenedStore(store)

@@ -104,7 +104,10 @@ class VerdictBoard:
     def remeasure(self) -> dict:
         """Measure now (the learner asked for it) and save the report."""
         report = compute_report(*self.results.current())
-        save_report(self.settings, report)
+        try:
+            save_report(self.settings, report)
+        except OSError as error:  # ADDNORM_DATA_DIR cannot be written: the page shows the report all the same
+            log.warning("the claim report could not be saved to %s: %s", report_path(self.settings), error)
         with self._lock:
             self._report = report
         return report

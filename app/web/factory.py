@@ -1,7 +1,7 @@
 """create_app: settings, the lifespan (store, job runner, sweeps, model limiter), routers, error pages."""
 
 import gc
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -15,7 +15,8 @@ from app.lab.cluster import ray_instance
 from app.lab.jobs import RayJobRunner
 from app.lab.quotas import Quotas
 from app.lab.results import ResultSource, shipped_store
-from app.lab.store import RunStore
+from app.lab.store import open_store
+from app.lab.store_errors import install_store_error_handlers
 from app.lab.sweeps import SweepScheduler
 from app.playground import api as playground_api
 from app.playground import routes as playground_routes
@@ -43,14 +44,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.torch_threads)
         app.state.model_limiter = model_limiter(settings.model_threads)
         load_zoo_model(default_entry().name)  # warm: the first page should not wait for a load
-        with RunStore(settings.data_dir / "runs.sqlite3") as store, ray_instance(settings):
+        # A store that cannot be written (store.read_only says why) leaves training off: no Ray instance, no
+        # queue, no sweeps; its runs still show, and submitting is refused (503, app/lab/store_errors.py).
+        opened = open_store(settings.data_dir)
+        training = opened.store.writable
+        with opened.store as store, ray_instance(settings) if training else nullcontext():
             app.state.store = store
+            app.state.store_notice = opened.notice  # shown once on the training lab
             use_store(store)
             app.state.runner = RayJobRunner(store, settings.max_queue, settings.max_queue_per_learner,
                                             Quotas(settings.max_checkpoint_mb, settings.max_store_mb))
-            app.state.runner.start()
             app.state.sweeps = SweepScheduler(app.state.runner, store)
-            app.state.sweeps.start()
+            if training:
+                app.state.runner.start()
+                app.state.sweeps.start()
             app.state.results = ResultSource(store, settings, shipped_store() if settings.shipped_results else None)
             app.state.verdicts = VerdictBoard(settings, store, app.state.results)
             app.state.verdicts.current()  # measured now, in the background, if the saved report is stale
@@ -61,8 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             yield
             gc.unfreeze()
-            app.state.sweeps.stop()
-            app.state.runner.stop()
+            if training:
+                app.state.sweeps.stop()
+                app.state.runner.stop()
 
     app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
     app.state.settings = settings
@@ -74,4 +82,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
+    install_store_error_handlers(app)
     return app
