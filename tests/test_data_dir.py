@@ -290,3 +290,15 @@ def test_a_damaged_page_under_one_run_answers_503_naming_it_and_the_others_work(
         assert "malformed" in detail["message"]
         assert len(client.get(f"/api/runs/{short_run}/metrics").json()["metrics"]) == 60
         assert client.get(f"/train/runs/{short_run}").status_code == 200
+
+
+def test_a_checkpoint_that_does_not_load_answers_503_naming_its_run(tmp_path):
+    path = tmp_path / STORE_FILE
+    broken, sound = make_store(path, steps=(600, 600))
+    with RunStore(path) as store, store._write() as conn:
+        conn.execute("INSERT INTO checkpoints (run_id, data) VALUES (?, ?)", (broken, b"not a checkpoint"))
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        page = client.get(f"/playground?model=run-{broken}")
+        assert page.status_code == 503 and f"run {broken} cannot be read" in page.text
+        assert "checkpoint does not load" in page.text
+        assert client.get(f"/train/runs/{sound}").status_code == 200

@@ -47,6 +47,7 @@ class RunUnreadable(Exception):
         super().__init__(f"run {run_id} cannot be read from the run store {path}: {why}")
         self.run_id = run_id
 
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from app.lab.store import RunUnreadable
 from model.checkpoint import load_checkpoint
 from model.tasks import Task, get_task
 from model.transformer import Seq2Seq
@@ -68,7 +69,10 @@ def _load_run(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
     checkpoint = _store.checkpoint(record.id) if record is not None else None
     if record is None or record.status != "done" or checkpoint is None:
         raise KeyError(f"unknown model {name!r}: there is no finished run {raw_id} in the run store")
-    model, _ = load_checkpoint(checkpoint)
+    try:
+        model, _ = load_checkpoint(checkpoint)
+    except Exception as error:  # stored bytes that are no checkpoint: this run cannot be shown, the others can
+        raise RunUnreadable(record.id, _store.path, f"its checkpoint does not load ({type(error).__name__})") from None
     label = record.label or f"{record.spec.task}"
     config = record.spec.model_config
     title = f"Run #{record.id} · {label} · {config['n_encoder_layers']}+{config['n_decoder_layers']} layers"
