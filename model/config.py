@@ -50,6 +50,23 @@ def choices_of(cls: type, name: str) -> tuple:
     return get_args(kind) if get_origin(kind) is Literal else ()
 
 
+QUOTE_CHARS = 40  # an error message quotes at most this much of a value it refuses
+
+
+def quoted(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """A refused value as an error message quotes it: its repr, cut to `limit` characters ('1234…')."""
+    text = value if isinstance(value, str) else _safe_repr(value)
+    cut = text[:limit] + "…" if len(text) > limit else text
+    return repr(cut) if isinstance(value, str) else cut
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an int with more digits than Python converts to text
+        return f"<{type(value).__name__}>"
+
+
 class ConfigError(ValueError):
     """A field has a value outside what it allows; `field` names it."""
 
@@ -62,7 +79,7 @@ def _check_literal(name: str, value: Any, annotation: Any) -> None:
     allowed = get_args(annotation)
     if value not in allowed:
         choices = " | ".join(str(a) for a in allowed)
-        raise ConfigError(name, f"{value!r} is not allowed; choose one of {choices}")
+        raise ConfigError(name, f"{quoted(value)} is not allowed; choose one of {choices}")
 
 
 @cache
@@ -79,11 +96,11 @@ def _check_types(obj: Any) -> None:
         if get_origin(annotation) is Literal:
             _check_literal(name, value, annotation)
         elif annotation is bool and not isinstance(value, bool):
-            raise ConfigError(name, f"{value!r} is not a boolean (true/false)")
+            raise ConfigError(name, f"{quoted(value)} is not a boolean (true/false)")
         elif annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(name, f"{value!r} is not a whole number")
+            raise ConfigError(name, f"{quoted(value)} is not a whole number")
         elif annotation is float and not isinstance(value, (int, float)):
-            raise ConfigError(name, f"{value!r} is not a number")
+            raise ConfigError(name, f"{quoted(value)} is not a number")
     for f in fields(obj):
         if f.metadata.get("limits"):
             _check_limits(f.name, getattr(obj, f.name), *f.metadata["limits"])
@@ -95,7 +112,7 @@ def _check_limits(name: str, value: float, low: float, high: float, open_low: bo
     if not (above and below):
         span = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}" if open_low or open_high \
             else f"{low}..{high}"
-        raise ConfigError(name, f"{value} is outside {span}")
+        raise ConfigError(name, f"{quoted(value)} is outside {span}")
 
 
 class _Serializable:
@@ -193,11 +210,14 @@ def parse_sublayer_name(item: str) -> tuple[str, int, str]:
     """'decoder.1.cross_attn' -> ('decoder', 1, 'cross_attn'), with a clear error otherwise."""
     parts = item.split(".")
     stack = parts[0] if parts else ""
-    ok = len(parts) == 3 and stack in SUBLAYERS_OF and parts[1].isdigit() and parts[2] in SUBLAYERS_OF[stack]
+    layer = parts[1] if len(parts) == 3 else ""
+    # isdigit() alone also takes '²' and '١' (which int() refuses); a layer index has at most a few digits
+    ok = (stack in SUBLAYERS_OF and layer.isascii() and layer.isdigit() and len(layer) <= 9
+          and parts[2] in SUBLAYERS_OF[stack])
     if not ok:
         raise ConfigError(
             "residual_off",
-            f"{item!r} is not a sublayer; use encoder.<layer>.self_attn|ffn "
+            f"{quoted(item)} is not a sublayer; use encoder.<layer>.self_attn|ffn "
             "or decoder.<layer>.self_attn|cross_attn|ffn",
         )
     return stack, int(parts[1]), parts[2]

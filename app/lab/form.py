@@ -19,10 +19,11 @@ from pydantic import ConfigDict, Field, create_model
 
 from app.lab.store import RunSpec
 from app.playground.state import SWITCH_FIELDS, parse_switches, switch_doc
-from app.web.errors import BadInput
+from app.web.errors import BadInput, quoted
 from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of, type_of
 from model.tasks import TASKS, get_task
 from model.train import model_config_for
+from model.transformer import check_switches_fit
 
 
 def _number_text(value: float) -> str:
@@ -105,28 +106,31 @@ def field_value(name: str, raw: str | None) -> Any:
     text = str(raw).strip()
     if field.choices:
         if text not in field.choices:
-            raise BadInput(name, f"{text[:40]!r} is not allowed; choose one of {' | '.join(field.choices)}")
+            raise BadInput(name, f"{quoted(text)} is not allowed; choose one of {' | '.join(field.choices)}")
         return text
     if field.kind is int:
         if not _WHOLE.fullmatch(text):
-            raise BadInput(name, f"{text[:40]!r} is not a whole number")
-        value: float = int(text)
+            raise BadInput(name, f"{quoted(text)} is not a whole number")
+        # past 18 digits it is outside every limit (and int() refuses more than 4300 digits)
+        value: float = int(text) if len(text) <= 19 else -math.inf if text.startswith("-") else math.inf
     else:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            raise BadInput(name, f"{text[:40]!r} is not a number")
+            raise BadInput(name, f"{quoted(text)} is not a number")
     low, high = field.limits
     if not low <= value <= high:
-        raise BadInput(name, f"{value} is outside {_number_text(low)}..{_number_text(high)}")
+        shown = value if math.isfinite(value) else quoted(text)
+        raise BadInput(name, f"{shown} is outside {_number_text(low)}..{_number_text(high)}")
     return value
 
 
-def build_spec(values: Mapping[str, Any], switches: Switches, settings=None) -> RunSpec:
+def build_spec(values: Mapping[str, Any], switches: Switches, settings=None, check_layers: bool = True) -> RunSpec:
     """A RunSpec from typed values (missing ones take the lab's defaults), checked against this server's
-    settings when given (the app's own precomputed runs are not a learner's request)."""
+    settings when given (the app's own precomputed runs are not a learner's request). The per-layer switches
+    must name layers the model has, unless `check_layers` is off (a sweep checks them at each of its depths)."""
     values = {**DEFAULTS, **values}
     if settings and values["layers"] > settings.max_layers:
         raise BadInput("layers", f"{values['layers']} is more than this server allows ({settings.max_layers})")
@@ -138,6 +142,8 @@ def build_spec(values: Mapping[str, Any], switches: Switches, settings=None) -> 
         model_config = model_config_for(get_task(values["task"]), d_model=values["d_model"],
                                         n_heads=values["n_heads"], d_ff=values["d_ff"],
                                         n_encoder_layers=values["layers"], n_decoder_layers=values["layers"])
+        if check_layers:
+            check_switches_fit(switches, model_config)
         train_config = TrainConfig(**{FIELDS[k].name: v for k, v in values.items()
                                       if FIELDS[k].declared_in is TrainConfig},
                                    eval_every=max(10, min(50, values["steps"] // 12)))
@@ -152,11 +158,11 @@ def seeds_of(form: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(range(first, first + count))
 
 
-def parse_run_request(form: Mapping[str, Any], settings) -> tuple[RunSpec, str]:
+def parse_run_request(form: Mapping[str, Any], settings, check_layers: bool = True) -> tuple[RunSpec, str]:
     """The lab's form (raw text per field) as a typed RunSpec (of the first seed) and the run's label."""
     values = {name: field_value(name, form.get(name)) for name in FIELDS}
     switches = parse_switches({k: str(v) for k, v in form.items() if k in SWITCH_FIELDS}, Switches())
-    return build_spec(values, switches, settings), str(form.get("label") or "").strip()[:60]
+    return build_spec(values, switches, settings, check_layers), str(form.get("label") or "").strip()[:60]
 
 
 def ab_option_label(option: str, t) -> str:
@@ -175,7 +181,7 @@ def parse_ab(form: Mapping[str, Any]) -> tuple[dict, str] | None:
     if not change:
         return None
     if change not in AB_OPTIONS:
-        raise BadInput("ab", f"{change[:40]!r} is not allowed; choose one of {' | '.join(AB_OPTIONS)}")
+        raise BadInput("ab", f"{quoted(change)} is not allowed; choose one of {' | '.join(AB_OPTIONS)}")
     name, value = change.split("=")
     if str(form.get(name, "")) == value:
         raise BadInput("ab", f"A already has {change}: B would be the same run")

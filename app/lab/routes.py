@@ -8,7 +8,9 @@ import sqlite3
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse
+from pydantic import Field, create_model
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.lab.form import (
@@ -29,15 +31,19 @@ from app.lab.quotas import QuotaExceeded
 from app.lab.store import INTERRUPTED, RunRecord
 from app.lab.sweeps import SWEEP_STOPPED
 from app.playground import figures
-from app.playground.state import choices, parse_switches
+from app.playground.state import SWITCH_FIELDS, choices, parse_switches, switch_doc
 from app.web.dependencies import LanguageDep, LearnerDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
-from app.web.errors import BadInput
+from app.web.errors import BadInput, api_errors, page_errors
+from app.web.forms import FormRoute, refuse_unknown_fields
 from app.web.i18n import Translator
 from app.web.numbers import json_safe
-from app.web.templating import is_htmx, render
+from app.web.params import RunId
+from app.web.templating import EventStream, event_stream, is_htmx, render
 from model.tasks import TASKS
 
-router = APIRouter(tags=["training"])
+router = APIRouter(tags=["training"], route_class=FormRoute)
+# What a run's form may hold: its fields, and the language of the page it came from.
+RUN_FORM_FIELDS = frozenset(RunForm.model_fields) | {"lang"}
 
 
 # Why a run ended, in the page's language (the store keeps the English reason).
@@ -67,11 +73,21 @@ def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
                 "heatmap": figures.gradient_heatmap([placeholder], "decoder")}
 
 
-@router.get("/train", summary="The training lab")
-def training_page(request: Request, store: StoreDep, settings: SettingsDep, t: TranslatorDep):
+# The lab's query string: the task and the switches that pre-fill its form (as the playground links them).
+TrainQuery = create_model(
+    "TrainQuery",
+    task=(str | None, Field(None, description=f"the task the form starts with: {' | '.join(TASKS)}")),
+    **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
+)
+
+
+@router.get("/train", summary="The training lab", response_class=HTMLResponse, responses=page_errors(422))
+def training_page(request: Request, query: Annotated[TrainQuery, Query()], store: StoreDep, settings: SettingsDep,
+                  t: TranslatorDep):
     """Switch parameters in the URL (as the playground links them) pre-fill the form."""
-    switches = parse_switches(request.query_params, DEFAULT_SWITCHES)
-    task = request.query_params.get("task", DEFAULTS["task"])
+    given = {name: value for name, value in query.model_dump().items() if value is not None}
+    switches = parse_switches(given, DEFAULT_SWITCHES)
+    task = given.get("task", DEFAULTS["task"])
     defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
     return render(request, "train.html", {
         "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
@@ -81,9 +97,11 @@ def training_page(request: Request, store: StoreDep, settings: SettingsDep, t: T
     })
 
 
-@router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)")
+@router.post("/train/runs", summary="Start a training run (or replay the stored one with the same settings)",
+             response_class=HTMLResponse, responses=page_errors(413, 415, 422, 429, 507))
 async def start_run(request: Request, fields: Annotated[RunForm, Form()], settings: SettingsDep, runner: RunnerDep,
                     learner: LearnerDep, lang: LanguageDep):
+    refuse_unknown_fields(await request.form(), RUN_FORM_FIELDS)
     form = fields.model_dump(exclude_none=True)
     spec, label = parse_run_request(form, settings)
     seeds = seeds_of(form)
@@ -114,23 +132,29 @@ def _submit(runner, *requests: JobRequest):
         raise BadInput("store", f"the run store could not be written ({error}); nothing was started", 507) from None
 
 
-@router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains")
-def run_page(request: Request, run_id: int, store: StoreDep, lang: LanguageDep):
+@router.get("/train/runs/{run_id}", summary="One run: its curves, live while it trains", response_class=HTMLResponse,
+            responses=page_errors(404, 422))
+def run_page(request: Request, run_id: RunId, store: StoreDep, lang: LanguageDep):
     context = _run_context([(_record(store, run_id), False)], lang)
     if is_htmx(request):
         return render(request, "train.html", context, block_names=["run_card"])
     return render(request, "run.html", context)
 
 
-@router.post("/train/runs/{run_id}/cancel", summary="Stop a run")
-def cancel_run(run_id: int, store: StoreDep, runner: RunnerDep):
+@router.post("/train/runs/{run_id}/cancel", summary="Stop a run", responses=page_errors(404, 413, 415, 422))
+def cancel_run(run_id: RunId, store: StoreDep, runner: RunnerDep) -> dict[str, int | str]:
+    """The run's id and `status`: "cancelling", or its status when it had already ended."""
     if not runner.cancel(run_id):
         return {"run": run_id, "status": _record(store, run_id).status}
     return {"run": run_id, "status": "cancelling"}
 
 
-@router.get("/train/runs/{run_id}/events", summary="Live metrics of a run as server-sent events")
-async def run_events(request: Request, run_id: int, store: StoreDep, runner: RunnerDep, t: TranslatorDep):
+@router.get("/train/runs/{run_id}/events", summary="Live metrics of a run as server-sent events",
+            response_class=EventStream,
+            responses={**event_stream("`metrics` events (one step's metrics, JSON) and `status` events (JSON: queued "
+                                      "with the position, running, done, failed or cancelled with the reason)",
+                                      ("metrics", "status")), **page_errors(404, 422)})
+async def run_events(request: Request, run_id: RunId, store: StoreDep, runner: RunnerDep, t: TranslatorDep):
     _record(store, run_id)
 
     async def stream():
@@ -163,13 +187,14 @@ async def run_events(request: Request, run_id: int, store: StoreDep, runner: Run
     return EventSourceResponse(stream(), ping=15)
 
 
-@router.get("/api/runs", tags=["api"], summary="Stored training runs, newest first")
+@router.get("/api/runs", tags=["api"], summary="Stored training runs, newest first", responses=api_errors(422))
 def list_runs(store: StoreDep, limit: int = 50) -> list[dict]:
     return [asdict(r) for r in store.list(limit=min(max(limit, 1), 500))]
 
 
-@router.get("/api/runs/{run_id}/metrics", tags=["api"], summary="Every step's metrics of a run")
-def run_metrics(run_id: int, store: StoreDep) -> dict:
+@router.get("/api/runs/{run_id}/metrics", tags=["api"], summary="Every step's metrics of a run",
+            responses=api_errors(404, 422))
+def run_metrics(run_id: RunId, store: StoreDep) -> dict:
     return {"run": asdict(_record(store, run_id)), "metrics": store.metrics(run_id)}
 
 

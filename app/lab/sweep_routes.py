@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from typing import Annotated
 
-from app.lab.form import DEFAULTS, input_limits, parse_run_request, seeds_of
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ConfigDict, Field, create_model
+
+from app.lab.form import DEFAULTS, FIELDS, input_limits, parse_run_request, seeds_of
 from app.lab.precompute import PLANS
 from app.lab.store import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results
 from app.playground import figures
+from app.playground.state import SWITCH_FIELDS, switch_doc
 from app.web.dependencies import SettingsDep, StoreDep, SweepsDep, TranslatorDep
-from app.web.errors import BadInput
+from app.web.errors import BadInput, page_errors, quoted
+from app.web.forms import FormRoute, refuse_unknown_fields
 from app.web.i18n import Translator
+from app.web.params import SweepId, parse_whole
 from app.web.templating import is_htmx, render
 from model.tasks import TASKS
 
-router = APIRouter(tags=["training"])
+router = APIRouter(tags=["training"], route_class=FormRoute)
+
+# The sweep form as sent: the run form's settings but the depth (each sweep cell has its own), the depths and
+# variants to train, a name; or only `plan`, one of the precomputed sweeps a lesson starts.
+SweepForm = create_model(
+    "SweepForm",
+    __config__=ConfigDict(extra="ignore"),
+    **{name: (str | None, Field(None, description=f.doc())) for name, f in FIELDS.items() if name != "layers"},
+    **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
+    depths=(list[str], Field([], description=f"the depths to train (one field each): {' | '.join(map(str, DEPTHS))}")),
+    variants=(list[str], Field([], description=f"the settings to train at each depth (one field each): "
+                                               f"{' | '.join(VARIANTS)}")),
+    name=(str | None, Field(None, description="a name for the sweep (at most 60 characters)")),
+    plan=(str | None, Field(None, description=f"instead of the rest, one of the lessons' sweeps: {' | '.join(PLANS)}")),
+)
+SWEEP_FORM_FIELDS = frozenset(SweepForm.model_fields) | {"lang"}
+STARTED = {204: {"description": "Started (HTMX): HX-Redirect names the sweep's page"},
+           303: {"description": "Started: Location is the sweep's page"}}
 
 
 def _sweep_context(store, t: Translator, sweep: dict) -> dict:
@@ -31,7 +54,7 @@ def _sweep_context(store, t: Translator, sweep: dict) -> dict:
     return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET}
 
 
-@router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far")
+@router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far", response_class=HTMLResponse)
 def sweeps_page(request: Request, store: StoreDep, settings: SettingsDep):
     return render(request, "sweeps.html", {
         "tasks": list(TASKS), "defaults": {**DEFAULTS, "seeds": SWEEP_SEEDS}, "depths": DEPTHS,
@@ -40,23 +63,33 @@ def sweeps_page(request: Request, store: StoreDep, settings: SettingsDep):
     })
 
 
-@router.post("/train/sweeps", summary="Start a depth sweep (runs train one after another in the background)")
-async def start_sweep(request: Request, settings: SettingsDep, sweeps: SweepsDep):
-    form = await request.form()
-    plan = form.get("plan")
+def _depth(raw: str) -> int:
+    depth = parse_whole(raw.strip(), 1, max(DEPTHS))  # ASCII digits only: isdigit() also takes '²'
+    if depth is None:
+        raise BadInput("depths", f"{quoted(raw)} is not allowed; choose from {', '.join(map(str, DEPTHS))}")
+    return depth
+
+
+@router.post("/train/sweeps", summary="Start a depth sweep (runs train one after another in the background)",
+             response_class=HTMLResponse, responses={**STARTED, **page_errors(413, 415, 422)})
+async def start_sweep(request: Request, fields: Annotated[SweepForm, Form()], settings: SettingsDep,
+                      sweeps: SweepsDep):
+    refuse_unknown_fields(await request.form(), SWEEP_FORM_FIELDS)
+    form = fields.model_dump(exclude_none=True)
+    plan = form.pop("plan", None)
     if plan:  # a lesson asks for one of the precomputed plans
         if plan not in PLANS:
-            raise BadInput("plan", f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
+            raise BadInput("plan", f"unknown plan {quoted(plan)}; known: {', '.join(PLANS)}")
         base, depths, variants = PLANS[plan]
         seeds = tuple(range(SWEEP_SEEDS))  # the seeds the precomputed runs have
         name = plan
     else:
-        depths = [int(d) for d in form.getlist("depths") if d.isdigit()]
-        variants = list(form.getlist("variants"))
-        fields = {k: v for k, v in form.items() if k not in ("depths", "variants")}
-        base, _ = parse_run_request(fields, settings)
-        seeds = seeds_of({**fields, "seeds": fields.get("seeds") or str(SWEEP_SEEDS)})
-        name = str(form.get("name", "")).strip()[:60] or f"{base.task} · {', '.join(variants)}"
+        depths = [_depth(d) for d in form.pop("depths")]
+        variants = form.pop("variants")
+        name = form.pop("name", "").strip()[:60]
+        base, _ = parse_run_request(form, settings, check_layers=False)  # checked at each depth
+        seeds = seeds_of({**form, "seeds": form.get("seeds") or str(SWEEP_SEEDS)})
+        name = name or f"{base.task} · {', '.join(variants)}"
     items = sweep_items(base, depths, variants, settings, seeds)
     sweep_id = sweeps.create(name, items)
     if plan and is_htmx(request):
@@ -73,8 +106,11 @@ def _sweep(store, sweep_id: int) -> dict:
     return sweep
 
 
-@router.post("/train/sweeps/{sweep_id}/cancel", summary="Stop a whole sweep: its waiting and training runs")
-def cancel_sweep(request: Request, sweep_id: int, store: StoreDep, sweeps: SweepsDep, t: TranslatorDep):
+@router.post("/train/sweeps/{sweep_id}/cancel", summary="Stop a whole sweep: its waiting and training runs",
+             response_class=HTMLResponse,
+             responses={303: {"description": "Stopped: Location is the sweep's page"},
+                        **page_errors(404, 413, 415, 422)})
+def cancel_sweep(request: Request, sweep_id: SweepId, store: StoreDep, sweeps: SweepsDep, t: TranslatorDep):
     _sweep(store, sweep_id)
     sweeps.cancel(sweep_id)
     context = _sweep_context(store, t, store.sweep(sweep_id))
@@ -83,8 +119,9 @@ def cancel_sweep(request: Request, sweep_id: int, store: StoreDep, sweeps: Sweep
     return Response(status_code=303, headers={"Location": f"/train/sweeps/{sweep_id}"})
 
 
-@router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)")
-def sweep_page(request: Request, sweep_id: int, store: StoreDep, t: TranslatorDep):
+@router.get("/train/sweeps/{sweep_id}", summary="A sweep's results so far (the page refreshes them)",
+            response_class=HTMLResponse, responses=page_errors(404, 422))
+def sweep_page(request: Request, sweep_id: SweepId, store: StoreDep, t: TranslatorDep):
     context = _sweep_context(store, t, _sweep(store, sweep_id))
     if is_htmx(request):
         return render(request, "sweep.html", context, block_names=["sweep_results"])

@@ -15,8 +15,9 @@ from typing import Any
 from app.lab.jobs import JobRequest, QueueFull, RayJobRunner, with_seed
 from app.lab.quotas import QuotaExceeded
 from app.lab.store import RunRecord, RunSpec, RunStore
-from app.web.errors import BadInput
-from model.config import ModelConfig, Switches, TrainConfig
+from app.web.errors import BadInput, quoted
+from model.config import ConfigError, ModelConfig, Switches, TrainConfig
+from model.transformer import check_switches_fit
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,23 @@ def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings,
         raise BadInput("variants", f"choose at least one of {' | '.join(VARIANTS)}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise BadInput("variants", f"{unknown[0]!r} is not allowed; choose from {' | '.join(VARIANTS)}")
+        raise BadInput("variants", f"{quoted(unknown[0])} is not allowed; choose from {' | '.join(VARIANTS)}")
     bad_depth = [d for d in depths if d not in DEPTHS or d > settings.max_layers]
     if bad_depth:
         allowed = ", ".join(str(d) for d in DEPTHS if d <= settings.max_layers)
         raise BadInput("depths", f"{bad_depth[0]} is not allowed; choose from {allowed}")
     if len(depths) * len(variants) > MAX_RUNS:
         raise BadInput("depths", f"{len(depths) * len(variants)} runs is more than a sweep may have ({MAX_RUNS})")
-    return [{"variant": variant, "depth": depth, "seeds": seeds,
-             "spec": with_seed(variant_spec(base, VARIANTS[variant], depth), seeds[0])}
-            for variant in variants for depth in sorted(depths)]
+    items = [{"variant": variant, "depth": depth, "seeds": seeds,
+              "spec": with_seed(variant_spec(base, VARIANTS[variant], depth), seeds[0])}
+             for variant in variants for depth in sorted(depths)]
+    for item in items:  # per-layer switches must name layers every depth has
+        spec = item["spec"]
+        try:
+            check_switches_fit(Switches.from_dict(spec.switches), ModelConfig.from_dict(spec.model_config))
+        except ConfigError as error:
+            raise BadInput(error.field, f"{str(error).split(': ', 1)[1]} at depth {item['depth']}") from None
+    return items
 
 
 def item_runs(store: RunStore, item: dict) -> list[RunRecord | None]:

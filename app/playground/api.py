@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import Field, create_model
 
-from app.playground.registry import model_info
+from app.playground.registry import BadModelName, model_info
 from app.playground.state import PlaygroundQuery, parse_state, query_params
 from app.playground.traces import trace_for
 from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep
-from app.web.errors import BadInput
+from app.web.errors import BadInput, api_errors
 from model.tasks import get_task
 from model.zoo import load_manifest
 
@@ -33,7 +33,8 @@ def models() -> list[dict[str, Any]]:
     return [asdict(e) for e in load_manifest()]
 
 
-@router.get("/trace", summary="Trace one input through a model, with switches applied as ablations")
+@router.get("/trace", summary="Trace one input through a model, with switches applied as ablations",
+            responses=api_errors(404, 413, 422))
 async def trace(request: Request, settings: SettingsDep, query: Annotated[TraceQuery, Query()]) -> dict[str, Any]:
     """The response holds per-layer stream norms, sublayer contributions, norm statistics, attention
     patterns, the logit lens, gradients and the ordered steps of the forward pass."""
@@ -44,10 +45,13 @@ async def trace(request: Request, settings: SettingsDep, query: Annotated[TraceQ
     return result
 
 
-@router.get("/models/{name}/example", summary="A random held-out input for a model's task")
+@router.get("/models/{name}/example", summary="A random held-out input for a model's task",
+            responses=api_errors(404, 422))
 def example(name: str, seed: int | None = None) -> dict[str, str]:
     try:
         entry = model_info(name)
+    except BadModelName as error:
+        raise BadInput("model", str(error)) from None
     except KeyError as error:
         raise BadInput("model", error.args[0], 404) from None
     source, target = get_task(entry.task).sample(random.Random(seed), split="heldout")

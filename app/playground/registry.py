@@ -8,7 +8,9 @@ from functools import lru_cache
 from typing import Any
 
 from app.lab.store import RunUnreadable
+from app.web.params import MAX_ID, parse_id
 from model.checkpoint import load_checkpoint
+from model.config import quoted
 from model.tasks import Task, get_task
 from model.transformer import Seq2Seq
 from model.zoo import ZooEntry, default_entry, get_entry, load_manifest, load_zoo_model
@@ -44,15 +46,30 @@ def zoo_models() -> list[ModelInfo]:
     return [_from_zoo(e) for e in load_manifest()]
 
 
+class BadModelName(ValueError):
+    """A name that cannot name any model: run-<id> whose id is no whole number 1..2**63-1."""
+
+
+def run_id_of(name: str) -> int:
+    """The id of a run's name 'run-<id>'; BadModelName saying what an id is otherwise."""
+    run_id = parse_id(name[len(RUN_PREFIX):])
+    if run_id is None:
+        raise BadModelName(f"{quoted(name)} names no run: a run's id is a whole number 1..{MAX_ID} (run-<id>)")
+    return run_id
+
+
 def model_info(name: str) -> ModelInfo:
-    """KeyError naming what is available when there is no such model."""
+    """KeyError naming what is available when there is no such model; BadModelName when the name is no
+    model's name at all."""
     if name.startswith(RUN_PREFIX):
+        run_id_of(name)
         return _load_run(name)[2]
     try:
         return _from_zoo(get_entry(name))
     except KeyError:
         available = ", ".join(m.name for m in zoo_models())
-        raise KeyError(f"unknown model {name!r}; available: {available}, or run-<id> for a finished run") from None
+        raise KeyError(f"unknown model {quoted(name)}; available: {available}, or run-<id> for a finished run") \
+            from None
 
 
 def load_model(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
@@ -65,7 +82,7 @@ def load_model(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
 @lru_cache(maxsize=16)
 def _load_run(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
     raw_id = name[len(RUN_PREFIX):]
-    record = _store.get(int(raw_id)) if (_store is not None and raw_id.isdigit()) else None
+    record = _store.get(run_id_of(name)) if _store is not None else None
     checkpoint = _store.checkpoint(record.id) if record is not None else None
     if record is None or record.status != "done" or checkpoint is None:
         raise KeyError(f"unknown model {name!r}: there is no finished run {raw_id} in the run store")

@@ -16,10 +16,12 @@ from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, 
 from app.playground.view import playground_context, step_context
 from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep, TranslatorDep
-from app.web.i18n import Translator
-from app.web.templating import base_context, is_htmx, render, templates
+from app.web.errors import page_errors
+from app.web.i18n import Translator, asked_language
+from app.web.templating import EventStream, base_context, event_stream, is_htmx, render, templates
 
 router = APIRouter(tags=["playground"])
+MAX_INTERVAL_MS = 10_000  # Play's slowest speed; a longer pause is no animation
 
 
 def _state(query: Annotated[PlaygroundQuery, Query()], settings: SettingsDep) -> PlaygroundState:
@@ -31,7 +33,8 @@ StateDep = Annotated[PlaygroundState, Depends(_state)]
 
 
 def _url(state: PlaygroundState, request: Request) -> str:
-    lang = request.query_params.get("lang")
+    """The canonical URL of a state, for HX-Push-Url: built from the parsed state and a known language only."""
+    lang = asked_language(request)
     return f"/playground?{state.query()}" + (f"&lang={lang}" if lang else "")
 
 
@@ -45,7 +48,12 @@ def _results_html(state: PlaygroundState, lang: str, with_input: bool) -> str:
     return render_blocks(templates.env, "playground.html", blocks, context)
 
 
-@router.get("/playground", summary="The playground page (or its results partial for HTMX)")
+# A missing model (404), an input too long (413) or any other bad parameter (422): each says which.
+ERRORS = page_errors(404, 413, 422)
+
+
+@router.get("/playground", summary="The playground page (or its results partial for HTMX)",
+            response_class=HTMLResponse, responses=ERRORS)
 async def playground(request: Request, state: StateDep, t: TranslatorDep):
     if is_htmx(request):
         html = await run_model_work(request, _results_html, state, t.lang, bool(request.query_params.get("random")))
@@ -54,16 +62,20 @@ async def playground(request: Request, state: StateDep, t: TranslatorDep):
     return render(request, "playground.html", context)
 
 
-@router.get("/playground/step", summary="The step view partial for one step")
+@router.get("/playground/step", summary="The step view partial for one step", response_class=HTMLResponse,
+            responses=ERRORS)
 async def playground_step(request: Request, state: StateDep, t: TranslatorDep):
     context = await run_model_work(request, step_context, state, t)
     return render(request, "playground.html", context, block_names=["step_view"],
                   headers={"HX-Replace-Url": _url(state, request)})
 
 
-@router.get("/playground/stream", summary="Play: the step views from `step` to the end, as server-sent events")
+@router.get("/playground/stream", summary="Play: the step views from `step` to the end, as server-sent events",
+            response_class=EventStream,
+            responses={**event_stream("`step` events (the step view's HTML), then `done`", ("step", "done")), **ERRORS})
 async def playground_stream(request: Request, state: StateDep, settings: SettingsDep, t: TranslatorDep,
-                            interval_ms: int = 400):
+                            interval_ms: Annotated[int, Query(ge=0, le=MAX_INTERVAL_MS, description=(
+                                "milliseconds between steps (the server's fastest speed is its floor)"))] = 400):
     interval = max(interval_ms, settings.stream_min_interval_ms) / 1000
     first = await run_model_work(request, step_context, state, t)
     total = len(first["steps"])

@@ -13,8 +13,9 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, create_model
 
-from app.playground.registry import default_model, model_info
-from app.web.errors import BadInput
+from app.playground.registry import BadModelName, default_model, model_info
+from app.web.errors import BadInput, quoted
+from app.web.params import MAX_ID, parse_whole
 from model.config import ConfigError, ModelConfig, Switches, choices_of, help_of, type_of
 from model.tasks import UnknownTokenError, get_task
 from model.transformer import check_switches_fit
@@ -57,7 +58,7 @@ def switch_doc(name: str) -> str:
 def _switch_value(name: str, raw: str):
     if type_of(Switches, name) is bool:
         if raw.lower() not in ON_OFF:
-            raise BadInput(name, f"{raw!r} is not allowed; use on or off")
+            raise BadInput(name, f"{quoted(raw)} is not allowed; use on or off")
         return ON_OFF[raw.lower()]
     return raw
 
@@ -74,6 +75,8 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
     name = params.get("model") or default_model()
     try:
         entry = model_info(name)
+    except BadModelName as error:
+        raise BadInput("model", str(error)) from None
     except KeyError as error:
         raise BadInput("model", error.args[0], 404) from None
     task = get_task(entry.task)
@@ -97,20 +100,27 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
         check_switches_fit(switches, ModelConfig.from_dict(entry.model_config))
     except ConfigError as error:
         raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
-    raw_step = params.get("step", "0")
-    if not raw_step.isdigit():
-        raise BadInput("step", f"{raw_step!r} is not a whole number >= 0")
-    return PlaygroundState(entry.name, text, switches, int(raw_step))
+    return PlaygroundState(entry.name, text, switches, _step(params.get("step", "0")))
+
+
+def _step(raw: str) -> int:
+    """A step of the forward pass: a whole number from 0 (one past the last shows the last)."""
+    step = parse_whole(raw)  # ASCII digits only: isdigit() also takes '²'
+    if step is None:
+        raise BadInput("step", f"{quoted(raw)} is not a whole number >= 0 (at most {MAX_ID})")
+    return step
 
 
 # The playground's query string as a FastAPI model, from the schema: /playground, its partials and
 # /api/trace document and read their parameters through it (parse_state gives them meaning).
 PlaygroundQuery = create_model(
     "PlaygroundQuery",
-    model=(str | None, Field(None, description="zoo model name or run-<id>; default: the default model")),
+    model=(str | None, Field(None, description=f"zoo model name, or run-<id> for a finished run (id 1..{MAX_ID}); "
+                                               "default: the default model")),
     input=(str | None, Field(None, description="source text, e.g. 31415 for reverse")),
     random=(str | None, Field(None, description="any value: a random held-out input instead of `input`")),
-    step=(str | None, Field(None, description="which step of the forward pass the page shows (0 = the first)")),
+    step=(str | None, Field(None, description="which step of the forward pass the page shows: a whole number, "
+                                              "0 = the first (past the last shows the last)")),
     **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.teaching.claims import CLAIMS
@@ -12,26 +12,28 @@ from app.teaching.lesson_schema import get_lesson, load_lessons
 from app.teaching.widgets import run_step
 from app.web.compute import run_model_work
 from app.web.dependencies import ResultsDep, SettingsDep, SweepsDep, TranslatorDep, VerdictsDep
-from app.web.errors import BadInput
+from app.web.errors import BadInput, page_errors, quoted
+from app.web.forms import FormRoute
 from app.web.templating import is_htmx, render
 
-router = APIRouter(tags=["lessons"])
+router = APIRouter(tags=["lessons"], route_class=FormRoute)
 
 
 def _lesson_or_404(slug: str):
     lesson = get_lesson(slug)
     if lesson is None:
         known = ", ".join(lesson.slug for lesson in load_lessons())
-        raise BadInput("lesson", f"there is no lesson {slug!r}; lessons: {known}", 404)
+        raise BadInput("lesson", f"there is no lesson {quoted(slug)}; lessons: {known}", 404)
     return lesson
 
 
-@router.get("/lessons", summary="The lessons")
+@router.get("/lessons", summary="The lessons", response_class=HTMLResponse)
 def lessons_page(request: Request):
     return render(request, "lessons.html", {"lessons": load_lessons()})
 
 
-@router.get("/lessons/{slug}", summary="One lesson: predict, run, read")
+@router.get("/lessons/{slug}", summary="One lesson: predict, run, read", response_class=HTMLResponse,
+            responses=page_errors(404, 422))
 def lesson_page(request: Request, slug: str):
     lesson = _lesson_or_404(slug)
     lessons = load_lessons()
@@ -42,7 +44,8 @@ def lesson_page(request: Request, slug: str):
     })
 
 
-@router.get("/lessons/{slug}/steps/{step_id}/widget", summary="Run one step's widget (after the prediction)")
+@router.get("/lessons/{slug}/steps/{step_id}/widget", summary="Run one step's widget (after the prediction)",
+            response_class=HTMLResponse, responses=page_errors(404, 422))
 async def lesson_widget(request: Request, slug: str, step_id: str, settings: SettingsDep, results: ResultsDep,
                         t: TranslatorDep, choice: str | None = None):
     """With `choice` (the id of the learner's prediction), the outcome too: the step's claim measured, which
@@ -50,19 +53,19 @@ async def lesson_widget(request: Request, slug: str, step_id: str, settings: Set
     lesson = _lesson_or_404(slug)
     step = lesson.step(step_id)
     if step is None or step.widget is None:
-        raise BadInput("step", f"lesson {slug!r} has no step {step_id!r} with a widget", 404)
+        raise BadInput("step", f"lesson {slug!r} has no step {quoted(step_id)} with a widget", 404)
     if choice is not None:
         if step.predict is None:
             raise BadInput("choice", f"step {step_id!r} asks for no prediction")
         if step.choice(choice) is None:
             known = ", ".join(c.id for c in step.predict.choices)
-            raise BadInput("choice", f"{choice!r} is not a choice of step {step_id!r}; choices: {known}")
+            raise BadInput("choice", f"{quoted(choice)} is not a choice of step {step_id!r}; choices: {known}")
     # queued with the playground; the claim is measured in the same worker
     result = await run_model_work(request, run_step, step, choice, settings, results, t)
     return render(request, "lesson.html", {"lesson": lesson, "step": step, **result}, block_names=["widget"])
 
 
-@router.get("/claims", summary="Every claim of the note with its measured verdict")
+@router.get("/claims", summary="Every claim of the note with its measured verdict", response_class=HTMLResponse)
 def claims_page(request: Request, board: VerdictsDep, t: TranslatorDep):
     """Never measures on the request: the newest report at once, refreshed while a new one is measured."""
     report, fresh = board.current()
@@ -95,13 +98,17 @@ def claims_api(board: VerdictsDep) -> dict:
     return {**(report or {}), "source": source, "fresh": fresh, "measuring": board.measuring(), "verdicts": verdicts}
 
 
-@router.post("/claims/recompute", summary="Measure every claim again from the models and the run store")
+@router.post("/claims/recompute", summary="Measure every claim again from the models and the run store",
+             response_class=HTMLResponse, responses=page_errors(413, 415, 422))
 async def claims_recompute(request: Request, board: VerdictsDep, t: TranslatorDep):
     await run_in_threadpool(board.remeasure)
     return claims_page(request, board, t)
 
 
-@router.post("/claims/measure-here", summary="Train every run the claims read on this server, in the background")
+@router.post("/claims/measure-here", summary="Train every run the claims read on this server, in the background",
+             response_class=HTMLResponse,
+             responses={303: {"description": "Started: Location is the claims page"},
+                        **page_errors(409, 413, 415, 422)})
 def claims_measure_here(request: Request, board: VerdictsDep, sweeps: SweepsDep, t: TranslatorDep):
     """Until every run has finished, the claims keep reading the shipped results; the page shows progress."""
     if board.results.shipped is None:

@@ -25,7 +25,7 @@ from app.teaching import routes as teaching_routes
 from app.teaching.verdicts import VerdictBoard
 from app.web import home
 from app.web.compute import model_limiter
-from app.web.errors import install_error_handlers
+from app.web.errors import declare_refusals, install_error_handlers
 from app.web.learners import LearnerCookieMiddleware
 from app.web.security import SecurityMiddleware
 from app.web.settings import Settings, get_settings
@@ -82,5 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
+    declare_refusals(app)
     install_store_error_handlers(app)
     return app

@@ -1,11 +1,13 @@
 """UI labels in English and Simplified Chinese, from data files in app/web/labels/.
 
-The language comes from ?lang=en|zh, else the `lang` cookie, else Accept-Language, else English.
+The language comes from ?lang=en|zh, else the `lang` cookie, else Accept-Language (with its q-values), else
+English. A value that is not a known language is ignored: it never reaches a header or a URL.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,16 +31,48 @@ def pick_language(request: Request) -> str:
     return lang
 
 
+def asked_language(request: Request) -> str | None:
+    """The language ?lang= asks for, when it is one of LANGUAGES (anything else is ignored, never echoed)."""
+    asked = request.query_params.get("lang")
+    return asked if asked in LANGUAGES else None
+
+
 def _language_of(request: Request) -> str:
-    asked = request.query_params.get("lang") or request.cookies.get("lang")
+    asked = asked_language(request) or request.cookies.get("lang")
     if asked in LANGUAGES:
         return asked
-    for part in request.headers.get("accept-language", "").split(","):
-        code = part.split(";")[0].strip().lower()
-        if code.startswith("zh"):
-            return "zh"
-        if code.startswith("en"):
+    return accepted_language(request.headers.get("accept-language", ""))
+
+
+_TAG = re.compile(r"\*|[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
+_QUALITY = re.compile(r"q=(0(\.[0-9]{0,3})?|1(\.0{0,3})?)", re.IGNORECASE)
+MAX_LANGUAGE_RANGES = 32  # a longer header is read no further
+
+
+def accepted_language(header: str) -> str:
+    """The language an Accept-Language header prefers most (RFC 9110: q-values, q=0 refuses, * is any other),
+    among LANGUAGES; English when it names none of them, refuses them all or is malformed."""
+    ranges: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")[:MAX_LANGUAGE_RANGES]):
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        if not tag and not params:  # "en,,zh": an empty element is allowed
+            continue
+        quality = 1.0
+        for param in params:
+            match = _QUALITY.fullmatch(param)
+            if match is None:
+                return "en"
+            quality = float(match.group(1))
+        if not _TAG.fullmatch(tag):
             return "en"
+        ranges.append((quality, position, tag.lower()))
+    refused = {tag for quality, _, tag in ranges if quality == 0}  # "zh;q=0": not Chinese, whatever else says
+    for quality, _, tag in sorted(ranges, key=lambda r: (-r[0], r[1])):
+        if quality == 0:
+            break
+        for lang in LANGUAGES:
+            if (tag == "*" or tag == lang or tag.startswith(lang + "-")) and lang not in refused:
+                return lang
     return "en"
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import Request
+from fastapi import Request, Response
 from jinja2_fragments.fastapi import Jinja2Blocks
 
 from app.lab.store import FINAL_STATUSES, STATUSES
-from app.web.i18n import Translator, pick_language
+from app.web.i18n import Translator, asked_language, pick_language
 
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Blocks(directory=ROOT / "templates")
@@ -34,8 +34,8 @@ def render(request: Request, template: str, context: dict, block_names: list[str
            status_code: int = 200, headers: dict | None = None):
     response = templates.TemplateResponse(request, template, base_context(request, **context),
                                           block_names=block_names or [], status_code=status_code, headers=headers)
-    if "lang" in request.query_params:  # remember an explicit choice on every page
-        response.set_cookie("lang", base_context(request)["lang"], max_age=365 * 24 * 3600, samesite="lax")
+    if asked_language(request):  # remember an explicit choice on every page (only a known language)
+        response.set_cookie("lang", pick_language(request), max_age=365 * 24 * 3600, samesite="lax")
     return response
 
 
@@ -44,3 +44,17 @@ def render_error(request: Request, error) -> object:
     if is_htmx(request):
         return render(request, "error.html", context, block_names=["error"], status_code=error.status)
     return render(request, "error.html", context, status_code=error.status)
+
+
+class EventStream(Response):
+    """Server-sent events, for the OpenAPI document of a route that returns an EventSourceResponse."""
+
+    media_type = "text/event-stream"
+
+
+def event_stream(description: str, events: tuple[str, ...]) -> dict:
+    """OpenAPI `responses` entry of an event stream: the schema of each event it sends."""
+    event = {"type": "object", "description": "one server-sent event", "required": ["data"],
+             "properties": {"event": {"type": "string", "enum": list(events)}, "data": {"type": "string"},
+                            "id": {"type": "string"}, "retry": {"type": "integer"}}}
+    return {200: {"description": description, "content": {EventStream.media_type: {"schema": event}}}}

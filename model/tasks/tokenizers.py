@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
+from model.config import quoted
+
 PAD = 0
 BOS = 1
 EOS = 2
@@ -19,7 +21,7 @@ class UnknownTokenError(ValueError):
     """A token that is not in the vocabulary; `position` indexes `Tokenizer.split(text)`."""
 
     def __init__(self, token: str, position: int, allowed: tuple[str, ...]):
-        super().__init__(f"unknown token {token!r} at position {position}; allowed: {' '.join(allowed)}")
+        super().__init__(f"unknown token {quoted(token)} at position {position}; allowed: {' '.join(allowed)}")
         self.token = token
         self.position = position
         self.allowed = allowed
