@@ -73,6 +73,7 @@ class VerdictBoard:
         self._report = _read_saved(report_path(settings))
         self._lock = threading.Lock()
         self._measuring: threading.Thread | None = None
+        self._closed = False  # the server is stopping: a measurement cut short by the store closing is expected
 
     def current(self) -> tuple[dict | None, bool]:
         """(the newest report there is, or None; whether it is fresh). A stale or missing report starts a
@@ -86,7 +87,7 @@ class VerdictBoard:
                 if shipped is not None and shipped.get("fingerprint") == fingerprint:
                     self._report = report = shipped
             fresh = report is not None and report.get("fingerprint") == fingerprint
-            if not fresh and self._measuring is None:
+            if not fresh and self._measuring is None and not self._closed:
                 self._measuring = threading.Thread(target=self._measure, args=(store, source), daemon=True,
                                                    name="verdicts")
                 self._measuring.start()
@@ -96,6 +97,11 @@ class VerdictBoard:
         """The report measured from the shipped results, when it was measured in this format."""
         report = shipped_report()
         return report if report is not None and report.get("format") == REPORT_FORMAT else None
+
+    def close(self) -> None:
+        """The server stops: measure nothing more (one under way ends when the store closes, quietly)."""
+        with self._lock:
+            self._closed = True
 
     def measuring(self) -> bool:
         with self._lock:
@@ -118,7 +124,8 @@ class VerdictBoard:
             with self._lock:
                 self._report = report
         except Exception:  # the page keeps showing the older report and tries again on the next visit
-            log.exception("measuring the claims failed")
+            if not self._closed:
+                log.exception("measuring the claims failed")
         finally:
             with self._lock:
                 self._measuring = None

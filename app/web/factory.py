@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             yield
             gc.unfreeze()
+            app.state.verdicts.close()
             if training:
                 app.state.sweeps.stop()
                 app.state.runner.stop()
