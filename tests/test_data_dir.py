@@ -302,3 +302,20 @@ def test_a_checkpoint_that_does_not_load_answers_503_naming_its_run(tmp_path):
         assert page.status_code == 503 and f"run {broken} cannot be read" in page.text
         assert "checkpoint does not load" in page.text
         assert client.get(f"/train/runs/{sound}").status_code == 200
+
+
+def test_the_command_line_tools_stop_with_one_line_naming_the_setting(tmp_path, monkeypatch):
+    from app.lab import precompute, results
+    from app.teaching import verdicts
+    from app.web.settings import get_settings
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("ADDNORM_DATA_DIR", str(tmp_path / "a-file" / "data"))
+    get_settings.cache_clear()
+    try:
+        for main, argv in ((precompute.main, ["--only", "causal-mask-off"]), (results.main, ["--no-train"]),
+                           (verdicts.main, ["--no-train"])):
+            with pytest.raises(SystemExit, match=r"^addnorm: ADDNORM_DATA_DIR=.*a-file/data cannot be created"):
+                main(argv)
+    finally:
+        get_settings.cache_clear()

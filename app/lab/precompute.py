@@ -19,7 +19,7 @@ import time
 from app.lab.cluster import ray_instance
 from app.lab.form import build_spec
 from app.lab.jobs import JobRequest, RayJobRunner, with_seed
-from app.lab.store import FINAL_STATUSES, RunSpec, RunStore
+from app.lab.store import FINAL_STATUSES, RunSpec, RunStore, store_to_train_in
 from app.lab.sweeps import TARGET, sweep_items
 from app.web.settings import get_settings
 from model.config import Switches
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     plans = {args.only: PLANS[args.only]} if args.only else PLANS
     started = time.time()
-    with RunStore(settings.data_dir / "runs.sqlite3") as store:
+    with store_to_train_in(settings.data_dir) as store:
         precompute(store, plans, args.workers, settings, seeds=tuple(args.seeds))
     print(f"the run store in {settings.data_dir} holds every run of: {', '.join(plans)} "
           f"({len(args.seeds)} seeds each; {time.time() - started:.0f} s)")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from app.lab.jobs import with_seed
 from app.lab.precompute import PLANS, SEEDS, same_cells
-from app.lab.store import RunSpec, RunStore
+from app.lab.store import RunSpec, RunStore, store_to_train_in
 from model.zoo import ZOO_DIR
 
 RESULTS_DIR = ZOO_DIR / "results"
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     started = time.time()
-    with RunStore(settings.data_dir / "runs.sqlite3") as store:
+    with store_to_train_in(settings.data_dir) as store:
         if not args.no_train:
             precompute(store, PLANS, args.workers, settings, seeds=SEEDS)  # probes what it did not train too
         else:  # runs trained before runs were probed: probe them from their checkpoints first

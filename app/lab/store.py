@@ -605,3 +605,13 @@ def _without_store(why: str) -> OpenedStore:
     store.refuse_writes(why)
     log.error("%s", why)
     return OpenedStore(store)
+
+
+def store_to_train_in(data_dir: Path) -> RunStore:
+    """For the command-line tools that train or save: the run store, or exit with open_store's one-line reason
+    (naming ADDNORM_DATA_DIR and the path) when it cannot be written."""
+    store = open_store(data_dir).store
+    if not store.writable:
+        store.close()
+        raise SystemExit(f"addnorm: {store.read_only}")
+    return store

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from app.lab.results import ResultSource, shipped_report
-from app.lab.store import RunStore
+from app.lab.store import RunStore, store_to_train_in
 from app.teaching.claims import measure_all
 from app.teaching.claims.render import render_text
 from app.web.i18n import Translator
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(settings.torch_threads)  # tiny models: more threads only add contention
-    with RunStore(settings.data_dir / "runs.sqlite3") as store:
+    with store_to_train_in(settings.data_dir) as store:
         if not args.no_train:
             from app.lab.precompute import PLANS, precompute
 
