@@ -383,3 +383,8 @@ def test_a_real_server_answers_a_bad_lang_instead_of_dropping_the_connection(liv
     for lang in BAD_LANGS:
         r = httpx.get(f"{live_server}/playground?input=1234&lang={lang}", headers=HX, timeout=30)
         assert r.status_code == 200 and "x-injected" not in r.headers
+
+
+def test_a_huge_unknown_value_is_not_copied_into_the_language_links(client):
+    r = client.get("/lessons", params={"foo": "x" * 60_000})
+    assert r.status_code == 200 and "x" * 400 not in r.text

@@ -14,7 +14,17 @@ from app.web.i18n import Translator, asked_language, pick_language
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Blocks(directory=ROOT / "templates")
 templates.env.globals.update(run_statuses=STATUSES, final_statuses=FINAL_STATUSES)
-templates.env.filters["query_with"] = lambda params, **changes: urlencode({**dict(params), **changes})
+MAX_KEPT_VALUE = 300  # longer than any value a page accepts (inputs are at most ADDNORM_MAX_INPUT_CHARS)
+
+
+def query_with(params, **changes) -> str:
+    """The page's query with some values changed (the language links); a value longer than any page accepts is
+    no part of its state and is not copied into the links."""
+    kept = {k: v for k, v in dict(params).items() if len(k) + len(v) <= MAX_KEPT_VALUE}
+    return urlencode({**kept, **changes})
+
+
+templates.env.filters["query_with"] = query_with
 
 NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"), ("/lessons", "nav.lessons"),
        ("/claims", "nav.claims"), ("/docs", "nav.api")]
