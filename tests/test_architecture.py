@@ -305,7 +305,7 @@ def test_titles_explain_the_component():
     layout, _ = layout_for(Switches(), n_enc=2, n_dec=3)
     cross = one(layout, stack="decoder", layer=1, sublayer="cross_attn", part="sublayer")
     assert cross["title"] == ("Decoder layer 2 · Cross-attention: Q from the decoder, "
-                              "K/V from the encoder's final output")
+                              "K/V from the encoder's final output · API name: decoder.1.cross_attn")
     ffn = one(layout, stack="encoder", layer=0, sublayer="ffn", part="sublayer")
     assert "64 → 128 → 64" in ffn["title"]
 

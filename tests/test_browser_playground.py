@@ -76,7 +76,7 @@ def test_play_streams_to_the_end_over_sse(page: Page, live_server):
 
 
 def test_the_url_restores_the_same_state(page: Page, live_server, browser):
-    page.goto(f"{live_server}/playground?model=reverse-pre-2x2&input=2718")
+    page.goto(f"{live_server}/playground?model=reverse-pre-2x2&input=2718&step=0")
     page.select_option("select[name=norm]", "rms")
     expect(page.locator(".banner.ablated")).to_be_visible()
     page.locator("#switch-causal_mask label", has_text="off").click()

@@ -25,8 +25,9 @@ MAX_INTERVAL_MS = 10_000  # Play's slowest speed; a longer pause is no animation
 
 
 def _state(query: Annotated[PlaygroundQuery, Query()], settings: SettingsDep) -> PlaygroundState:
-    """The learner's state, parsed once per request (a 4xx naming the parameter if it is bad)."""
-    return parse_state(query_params(query), settings.max_input_chars, random.Random())
+    """The learner's state, parsed once per request (a 4xx naming the parameter if it is bad). Without a step
+    the page opens on the last one: the prediction, where an ablation shows first."""
+    return parse_state(query_params(query), settings.max_input_chars, random.Random(), default_step=None)
 
 
 StateDep = Annotated[PlaygroundState, Depends(_state)]
@@ -39,13 +40,22 @@ def _url(state: PlaygroundState, request: Request) -> str:
 
 
 @lru_cache(maxsize=256)
-def _results_html(state: PlaygroundState, lang: str, with_input: bool) -> str:
+def _results_html(state: PlaygroundState, lang: str, fields: str) -> str:
     """The results partial, rendered once per state and language: a class flipping the same switch
-    on the same example is served from here."""
+    on the same example is served from here. The links beside the form always come along (they carry
+    the state); `fields` says which form fields are replaced too: "" none, "input" the input (a random
+    example), "all" input and switches (another model, which starts from its own defaults)."""
     t = Translator(lang)
-    context = {"lang": lang, "t": t, "oob": True, **playground_context(state, t)}
-    blocks = ["results"] + (["input_field"] if with_input else [])
+    context = {"lang": lang, "t": t, "oob": True, "fields_oob": fields == "all", **playground_context(state, t)}
+    blocks = ["results", "state_links"] + {"": [], "input": ["input_field"], "all": ["state_fields"]}[fields]
     return render_blocks(templates.env, "playground.html", blocks, context)
+
+
+def _fields_to_replace(request: Request) -> str:
+    """A request that names no input comes from the model select: the form starts over from the model's defaults."""
+    if request.query_params.get("random"):
+        return "input"
+    return "" if "input" in request.query_params else "all"
 
 
 # A missing model (404), an input too long (413) or any other bad parameter (422): each says which.
@@ -56,7 +66,7 @@ ERRORS = page_errors(404, 413, 422)
             response_class=HTMLResponse, responses=ERRORS)
 async def playground(request: Request, state: StateDep, t: TranslatorDep):
     if is_htmx(request):
-        html = await run_model_work(request, _results_html, state, t.lang, bool(request.query_params.get("random")))
+        html = await run_model_work(request, _results_html, state, t.lang, _fields_to_replace(request))
         return HTMLResponse(html, headers={"HX-Push-Url": _url(state, request)})
     context = await run_model_work(request, playground_context, state, t)
     return render(request, "playground.html", context)

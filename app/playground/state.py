@@ -31,7 +31,7 @@ class PlaygroundState:
     model: str
     input: str
     switches: Switches
-    step: int = 0
+    step: int | None = 0  # None: the last step, the prediction (where the playground opens)
 
     def params(self, **changes) -> dict[str, str]:
         state = replace(self, **changes) if changes else self
@@ -42,7 +42,8 @@ class PlaygroundState:
             elif isinstance(value, list):
                 value = ",".join(value)
             out[name] = value
-        out["step"] = str(state.step)
+        if state.step is not None:
+            out["step"] = str(state.step)
         return out
 
     def query(self, **changes) -> str:
@@ -71,7 +72,9 @@ def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
         raise BadInput(error.field, str(error).split(": ", 1)[1]) from error
 
 
-def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None) -> PlaygroundState:
+def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None,
+                default_step: int | None = 0) -> PlaygroundState:
+    """The state the parameters name; without `step`, `default_step` (None: the last step)."""
     name = params.get("model") or default_model()
     try:
         entry = model_info(name)
@@ -100,7 +103,8 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
         check_switches_fit(switches, ModelConfig.from_dict(entry.model_config))
     except ConfigError as error:
         raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
-    return PlaygroundState(entry.name, text, switches, _step(params.get("step", "0")))
+    step = _step(params["step"]) if "step" in params else default_step
+    return PlaygroundState(entry.name, text, switches, step)
 
 
 def _step(raw: str) -> int:
@@ -120,7 +124,8 @@ PlaygroundQuery = create_model(
     input=(str | None, Field(None, description="source text, e.g. 31415 for reverse")),
     random=(str | None, Field(None, description="any value: a random held-out input instead of `input`")),
     step=(str | None, Field(None, description="which step of the forward pass the page shows: a whole number, "
-                                              "0 = the first (past the last shows the last)")),
+                                              "0 = the first (past the last shows the last); "
+                                              "default: the playground opens on the last, the prediction")),
     **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
 )
 

@@ -20,8 +20,15 @@ from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
 
 
-def step_title(step: dict, t) -> str:
-    """A short sentence naming where the step is in the forward pass."""
+def _add_norm_case(step: dict, switches: Switches) -> tuple[bool, str | None]:
+    """At an add & norm step: whether the residual connection adds here, and the norm in force (None: off)."""
+    residual = switches.residual_on(step["stack"], step["layer"], step["sublayer"])
+    return residual, (None if switches.norm == "none" else switches.norm)
+
+
+def step_title(step: dict, t, switches: Switches | None = None) -> str:
+    """A short sentence naming where the step is in the forward pass (and, at an add & norm, what it does
+    with these switches)."""
     stack = t(f"stack.{step['stack']}")
     where = ""
     if step["layer"] is not None:
@@ -30,7 +37,49 @@ def step_title(step: dict, t) -> str:
     key = f"step.{step['op']}"
     if step["op"] in ("sublayer", "add_norm"):
         key += f".{step['sublayer']}"
-    return " · ".join(part for part in (position, where, t(key, stack=stack)) if part)
+    what = t(key, stack=stack)
+    if step["op"] == "add_norm" and switches is not None:
+        residual, norm = _add_norm_case(step, switches)
+        sublayer = t(f"step.sublayer.{step['sublayer']}")
+        if not residual:
+            what = (t("step.after.norm_no_add", sublayer=sublayer, norm=t(f"arch.norm.{norm}")) if norm
+                    else t("step.after.nothing", sublayer=sublayer))
+        elif norm is None or switches.norm_position == "pre":
+            what = t("step.after.add", sublayer=sublayer)
+    return " · ".join(part for part in (position, where, what) if part)
+
+
+def step_explain(step: dict, t, switches: Switches) -> str:
+    """What happens at this step, said for the switches in force (a residual connection that is off adds nothing)."""
+    op, sub = step["op"], step["sublayer"]
+    if op == "pos" and switches.pos_encoding == "none":
+        return t("explain.pos_off")
+    if op == "final_norm" and switches.norm == "none":
+        return t("explain.final_norm_off")
+    if op == "sublayer" and sub == "self_attn" and step["stack"] == "decoder" and not switches.causal_mask:
+        return t("explain.sublayer.self_attn.unmasked")
+    if op != "add_norm":
+        return t(f"explain.{op}" + (f".{sub}" if sub else ""))
+    residual, norm = _add_norm_case(step, switches)
+    if norm is None:
+        case = "norm_off" if residual else "both_off"
+    elif switches.norm_position == "pre":
+        case = "pre" if residual else "pre_no_add"
+    else:
+        case = "post" if residual else "post_no_add"
+    args = {"sublayer": t(f"step.sublayer.{sub}"), "norm": t(f"arch.norm.{norm or 'none'}")}
+    parts = [t(f"explain.add_norm.{case}", **args)]
+    if sub == "ffn" and residual:
+        parts.append(t("explain.add_norm.layer_out"))
+    parts.append(t("explain.add_norm.chart"))
+    return " ".join(parts)
+
+
+def step_api_name(step: dict) -> str | None:
+    """The step's sublayer as the API and residual_off name it (layers from 0), e.g. encoder.0.ffn."""
+    if step["layer"] is None or not step["sublayer"]:
+        return None
+    return f"{step['stack']}.{step['layer']}.{step['sublayer']}"
 
 
 def _tokens_upto(trace: dict, position: int | None) -> list[str]:
@@ -94,10 +143,10 @@ def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, di
 
 def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
     """The tabs under the step view: each a list of figures."""
-    panels = {
-        "attention": [figures.attention_distance_by_layer(trace)],
+    panels = {  # the first is shown first: the residual stream tells most about a switch
         "residual": [figures.residual_contributions(trace, "encoder"), figures.residual_contributions(trace, "decoder"),
                      figures.stream_norms(trace, "encoder"), figures.stream_norms(trace, "decoder")],
+        "attention": [figures.attention_distance_by_layer(trace)],
         "norm": [figures.norm_overview(trace),
                  figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))],
         "position": [figures.embedding_vs_position(trace, "src"),
@@ -114,6 +163,11 @@ def train_query(state: PlaygroundState, task: str) -> str:
     """The training lab's URL with this state's switches and task: retrain what is being ablated."""
     params = {k: v for k, v in state.params().items() if k not in ("model", "input", "step")}
     return urlencode({**params, "task": task})
+
+
+def residual_off_example(config: ModelConfig) -> str:
+    """Sublayer names as residual_off takes them (layers count from 0), for this model's depth."""
+    return f"encoder.{config.n_encoder_layers - 1}.ffn, decoder.0.cross_attn"
 
 
 def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
@@ -143,7 +197,7 @@ def _step_figures(trace: dict, step: dict, t) -> dict:
 def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) -> dict:
     r = resolved or resolve(state)
     steps = r.trace["steps"]
-    index = min(state.step, len(steps) - 1)
+    index = len(steps) - 1 if state.step is None else min(state.step, len(steps) - 1)
     step = steps[index]
     return {
         "state": state,
@@ -151,7 +205,9 @@ def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) ->
         "steps": steps,
         "step_index": index,
         "step": step,
-        "step_title": step_title(step, t),
+        "step_title": step_title(step, t, state.switches),
+        "step_explain": step_explain(step, t, state.switches),
+        "step_api_name": step_api_name(step),
         **_step_figures(r.trace, step, t),
         "arch_layout": architecture_layout(r.config, state.switches, steps, index, r.trained),
     }
@@ -178,6 +234,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         panels=_panels(r, t.lang),
         state_params=state.params(),
         train_query=train_query(state, entry.task),
+        residual_off_example=residual_off_example(r.config),
         entry_dict=asdict(entry),
     )
     return context

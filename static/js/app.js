@@ -53,6 +53,17 @@ function syncStep(step) {
   const url = new URL(window.location.href);
   url.search = stateQuery({ step }).toString();
   history.replaceState(history.state, "", url);
+  syncLanguageLinks();
+}
+
+// The header's language links carry the page's state: after every change of the URL they follow it.
+function syncLanguageLinks() {
+  document.querySelectorAll(".lang-switch a[href^='?']").forEach((a) => {
+    const lang = new URLSearchParams(a.getAttribute("href").slice(1)).get("lang");
+    const params = new URLSearchParams(window.location.search);
+    if (lang) params.set("lang", lang);
+    a.setAttribute("href", "?" + params.toString());
+  });
 }
 
 function goToStep(step) {
@@ -210,8 +221,11 @@ document.addEventListener("htmx:sseMessage", () => {
 document.addEventListener("htmx:sseClose", () => setPlayingUI(false));
 document.addEventListener("htmx:beforeRequest", (event) => {
   // A new model run (switch change) stops Play: the stream belongs to the old state.
-  if (event.detail.elt && event.detail.elt.id === "state-form") pause();
+  const elt = event.detail.elt;
+  if (elt && (elt.id === "state-form" || elt.id === "model-select" || elt.closest("#state-form"))) pause();
 });
+document.addEventListener("htmx:pushedIntoHistory", syncLanguageLinks);
+document.addEventListener("htmx:replacedInHistory", syncLanguageLinks);
 
 // A model re-run answers with the step asked for when it was sent; if the learner stepped on
 // meanwhile, fetch the step they are at now.

@@ -107,6 +107,8 @@ class _Builder:
              changed: bool = False, step: int | None = None, current: bool = False, related: bool = False,
              layer: int | None = None, sublayer: str | None = None, op: str | None = None) -> dict:
         assert kind in KINDS, kind
+        if layer is not None and sublayer:  # the name residual_off and the API use (layers from 0)
+            title = [*title, text("arch.api_name", name=f"{stack}.{layer}.{sublayer}")]
         if changed:
             title = [*title, text("arch.changed")]
         box = {
@@ -282,7 +284,8 @@ class _Builder:
         y1 = round(add["y"] + add["h"] / 2, 2)
         end = add["x"] if col.side < 0 else add["x"] + add["w"]
         sub_arg = {"sublayer": {"key": SUBLAYER_LABEL[kind]}}
-        title = [where, text("arch.tip.skip" if on else "arch.tip.skip_off", **sub_arg)]
+        title = [where, text("arch.tip.skip" if on else "arch.tip.skip_off", **sub_arg),
+                 text("arch.api_name", name=f"{stack}.{i}.{kind}")]
         changed = self._residual_differs(stack, i, kind)
         if changed:
             title.append(text("arch.changed"))
