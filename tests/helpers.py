@@ -57,8 +57,10 @@ def visible_text(html: str) -> str:
 
 def english_words_on_page(html: str) -> list[str]:
     """The English words a reader of a Chinese page sees, leaving out formulas (KaTeX source) and the
-    terms kept in English."""
+    terms kept in English. A sublayer's API name (encoder.0.ffn, decoder.1.cross_attn) is an identifier:
+    left out too."""
     text = re.sub(r"(?s)\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)", " ", visible_text(html))
+    text = re.sub(r"\b(?:encoder|decoder)\.\d+(?:\.[a-z_]+)?", " ", text)
     return [word for word in english_words(text) if word not in TERMS_KEPT_IN_CHINESE]
 
 

@@ -72,7 +72,7 @@ def step_explain(step: dict, t, switches: Switches) -> str:
     if sub == "ffn" and residual:
         parts.append(t("explain.add_norm.layer_out"))
     parts.append(t("explain.add_norm.chart"))
-    return " ".join(parts)
+    return ("" if t.lang == "zh" else " ").join(parts)  # Chinese sentences run on without a space
 
 
 def step_api_name(step: dict) -> str | None:
