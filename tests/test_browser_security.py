@@ -59,3 +59,31 @@ def test_a_form_on_another_site_cannot_start_a_run(page: Page, live_server):
         page.get_by_role("button", name="Win a prize").click()
     expect(page.locator("#error")).to_contain_text("refused: a page of http://evil.example may not start")
     assert len(httpx.get(f"{live_server}/api/runs").json()) == runs
+
+
+def test_the_api_docs_render_offline_under_the_strict_policy(page: Page, live_server):
+    """Swagger UI comes from the server itself: every request stays on it, and nothing is refused or fails."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    elsewhere: list[str] = []
+
+    def only_this_server(route):  # as if there were no network: anything for another host fails
+        if route.request.url.startswith(live_server):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    response = page.goto(f"{live_server}/docs")
+    assert "script-src 'self';" in response.headers["content-security-policy"]
+    expect(page.locator(".opblock").first).to_be_visible(timeout=15_000)
+    expect(page.locator(".opblock-summary-path", has_text="/api/runs").first).to_be_visible()
+    assert page.locator(".opblock").count() > 10
+    page.locator(".opblock-summary", has_text="/api/runs").first.click()  # an operation opens
+    expect(page.locator(".opblock-body").first).to_be_visible()
+    page.goto(f"{live_server}/redoc")
+    assert page.url == f"{live_server}/docs"
+    expect(page.locator(".opblock").first).to_be_visible(timeout=15_000)
+    assert elsewhere == [] and problems == []

@@ -1,6 +1,12 @@
 """The training lab in a real browser: start a run, watch the curves grow over SSE, stop it."""
 
+import re
+import socket
+import threading
+import time
+
 import pytest
+import uvicorn
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -23,13 +29,15 @@ def test_start_watch_the_curve_grow_then_stop(page: Page, live_server):
     page.fill("input[name=seed]", "7")
     page.get_by_role("button", name="Train").click()
     card = page.locator(".run-card").first
-    expect(card).to_be_visible()
+    expect(card).to_be_visible(timeout=15_000)
     page.wait_for_function("() => { const el = document.querySelector('.run-card .live-curves');"
                            " return el && el.data && el.data[0].x.length > 5; }", timeout=30_000)
     first = curve_points(page)
     page.wait_for_function(f"() => document.querySelector('.run-card .live-curves').data[0].x.length > {first}",
                            timeout=15_000)
     expect(card.locator(".run-rate")).to_contain_text("steps/s")
+    expect(card.locator(".run-rate")).to_contain_text(re.compile(r"about \d+ (s|min) left"))  # the time left
+    expect(card.locator(".run-status")).to_have_text("training")
     card.get_by_role("button", name="Stop").click()
     expect(card.locator(".run-status")).to_have_text("stopped: by the learner", timeout=15_000)
     stopped_at = curve_points(page)
@@ -44,3 +52,81 @@ def test_bad_settings_are_refused_with_the_field_named(page: Page, live_server):
     page.fill("input[name=n_heads]", "5")
     page.get_by_role("button", name="Train").click()
     expect(page.locator("#runs [role=alert]")).to_contain_text("not divisible by 5 heads")
+
+
+def test_a_chinese_run_page_says_every_status_in_chinese(page: Page, live_server):
+    page.goto(f"{live_server}/train?lang=zh")
+    page.select_option("select[name=task]", "copy")
+    for name, value in (("layers", "1"), ("d_model", "16"), ("n_heads", "2"), ("steps", "3000"), ("seed", "11")):
+        page.fill(f"input[name={name}]", value)
+    page.get_by_role("button", name="开始训练").click()
+    card = page.locator(".run-card").first
+    expect(card.locator(".run-status")).to_have_text("训练中", timeout=30_000)  # never "started" or "running"
+    expect(card.locator(".run-rate")).to_contain_text(re.compile(r"步/秒 · 预计还需 \d+ (秒|分钟)"), timeout=15_000)
+    page.screenshot(path="test-results/training-lab-zh.png")
+    card.get_by_role("button", name="停止").click()
+    expect(card.locator(".run-status")).to_have_text(re.compile(r"^已停止"), timeout=15_000)
+    page.goto(f"{live_server}/train?lang=zh")
+    statuses = page.locator("#runs .status").all_inner_texts()
+    assert statuses and all(re.fullmatch(r"[\u4e00-\u9fff]+", word) for word in statuses), statuses
+
+
+def test_the_train_button_is_in_view_without_scrolling(page: Page, live_server):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for lang, name in (("en", "Train"), ("zh", "开始训练")):
+        page.goto(f"{live_server}/train?lang={lang}")
+        button = page.get_by_role("button", name=name, exact=True)
+        expect(button).to_be_in_viewport(ratio=1)
+        box = button.bounding_box()
+        assert box["y"] + box["height"] <= 900
+        assert page.evaluate("window.scrollY") == 0
+
+
+def test_a_running_sweep_says_how_long_it_has_left(page: Page, live_server):
+    page.goto(f"{live_server}/train/sweeps")
+    response = page.request.post(f"{live_server}/train/sweeps", max_redirects=0, form={
+        "task": "copy", "d_model": "16", "n_heads": "2", "steps": "2000", "seeds": "1", "seed": "5",
+        "depths": "1", "variants": "pre_ln"})
+    assert response.status == 303
+    page.goto(live_server + response.headers["location"])
+    progress = page.locator(".sweep-progress")
+    expect(progress).to_contain_text("0 of 1 runs finished")
+    expect(progress).to_contain_text(re.compile(r"about \d+ (s|min) left"), timeout=30_000)
+    page.goto(page.url + "?lang=zh")
+    expect(page.locator(".sweep-progress")).to_contain_text(re.compile(r"预计还需 \d+ (秒|分钟)|已完成 1 个"))
+    page.get_by_role("button", name="停止整个扫描").click() if page.get_by_role(
+        "button", name="停止整个扫描").count() else None
+
+
+@pytest.fixture(scope="module")
+def empty_lab(tmp_path_factory):
+    """A second server with a run store of its own, still empty."""
+    from app.web.factory import create_app
+    from app.web.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("empty"), shipped_results=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline, "the second server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_empty_lab_says_what_it_does_and_what_to_try(page: Page, empty_lab):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{empty_lab}/train")
+    empty = page.locator(".empty-state")
+    expect(empty).to_contain_text("No runs yet")
+    expect(empty).to_contain_text("Try first: press Train")
+    page.screenshot(path="test-results/training-lab-empty.png")
+    page.goto(f"{empty_lab}/train?lang=zh")
+    expect(page.locator(".empty-state")).to_contain_text("还没有训练运行")
+    page.screenshot(path="test-results/training-lab-empty-zh.png")

@@ -181,8 +181,12 @@ def test_refusals_carry_the_security_headers_too(client):
         assert r.headers["x-content-type-options"] == "nosniff"
 
 
-def test_the_api_docs_may_load_swagger_ui(client):
-    """FastAPI's /docs is an inline script and a CDN bundle: its policy allows those, and only there."""
-    policy = client.get("/docs").headers["content-security-policy"]
-    assert "https://cdn.jsdelivr.net" in policy and "frame-ancestors 'none'" in policy
-    assert "cdn.jsdelivr.net" not in client.get("/documents").headers["content-security-policy"]
+def test_the_api_docs_are_under_the_strict_policy(client):
+    """/docs is Swagger UI from static/vendor/, started from a script file: the pages' policy, no CDN."""
+    r = client.get("/docs")
+    assert r.status_code == 200 and "<script>" not in r.text and "cdn" not in r.text
+    assert r.headers["content-security-policy"] == client.get("/documents").headers["content-security-policy"]
+    assert "script-src 'self';" in r.headers["content-security-policy"]
+    for asset in ("/static/vendor/swagger-ui-5.33.1/swagger-ui-bundle.js", "/static/js/docs.js"):
+        assert asset in r.text and client.get(asset).status_code == 200
+    assert client.get("/redoc", follow_redirects=False).headers["location"] == "/docs"

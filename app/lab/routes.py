@@ -176,9 +176,10 @@ async def run_events(request: Request, run_id: RunId, store: StoreDep, runner: R
                     return
                 if event.kind == "metrics":
                     yield ServerSentEvent(json.dumps(json_safe(event.data)), event="metrics")
-                else:
+                else:  # the runner says "started"; the page knows a run's statuses (the store's), so "running"
+                    status = "running" if event.kind == "started" else event.kind
                     message = reason_text(event.data, t)
-                    yield ServerSentEvent(json.dumps({"status": event.kind, "message": message}), event="status")
+                    yield ServerSentEvent(json.dumps({"status": status, "message": message}), event="status")
                 pending = asyncio.ensure_future(events.__anext__())
         finally:
             pending.cancel()

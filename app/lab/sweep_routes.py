@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -11,7 +12,7 @@ from pydantic import ConfigDict, Field, create_model
 from app.lab.form import DEFAULTS, FIELDS, input_limits, parse_run_request, seeds_of
 from app.lab.precompute import PLANS
 from app.lab.store import FINAL_STATUSES
-from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results
+from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results, time_left
 from app.playground import figures
 from app.playground.state import SWITCH_FIELDS, switch_doc
 from app.web.dependencies import SettingsDep, StoreDep, SweepsDep, TranslatorDep
@@ -51,7 +52,22 @@ def _sweep_context(store, t: Translator, sweep: dict) -> dict:
     if sweep["stopped_at"]:  # runs it never started show as stopped, not as waiting
         rows = [{**r, "status": "cancelled"} if r["run_id"] is None else r for r in rows]
         finished = True
-    return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET}
+    done = sum(r["status"] in FINAL_STATUSES for r in rows)
+    progress = t("sw.progress", done=done, total=len(rows))
+    if not finished:
+        left = time_left(rows, time.time())
+        progress += " · " + (t("eta.left", time=duration_text(left, t)) if left is not None else t("eta.estimating"))
+    return {"sweep": sweep, "rows": rows, "charts": charts, "finished": finished, "target": TARGET,
+            "progress": progress}
+
+
+def duration_text(seconds: float, t: Translator) -> str:
+    """Seconds as the page says them (as static/js/training.js does for a run)."""
+    if seconds < 60:
+        return t("eta.s", n=max(1, round(seconds)))
+    if seconds < 3600:
+        return t("eta.min", n=round(seconds / 60))
+    return t("eta.h", h=int(seconds // 3600), m=int(seconds % 3600 // 60))
 
 
 @router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far", response_class=HTMLResponse)

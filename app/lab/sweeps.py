@@ -121,7 +121,25 @@ def _item_result(store: RunStore, item: dict) -> dict:
         "heldout_seq_accuracy": sum(finals) / len(finals) if finals else None,
         "heldout_range": (min(finals), max(finals)) if len(finals) > 1 else None,
         "steps_to_target": sum(reached) / len(reached) if reached else None, "reached": len(reached),
+        # when its seeds (trained together) started, and when the last one ended (None until every seed is done)
+        "started_at": min((r.started_at for r in records if r and r.started_at), default=None),
+        "finished_at": max(r.finished_at or 0 for r in done) if len(done) == len(records) else None,
     }
+
+
+def time_left(rows: list[dict], now: float) -> float | None:
+    """About how many seconds the sweep's unfinished runs take: their steps still to train at the pace of the
+    runs that finished (seconds per step), or while none has, of the ones training. None: no pace yet."""
+    finished = [r for r in rows if r["finished_at"] and r["started_at"]]
+    timed = [(r["finished_at"] - r["started_at"], r["steps"]) for r in finished]
+    if not timed:
+        timed = [(now - r["started_at"], r["steps_done"]) for r in rows
+                 if r["status"] == "running" and r["started_at"] and r["steps_done"]]
+    seconds, steps = sum(t for t, _ in timed), sum(n for _, n in timed)
+    if steps <= 0 or seconds <= 0:
+        return None
+    remaining = sum(r["steps"] - r["steps_done"] for r in rows if r["status"] in ("queued", "running"))
+    return remaining * seconds / steps
 
 
 class SweepScheduler:

@@ -23,7 +23,7 @@ from app.playground import routes as playground_routes
 from app.playground.registry import use_store
 from app.teaching import routes as teaching_routes
 from app.teaching.verdicts import VerdictBoard
-from app.web import home
+from app.web import docs, home
 from app.web.compute import model_limiter
 from app.web.errors import declare_refusals, install_error_handlers
 from app.web.learners import LearnerCookieMiddleware
@@ -33,7 +33,7 @@ from model.zoo import default_entry, load_zoo_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTERS = (home.router, playground_routes.router, lab_routes.router, sweep_routes.router, teaching_routes.router,
-           playground_api.router)
+           playground_api.router, docs.router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.sweeps.stop()
                 app.state.runner.stop()
 
-    app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan)
+    app = FastAPI(title="addnorm", summary="Take a small Transformer apart.", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served from static/vendor/ by app/web/docs.py
     app.state.settings = settings
     # plotly.js and figure JSON compress ~4x; level 6 is half the time of the default 9 for ~2% more bytes
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)

@@ -29,19 +29,12 @@ from starlette.responses import JSONResponse
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
-# What the pages load: only their own scripts (no inline script, no eval), styles that Plotly, htmx and KaTeX
-# set inline, images Plotly draws (data:, blob:), KaTeX's fonts, and fetch/EventSource to this server.
+# What the pages load (the API docs too: Swagger UI and ReDoc are served from static/vendor/): only their own
+# scripts (no inline script, no eval), styles that Plotly, htmx, KaTeX and the docs' viewers set inline,
+# images Plotly draws (data:, blob:), KaTeX's fonts, and fetch/EventSource to this server.
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
           "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
           "frame-ancestors 'none'")
-# FastAPI's API docs (Swagger UI, ReDoc) are an inline script and bundles from a CDN; they show the OpenAPI
-# schema only, no learner content.
-DOCS_PATHS = ("/docs", "/redoc")
-DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-               "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-               "img-src 'self' data: blob: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-               "font-src 'self' data: https://fonts.gstatic.com; connect-src 'self'; worker-src 'self' blob:; "
-               "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"))
 DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
@@ -57,8 +50,7 @@ class SecurityMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":  # lifespan (the app has no WebSockets)
             return await self.app(scope, receive, send)
-        policy = DOCS_POLICY if _is_docs(scope["path"]) else POLICY
-        send = _with_headers(send, ((b"content-security-policy", policy.encode()), *HEADERS))
+        send = _with_headers(send, ((b"content-security-policy", POLICY.encode()), *HEADERS))
         headers = Headers(scope=scope)
         refusal = self._host_refusal(headers) or _origin_refusal(scope["method"], headers)
         if refusal is None:
@@ -112,10 +104,6 @@ def _host_name(host: str) -> str:
 
 def _bare(name: str) -> str:
     return name.strip().strip("[]").rstrip(".").lower()
-
-
-def _is_docs(path: str) -> bool:
-    return any(path == docs or path.startswith(docs + "/") for docs in DOCS_PATHS)
 
 
 def _with_headers(send, extra: tuple[tuple[bytes, bytes], ...]):

@@ -5,7 +5,8 @@
 
 const RUN_REDRAW_MS = 200;
 // The final run statuses, as the server names them (templates/partials/status_words.html).
-const FINAL = document.getElementById("status-words").dataset.final.split(" ");
+const WORDS = document.getElementById("status-words").dataset;
+const FINAL = WORDS.final.split(" ");
 
 function attachRun(card) {
   if (card.dataset.attached) return;
@@ -47,13 +48,13 @@ function attachRun(card) {
     perSeed.forEach((rows) => rows.sort((a, b) => a.step - b.step));
     const { rows, bands } = seedMeans(perSeed);
     card.runRows = rows;
-    const slowest = Math.min(...perSeed.map((r) => (r.length ? r[r.length - 1].step : 0)));
-    const last = rows[rows.length - 1];
-    progress.value = slowest;
-    const rate = last.step / Math.max(last.elapsed_s, 1e-6);
-    const eta = (total - slowest) / Math.max(rate, 1e-6);
-    rateEl.textContent = `${slowest} / ${total} · ${rate.toFixed(1)} steps/s` +
-      (card.dataset.status === "running" ? ` · ETA ${Math.round(eta)} s` : "");
+    const ends = perSeed.map((r) => (r.length ? r[r.length - 1] : { step: 0, elapsed_s: 0 }));
+    const slowest = ends.reduce((a, b) => (b.step < a.step ? b : a));
+    progress.value = slowest.step;
+    const rate = slowest.step / Math.max(slowest.elapsed_s, 1e-6);
+    const parts = [`${slowest.step} / ${total}`, fill(WORDS.rate, { rate: rate.toFixed(1) })];
+    if (!FINAL.includes(card.dataset.status)) parts.push(timeLeft(total - slowest.step, slowest.step, slowest.elapsed_s));
+    rateEl.textContent = parts.join(" · ");
     drawCurves(curves, rows, ids.length > 1 ? bands : null, card.dataset);
     drawHeatmap(heatmap, rows);
     card.dispatchEvent(new CustomEvent("run-update", { bubbles: true }));
@@ -109,9 +110,20 @@ function seedMeans(perSeed) {
   return { rows, bands };
 }
 
+// About how long the rest takes at the pace so far (`done` steps in `elapsed` seconds), in the page's language.
+function timeLeft(remaining, done, elapsed) {
+  if (done <= 0 || elapsed <= 0) return WORDS.etaEstimating;
+  return fill(WORDS.etaLeft, { time: duration((remaining * elapsed) / done) });
+}
+
+function duration(seconds) {
+  if (seconds < 60) return fill(WORDS.etaS, { n: Math.max(1, Math.round(seconds)) });
+  if (seconds < 3600) return fill(WORDS.etaMin, { n: Math.round(seconds / 60) });
+  return fill(WORDS.etaH, { h: Math.floor(seconds / 3600), m: Math.floor((seconds % 3600) / 60) });
+}
+
 function statusText(info) {
-  const words = (document.getElementById("status-words") || {}).dataset || {};
-  const word = words[info.status] || info.status;
+  const word = WORDS[info.status] || info.status;
   if (info.status === "queued" && info.position) return `${word} (#${info.position})`;
   return ["failed", "cancelled"].includes(info.status) && info.message ? `${word}: ${info.message}` : word;
 }
