@@ -122,9 +122,15 @@ function logTickValues(values) {
   const positive = values.filter((v) => Number.isFinite(v) && v > 0);
   if (!positive.length) return [];
   const low = Math.min(...positive), high = Math.max(...positive);
-  const wide = Math.log10(high) - Math.log10(low) > 4;
+  if (Math.log10(high) - Math.log10(low) > 4) {  // decades; over many, every second or third one
+    const first = Math.floor(Math.log10(low)), last = Math.ceil(Math.log10(high));
+    const step = Math.max(1, Math.ceil((last - first) / 7));
+    const ticks = [];
+    for (let k = Math.floor(first / step) * step; k <= Math.ceil(last / step) * step; k += step) ticks.push(Number(`1e${k}`));
+    return ticks;
+  }
   let series = [], below = 0, above = 0;
-  for (const mantissas of wide ? [[1]] : [[1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+  for (const mantissas of [[1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
     series = [];
     for (let k = Math.floor(Math.log10(low)) - 1; k <= Math.ceil(Math.log10(high)) + 1; k++) {
       mantissas.forEach((m) => series.push(Number(`${m}e${k}`)));

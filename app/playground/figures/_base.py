@@ -154,7 +154,7 @@ def _right_axis(title: str, **extra: Any) -> dict:
     return _axis(title, overlaying="y", side="right", showgrid=False, tickmode="auto", **extra)
 
 
-_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))
+_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))  # decades, 1-2-5, 1..9
 
 
 def log_tick_values(values: Iterable[Any]) -> list[float]:
@@ -164,8 +164,11 @@ def log_tick_values(values: Iterable[Any]) -> list[float]:
     if not positive:
         return []
     low, high = min(positive), max(positive)
-    wide = math.log10(high) - math.log10(low) > 4
-    for mantissas in _MANTISSAS[:1] if wide else _MANTISSAS[1:]:
+    if math.log10(high) - math.log10(low) > 4:  # decades; over many, every second or third one
+        first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+        step = max(1, math.ceil((last - first) / 7))
+        return [float(f"1e{k}") for k in range(first // step * step, -(-last // step) * step + 1, step)]
+    for mantissas in _MANTISSAS[1:]:
         first, last = math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1
         series = [float(f"{m}e{k}") for k in range(first, last + 1) for m in mantissas]
         below = max(i for i, t in enumerate(series) if t <= low * (1 + 1e-9))
