@@ -129,8 +129,13 @@ def test_head_grid_has_one_heatmap_per_head_on_one_colour_scale(traces):
     assert {tr["coloraxis"] for tr in fig["data"]} == {"coloraxis"}
     assert (fig["layout"]["coloraxis"]["cmin"], fig["layout"]["coloraxis"]["cmax"]) == (0, 1)
     assert [a["text"] for a in fig["layout"]["annotations"]] == ["Head 1", "Head 2", "Head 3", "Head 4"]
-    domains = [fig["layout"]["xaxis" + ("" if h == 0 else str(h + 1))]["domain"] for h in range(4)]
-    assert all(a[1] <= b[0] for a, b in zip(domains, domains[1:], strict=False))  # side by side, no overlap
+    boxes = [(fig["layout"]["xaxis" + suffix]["domain"], fig["layout"]["yaxis" + suffix]["domain"])
+             for suffix in ("", "2", "3", "4")]
+    assert len({tuple(x) for x, _ in boxes}) == F.HEADS_PER_ROW  # HEADS_PER_ROW to a row
+    for i, (x1, y1) in enumerate(boxes):  # no two heads overlap
+        for x2, y2 in boxes[i + 1:]:
+            assert x1[1] <= x2[0] or x2[1] <= x1[0] or y1[1] <= y2[0] or y2[1] <= y1[0]
+    assert fig["layout"]["meta"] == {"hover": "row-column"}  # app.js outlines the hovered row and column
 
 
 def test_special_tokens_are_escaped_everywhere(traces, pe_table):
@@ -336,7 +341,11 @@ def test_gradient_heatmap_is_log10_of_the_layer_gradients():
     assert heat["z"][1] == pytest.approx([math.log10(1 / s) for s in range(1, 31)])
     assert heat["customdata"][1][0] == ["Layer 2", 1.0]
     assert fig["layout"]["yaxis"]["ticktext"] == ["Layer 1", "Layer 2"]
-    assert heat["colorbar"]["ticktext"][0].startswith("10<sup>")
+    values = [v for h in history for v in h["layer_grad_norms"]["decoder"]]
+    ticks = heat["colorbar"]["tickvals"]
+    assert len(ticks) >= 3 and heat["zmin"] == ticks[0] <= math.log10(min(values))
+    assert heat["zmax"] == ticks[-1] >= math.log10(max(values))
+    assert [float(text) for text in heat["colorbar"]["ticktext"]] == pytest.approx([10**k for k in ticks])
 
 
 def test_attention_distance_bars_are_the_mean_of_heads(traces):
@@ -511,3 +520,73 @@ def test_a_sweep_over_seeds_shows_the_range_of_its_seeds_as_error_bars():
     assert bars["array"] == pytest.approx([0.05, 0]) and bars["arrayminus"] == pytest.approx([0.1, 0])
     one_seed = [{**row, "heldout_range": None} for row in rows]
     assert "error_y" not in F.sweep_accuracy(one_seed, {"pre_ln": "Pre-LN"})["data"][0]
+
+
+# ---------------------------------------------------------------- compared figures and log ticks
+
+
+def test_compared_figures_share_their_y_range(traces):
+    intact, ablated = traces["intact"], traces["residual_off"]
+    pair = F.share_axes([F.residual_contributions(intact, "encoder"), F.residual_contributions(ablated, "encoder")])
+    ranges = [fig["layout"]["yaxis"]["range"] for fig in pair]
+    assert ranges[0] == ranges[1] and ranges[0][0] == 0  # bars start at 0 on both sides
+    tallest = max(v for fig in pair for bar in fig["data"] for v in bar["y"] if v is not None)
+    assert ranges[0][1] >= tallest  # the taller side's bars fit; the other's look as small as they are
+    assert all(fig["layout"]["yaxis"]["autorange"] is False for fig in pair)
+
+    norms = F.share_axes([F.stream_norms(intact, "encoder"), F.stream_norms(intact, "decoder")])
+    assert norms[0]["layout"]["yaxis"]["range"] == norms[1]["layout"]["yaxis"]["range"]
+
+
+def test_compared_figures_on_a_fixed_scale_keep_it(traces):
+    pair = F.share_axes([F.residual_cosines(traces["intact"], "encoder"),
+                         F.residual_cosines(traces["norm_off"], "encoder")])
+    assert [fig["layout"]["yaxis"]["range"] for fig in pair] == [[-1.05, 1.05]] * 2
+
+
+def test_compared_log_axes_share_range_and_ticks(traces):
+    pair = F.share_axes([F.gradient_norms(traces["intact"]), F.gradient_norms(traces["residual_off"])])
+    axes = [fig["layout"]["yaxis"] for fig in pair]
+    assert axes[0]["range"] == axes[1]["range"] and axes[0]["tickvals"] == axes[1]["tickvals"]
+    values = [v for fig in pair for bar in fig["data"] for v in bar["y"] if v]
+    assert 10 ** axes[0]["range"][0] <= min(values) and 10 ** axes[0]["range"][1] >= max(values)
+
+
+def test_compared_heatmaps_share_one_colour_scale():
+    early = _history()
+    late = [h | {"layer_grad_norms": {"encoder": [5.0, 9.0], "decoder": [0.001, 0.002]}} for h in early]
+    pair = F.share_axes([F.gradient_heatmap(early, "decoder"), F.gradient_heatmap(late, "decoder")])
+    heats = [fig["data"][0] for fig in pair]
+    assert (heats[0]["zmin"], heats[0]["zmax"]) == (heats[1]["zmin"], heats[1]["zmax"])
+    assert heats[0]["zmin"] <= math.log10(0.001) and heats[0]["zmax"] >= math.log10(1.0)
+    assert heats[0]["colorbar"]["tickvals"] == heats[1]["colorbar"]["tickvals"]
+    assert len(heats[0]["colorbar"]["tickvals"]) >= 3
+
+
+def test_compared_attention_grids_share_their_colour_axis(traces):
+    t = traces["intact"]
+    heads = t["decoder"][0]["sublayers"]["cross_attn"]["pattern"]
+    grids = F.share_axes([F.attention_head_grid(heads, t["tgt_tokens"], t["src_tokens"], "A"),
+                          F.attention_head_grid(heads, t["tgt_tokens"], t["src_tokens"], "B")])
+    scales = [(g["layout"]["coloraxis"]["cmin"], g["layout"]["coloraxis"]["cmax"]) for g in grids]
+    assert scales == [(0, 1), (0, 1)]
+
+
+@pytest.mark.parametrize("values", [[1.0], [0.3, 0.45], [0.4, 0.41], [0.012, 0.019], [0.005, 1.0], [2.0, 2.0],
+                                    [1e-7, 30.0], [0.9, 1.1], [7.0, 300.0]])
+def test_log_axes_have_at_least_three_ticks_around_the_values(values):
+    ticks = F.log_tick_values(values)
+    assert len(ticks) >= 3 and ticks == sorted(set(ticks))
+    assert ticks[0] <= min(values) and ticks[-1] >= max(values)
+    assert len(ticks) <= 14
+
+
+def test_every_log_axis_of_the_figures_shows_three_ticks(traces):
+    short = [{"step": s, "loss": 0.40 + s / 1000, "token_accuracy": 0.5, "heldout_seq_accuracy": None,
+              "layer_grad_norms": {"encoder": [0.1], "decoder": [0.1]}} for s in range(1, 5)]
+    for fig in (F.gradient_norms(traces["intact"]), F.gradient_norms(traces["residual_off"]),
+                F.training_curves(_history()), F.training_curves(short)):
+        axis = fig["layout"]["yaxis"]
+        low, high = axis["range"]
+        shown = [v for v in axis["tickvals"] if low - 1e-9 <= math.log10(v) <= high + 1e-9]
+        assert len(shown) >= 3, (fig["layout"]["title"]["text"], axis)

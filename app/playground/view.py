@@ -141,11 +141,14 @@ def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, di
         return figures.positional_heatmap(pe), figures.position_similarity(pe)
 
 
+STACKS = ("encoder", "decoder")
+
+
 def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
     """The tabs under the step view: each a list of figures."""
     panels = {  # the first is shown first: the residual stream tells most about a switch
-        "residual": [figures.residual_contributions(trace, "encoder"), figures.residual_contributions(trace, "decoder"),
-                     figures.stream_norms(trace, "encoder"), figures.stream_norms(trace, "decoder")],
+        "residual": [*figures.share_axes([figures.residual_contributions(trace, stack) for stack in STACKS]),
+                     *figures.share_axes([figures.stream_norms(trace, stack) for stack in STACKS])],
         "attention": [figures.attention_distance_by_layer(trace)],
         "norm": [figures.norm_overview(trace),
                  figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))],

@@ -34,7 +34,7 @@ def figures_for(name: str, trace: dict, model_name: str, t: Translator) -> list[
         table = sinusoidal_table(config["max_len"], config["d_model"]).tolist()
         return [getattr(figures, name)(table)]
     if name in ("residual_contributions", "stream_norms"):
-        return [getattr(figures, name)(trace, "encoder"), getattr(figures, name)(trace, "decoder")]
+        return figures.share_axes([getattr(figures, name)(trace, "encoder"), getattr(figures, name)(trace, "decoder")])
     if name == "embedding_vs_position":
         return [figures.embedding_vs_position(trace, "src")]
     if name == "cross_attention":
@@ -59,6 +59,7 @@ def run_widget(widget: Widget, settings, results: ResultSource, t: Translator) -
         if widget.kind == "compare":
             intact = _traced(widget.base_params(), settings, t, widget.figure)
             ablated = _traced({**widget.base_params(), **widget.ablate}, settings, t, widget.figure)
+            figures.share_axes(intact["figures"] + ablated["figures"])  # one scale for both sides
             return {"kind": "compare", "intact": intact, "ablated": ablated, "ablate": widget.ablate}
         if widget.kind == "trace":
             return {"kind": "trace", **_traced(widget.base_params(), settings, t, widget.figure)}

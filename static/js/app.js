@@ -9,7 +9,145 @@ function renderPlot(el) {
   if (!window.Plotly || el.dataset.rendered || el.dataset.live || el.offsetParent === null) return;
   const fig = JSON.parse(el.dataset.figure);
   el.dataset.rendered = "pending";
-  Plotly.newPlot(el, fig.data, fig.layout, PLOT_CONFIG).then(() => { el.dataset.rendered = "true"; });
+  Plotly.newPlot(el, fig.data, fitLayout(el, fig.layout), PLOT_CONFIG).then(() => {
+    el.dataset.rendered = "true";
+    highlightOnHover(el);
+  });
+}
+
+// ---- titles that fit the plot's width ------------------------------------------------------
+
+// Rough width of text in px: CJK characters are about one em wide, others about 0.55 em.
+function textWidth(text, size) {
+  let width = 0;
+  for (const ch of text.replace(/<[^>]+>/g, "").replace(/&[a-z]+;/g, "x")) {
+    width += ch.codePointAt(0) >= 0x2e80 ? size : size * 0.56;
+  }
+  return width;
+}
+
+// Break text into lines no wider than `room` px: at spaces, or between any two CJK characters.
+function wrapText(text, size, room) {
+  return text.split(/<br\s*\/?>/).map((paragraph) => {
+    const words = paragraph.match(/[\u2e80-\uffff][，。、：；）」]?|[^\s\u2e80-\uffff]+\s*|\s+/g) || [paragraph];
+    const lines = [];
+    let line = "";
+    words.forEach((word) => {
+      if (line && textWidth(line + word, size) > room) { lines.push(line.trimEnd()); line = word.trimStart(); }
+      else line += word;
+    });
+    lines.push(line.trimEnd());
+    return lines.join("<br>");
+  }).join("<br>");
+}
+
+// The layout with its title and subtitle wrapped to the element's width and the top margin grown to hold
+// them: Plotly never wraps a title, it cuts it off at the edge. Keeps the server's text to refit on resize.
+function fitLayout(el, layout) {
+  const title = layout.title;
+  if (!title || typeof title !== "object" || !title.text) return layout;
+  if (!el.titleSource) {
+    el.titleSource = { text: title.text, subtitle: title.subtitle ? title.subtitle.text : "", top: layout.margin ? layout.margin.t : 40 };
+  }
+  const source = el.titleSource;
+  const margin = layout.margin || {};
+  const room = Math.max(120, (el.clientWidth || 600) - 16);
+  const size = (title.font && title.font.size) || 14;
+  const text = wrapText(source.text, size, room);
+  const extra = (text.match(/<br>/g) || []).length;
+  title.text = text;
+  let subExtra = 0;
+  if (title.subtitle) {
+    const subSize = (title.subtitle.font && title.subtitle.font.size) || 11;
+    const sub = wrapText(source.subtitle, subSize, room);
+    subExtra = (sub.match(/<br>/g) || []).length - (source.subtitle.match(/<br>/g) || []).length;
+    title.subtitle.text = sub;
+  }
+  layout.margin = { ...margin, t: source.top + 18 * extra + 15 * subExtra };
+  if (layout.height) {
+    if (!source.height) source.height = layout.height;
+    layout.height = source.height + 18 * extra + 15 * subExtra;
+  }
+  return layout;
+}
+
+let refitTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(refitTimer);
+  refitTimer = setTimeout(() => {
+    document.querySelectorAll(".plot[data-rendered=true], .plot.js-plotly-plot").forEach((el) => {
+      if (!el.layout || !el.titleSource || el.offsetParent === null) return;
+      const layout = fitLayout(el, { title: { ...el.layout.title }, margin: { ...el.layout.margin }, height: el.layout.height });
+      if (layout.title.text !== el.layout.title.text || layout.margin.t !== el.layout.margin.t) {
+        Plotly.relayout(el, { title: layout.title, "margin.t": layout.margin.t, height: layout.height });
+      }
+    });
+  }, 200);
+});
+
+// ---- attention maps: hovering a cell outlines its row (query) and column (key) in every head ----------
+
+const HIGHLIGHT = "hover-highlight";
+
+function highlightOnHover(el) {
+  const meta = el.layout && el.layout.meta;
+  if (!meta || meta.hover !== "row-column" || el.highlightWired) return;
+  el.highlightWired = true;
+  let shown = "";
+  el.on("plotly_hover", (event) => {
+    const point = event.points && event.points[0];
+    if (!point || point.data.type !== "heatmap") return;
+    const key = `${point.x},${point.y}`;
+    if (key === shown) return;
+    shown = key;
+    const style = { type: "rect", name: HIGHLIGHT, layer: "above", line: { color: "#D55E00", width: 2 },
+                    fillcolor: "rgba(255,255,255,0.15)" };
+    const shapes = (el.layout.shapes || []).filter((s) => s.name !== HIGHLIGHT);
+    el.data.filter((t) => t.type === "heatmap").forEach((t) => {
+      const xa = t.xaxis || "x", ya = t.yaxis || "y";
+      shapes.push({ ...style, xref: `${xa} domain`, x0: 0, x1: 1, yref: ya, y0: point.y - 0.5, y1: point.y + 0.5 });
+      shapes.push({ ...style, xref: xa, x0: point.x - 0.5, x1: point.x + 0.5, yref: `${ya} domain`, y0: 0, y1: 1 });
+    });
+    Plotly.relayout(el, { shapes });
+  });
+  el.on("plotly_unhover", () => {
+    shown = "";
+    Plotly.relayout(el, { shapes: (el.layout.shapes || []).filter((s) => s.name !== HIGHLIGHT) });
+  });
+}
+
+// ---- log axes: at least three round ticks (the same rule as the server's figures) --------------
+
+function logTickValues(values) {
+  const positive = values.filter((v) => Number.isFinite(v) && v > 0);
+  if (!positive.length) return [];
+  const low = Math.min(...positive), high = Math.max(...positive);
+  if (Math.log10(high) - Math.log10(low) > 4) {  // decades; over many, every second or third one
+    const first = Math.floor(Math.log10(low)), last = Math.ceil(Math.log10(high));
+    const step = Math.max(1, Math.ceil((last - first) / 7));
+    const ticks = [];
+    for (let k = Math.floor(first / step) * step; k <= Math.ceil(last / step) * step; k += step) ticks.push(Number(`1e${k}`));
+    return ticks;
+  }
+  let series = [], below = 0, above = 0;
+  for (const mantissas of [[1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+    series = [];
+    for (let k = Math.floor(Math.log10(low)) - 1; k <= Math.ceil(Math.log10(high)) + 1; k++) {
+      mantissas.forEach((m) => series.push(Number(`${m}e${k}`)));
+    }
+    below = series.reduce((best, t, i) => (t <= low * (1 + 1e-9) ? i : best), 0);
+    above = series.findIndex((t) => t >= high * (1 - 1e-9));
+    if (above - below >= 2) return series.slice(below, above + 1);
+  }
+  return above > below ? series.slice(below, above + 2) : series.slice(below - 1, above + 2);
+}
+
+// A log axis's ticks and range for these values (nothing to change without positive values).
+function logAxis(values) {
+  const ticks = logTickValues(values);
+  if (!ticks.length) return {};
+  return { tickmode: "array", tickvals: ticks, ticktext: ticks.map((t) => String(Number(t.toPrecision(6)))),
+           range: [Math.log10(ticks[0]), Math.log10(ticks[ticks.length - 1])], autorange: false };
 }
 
 function renderPlots(root) {

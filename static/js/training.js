@@ -56,7 +56,7 @@ function attachRun(card) {
     if (!FINAL.includes(card.dataset.status)) parts.push(timeLeft(total - slowest.step, slowest.step, slowest.elapsed_s));
     rateEl.textContent = parts.join(" · ");
     drawCurves(curves, rows, ids.length > 1 ? bands : null, card.dataset);
-    drawHeatmap(heatmap, rows);
+    drawHeatmap(heatmap, rows, (partnerOf(card) || {}).runRows);
     card.dispatchEvent(new CustomEvent("run-update", { bubbles: true }));
   }, RUN_REDRAW_MS);
 }
@@ -145,7 +145,9 @@ function drawCurves(el, rows, bands, labels) {
     [loss, held].forEach((trace) => { trace.name = `${trace.name} (${labels.meanLabel})`; });
     data = [...band(bands.loss, loss, labels.bandLabel), loss, tok, ...band(bands.heldout_seq_accuracy, held, labels.bandLabel), held];
   }
-  Plotly.react(el, data, fig.layout, { displaylogo: false, responsive: true });
+  const losses = [...loss.y, ...(bands ? bands.loss.flatMap((p) => [p[1], p[2]]) : [])];
+  Object.assign(fig.layout.yaxis, logAxis(losses));
+  Plotly.react(el, data, fitLayout(el, fig.layout), { displaylogo: false, responsive: true });
 }
 
 // A filled band from min to max: the lower edge, then the upper edge filled down to it.
@@ -164,7 +166,11 @@ function translucent(hex) {
   return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, 0.2)`;
 }
 
-function drawHeatmap(el, rows) {
+// The gradients of every layer and step of these rows.
+const gradValues = (rows) => rows.flatMap((r) => [...r.layer_grad_norms.encoder, ...r.layer_grad_norms.decoder]);
+
+// `shared`: more rows whose gradients share the colour scale (the other run of an A/B pair).
+function drawHeatmap(el, rows, shared) {
   const fig = figureOf(el);
   const stacks = ["encoder", "decoder"];
   const names = [];
@@ -181,7 +187,12 @@ function drawHeatmap(el, rows) {
   const wrap = el.closest("[data-title]");
   if (wrap) fig.layout.title.text = wrap.dataset.title;
   fig.layout.yaxis = Object.assign(fig.layout.yaxis || {}, { tickmode: "array", tickvals: names.map((_, i) => i), ticktext: names });
-  Plotly.react(el, fig.data, fig.layout, { displaylogo: false, responsive: true });
+  const scale = logAxis([...gradValues(rows), ...gradValues(shared || [])]);
+  if (scale.tickvals) {  // colour is log10 of the gradient: round values as ticks, one range for A and B
+    Object.assign(trace, { zmin: scale.range[0], zmax: scale.range[1], zauto: false });
+    trace.colorbar = { ...trace.colorbar, tickvals: scale.tickvals.map(Math.log10), ticktext: scale.ticktext };
+  }
+  Plotly.react(el, fig.data, fitLayout(el, fig.layout), { displaylogo: false, responsive: true });
 }
 
 // ---- A/B: both runs' curves in one chart, and a one-line verdict when both have finished ----
@@ -231,15 +242,28 @@ function drawOverlay(section) {
     data.push({ ...heldTemplate, name: `${name} · ${heldTemplate.name}`, x: evals.map((r) => r.step), y: evals.map((r) => r.heldout_seq_accuracy),
       line: { ...heldTemplate.line, dash, color: name === "A" ? "#0072B2" : "#E69F00" } });
   });
-  Plotly.react(el, data, fig.layout, { displaylogo: false, responsive: true });
+  Object.assign(fig.layout.yaxis, logAxis(data.filter((t) => t.yaxis === "y").flatMap((t) => t.y)));
+  Plotly.react(el, data, fitLayout(el, fig.layout), { displaylogo: false, responsive: true });
   if (FINAL.includes(a.dataset.status) && FINAL.includes(b.dataset.status)) {
     section.querySelector(".ab-result").textContent = abVerdict(section, a, b) + section.dataset.meanNote;
   }
 }
 
+// The other run of an A/B pair (none for a single run).
+function partnerOf(card) {
+  const section = card.closest(".ab-card");
+  return section ? [...section.querySelectorAll(".run-card")].find((other) => other !== card) : null;
+}
+
 document.addEventListener("run-update", (event) => {
   const section = event.target.closest(".ab-card");
-  if (section) drawOverlay(section);
+  if (!section) return;
+  drawOverlay(section);
+  // the two runs' gradient heatmaps share one colour scale: the other one follows this one's new rows
+  const other = partnerOf(event.target);
+  if (other && other.runRows && other.runRows.length) {
+    drawHeatmap(other.querySelector(".live-heatmap"), other.runRows, event.target.runRows);
+  }
 });
 
 function attachAll(root) {

@@ -16,6 +16,8 @@ Conventions, the same in every figure:
 - Every user-visible string is in LABELS (hover templates included), read from the label catalogue
   (app/web/labels/<lang>.json, keys chart.*). Entries with {fields} are filled with str.format; hover templates
   are used verbatim.
+- Figures shown side by side to be compared go through `share_axes`: one y range per axis and one colour range,
+  so equal heights and colours mean equal values. Log axes carry at least three round ticks (`log_tick_values`).
 - Figures follow a language: LABELS_EN (English) or LABELS_ZH (Simplified Chinese), same keys. LABELS reads the
   one chosen by `with language("zh"): ...` (a ContextVar, default "en"); a missing key falls back to English.
 """
@@ -40,6 +42,8 @@ from app.playground.figures._base import (  # noqa: F401
     Figure,
     current_language,
     language,
+    log_tick_values,
+    share_axes,
 )
 from app.playground.figures.attention import (  # noqa: F401
     attention_axis_titles,

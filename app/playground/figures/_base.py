@@ -32,7 +32,7 @@ RESIDUAL_OFF_PATTERN = "/"
 DECODER_PATTERN = "."
 MISMATCH_PATTERN = "x"
 FONT = "system-ui, sans-serif"
-HEADS_PER_ROW = 4
+HEADS_PER_ROW = 2  # two heads to a row keep token labels readable, on a phone too
 SUBLAYER_COMPONENT = {"self_attn": "attention", "cross_attn": "cross_attention", "ffn": "ffn"}
 TOKENS_OF = {"encoder": "src_tokens", "src": "src_tokens", "decoder": "tgt_tokens", "tgt": "tgt_tokens"}
 
@@ -154,16 +154,54 @@ def _right_axis(title: str, **extra: Any) -> dict:
     return _axis(title, overlaying="y", side="right", showgrid=False, tickmode="auto", **extra)
 
 
-def _log_ticks(values: Iterable[Any]) -> dict:
-    """Ticks at 1, 2, 5 × 10^k (only 10^k over more than four decades) spanning the positive values, written as
-    plain numbers: Plotly's own log ticks label the in-between ones with a bare digit ("2", "5")."""
+_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))  # decades, 1-2-5, 1..9
+
+
+def log_tick_values(values: Iterable[Any]) -> list[float]:
+    """At least three round ticks on a log scale that bracket the positive values: every decade over more than
+    four decades, else 1-2-5 steps, else (within a factor of about 2.5) every 1..9 step; [] without data."""
     positive = [v for v in map(finite, values) if v is not None and v > 0]
     if not positive:
+        return []
+    low, high = min(positive), max(positive)
+    if math.log10(high) - math.log10(low) > 4:  # decades; over many, every second or third one
+        first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+        step = max(1, math.ceil((last - first) / 7))
+        return [float(f"1e{k}") for k in range(first // step * step, -(-last // step) * step + 1, step)]
+    for mantissas in _MANTISSAS[1:]:
+        first, last = math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1
+        series = [float(f"{m}e{k}") for k in range(first, last + 1) for m in mantissas]
+        below = max(i for i, t in enumerate(series) if t <= low * (1 + 1e-9))
+        above = min(i for i, t in enumerate(series) if t >= high * (1 - 1e-9))
+        if above - below >= 2:
+            return series[below:above + 1]
+    # every value between two neighbouring 1..9 steps: add the next step up; a single value: one step each way
+    return series[below:above + 2] if above > below else series[below - 1:above + 2]
+
+
+def _tick_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def _log_ticks(values: Iterable[Any], *, fixed_range: bool = True) -> dict:
+    """Tick values for a log axis, written as plain numbers (Plotly's own log ticks label the in-between ones with
+    a bare digit, and show a single tick over a short range). With fixed_range the axis spans exactly the
+    outer ticks, so every tick shows; without it (a chart redrawn from streamed data) the ticks are offered over
+    a wide span and the axis autoranges."""
+    ticks = log_tick_values(values)
+    if not ticks:
         return {}
-    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
-    mantissas = (1,) if high - low > 4 else (1, 2, 5)
-    ticks = [m * 10.0**k for k in range(low, high + 1) for m in mantissas if m * 10.0**k <= 10.0**high]
-    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+    axis = {"tickmode": "array", "tickvals": ticks, "ticktext": [_tick_text(t) for t in ticks]}
+    if fixed_range:
+        axis["range"] = [math.log10(ticks[0]), math.log10(ticks[-1])]
+        axis["autorange"] = False
+    return axis
+
+
+def log10_colour_ticks(values: Iterable[Any]) -> dict:
+    """Colour-bar ticks for a heatmap coloured by log10 of `values`: at least three, at round values."""
+    ticks = log_tick_values(values)
+    return {"tickvals": [math.log10(t) for t in ticks], "ticktext": [_tick_text(t) for t in ticks]}
 
 
 def _colorbar(title: str, **extra: Any) -> dict:
@@ -205,3 +243,83 @@ def _token_colour(index: int, n: int) -> str:
 def _rows(history: Iterable[Any]) -> list[dict]:
     """Training history as dicts (StepMetrics objects are accepted too)."""
     return [h if isinstance(h, dict) else h.to_dict() for h in history]
+
+
+# ---------------------------------------------------------------- compared figures
+
+
+def _axis_values(fig: Figure, axis: str) -> tuple[list[float], bool]:
+    """The finite y values drawn against y axis `axis` ("y", "y2"), and whether any of them is a bar's."""
+    values, bars = [], False
+    for trace in fig["data"]:
+        if trace.get("type") in ("bar", "scatter") and trace.get("yaxis", "y") == axis:
+            values += [v for v in map(finite, trace.get("y") or []) if v is not None]
+            bars = bars or trace["type"] == "bar"
+    return values, bars
+
+
+def _z_values(trace: dict) -> list[float]:
+    return [v for row in trace.get("z") or [] for v in map(finite, row or []) if v is not None]
+
+
+def share_axes(figs: Sequence[Figure]) -> list[Figure]:
+    """Figures shown side by side to be compared (intact vs ablated, encoder vs decoder): one y range for each
+    y axis they all have, and one colour range for their heatmaps, so equal heights and colours mean equal
+    values. Changes the figures in place and returns them."""
+    figs = [fig for fig in figs if fig and fig.get("data") is not None]
+    if len(figs) < 2:
+        return list(figs)
+    layouts = [fig["layout"] for fig in figs]
+    for name in ("yaxis", "yaxis2"):
+        if not all(name in layout for layout in layouts):
+            continue
+        axes = [layout[name] for layout in layouts]
+        drawn = [_axis_values(fig, "y" + name.removeprefix("yaxis")) for fig in figs]
+        values = [v for vs, _ in drawn for v in vs]
+        if not values:
+            continue
+        if all(axis.get("type") == "log" for axis in axes):
+            shared = _log_ticks(values)
+        elif all(axis.get("range") == axes[0].get("range") and "range" in axis for axis in axes):
+            continue  # a fixed scale already (probabilities, cosines)
+        else:
+            bars = any(bar for _, bar in drawn) or any(axis.get("rangemode") == "tozero" for axis in axes)
+            ranges = [axis["range"] for axis in axes if "range" in axis]
+            low = min([*values, *(r[0] for r in ranges), *([0.0] if bars else [])])
+            high = max([*values, *(r[1] for r in ranges), *([0.0] if bars else [])])
+            pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
+            shared = {"range": [low if bars and low == 0 else low - pad, high + pad], "autorange": False}
+        for axis in axes:
+            axis.update(shared)
+    _share_colours(figs)
+    return list(figs)
+
+
+def _share_colours(figs: Sequence[Figure]) -> None:
+    """One colour range over every heatmap of the figures (the traces' own zmin/zmax or the layout's coloraxis)."""
+    scales: list[dict] = []  # dicts holding zmin/zmax or cmin/cmax
+    values: list[float] = []
+    for fig in figs:
+        for trace in fig["data"]:
+            if trace.get("type") != "heatmap":
+                continue
+            values += _z_values(trace)
+            if trace.get("coloraxis"):
+                holder = fig["layout"].setdefault(trace["coloraxis"], {})
+                if not any(holder is s for s in scales):
+                    scales.append(holder)
+            else:
+                scales.append(trace)
+    if len(scales) < 2 or not values:
+        return
+    lows = [s.get("zmin", s.get("cmin")) for s in scales]
+    highs = [s.get("zmax", s.get("cmax")) for s in scales]
+    low = min([v for v in lows if v is not None] + values)
+    high = max([v for v in highs if v is not None] + values)
+    for scale in scales:
+        keys = ("cmin", "cmax") if "colorscale" in scale and "z" not in scale else ("zmin", "zmax")
+        scale[keys[0]], scale[keys[1]] = low, high
+        if "z" in scale:
+            scale["zauto"] = False
+        if scale.get("meta") == "log10":  # colour is log10 of a value: ticks at round values
+            scale["colorbar"] = scale.get("colorbar", {}) | log10_colour_ticks([10.0**low, 10.0**high])

@@ -24,6 +24,11 @@ from app.playground.figures._base import (
     _note,
 )
 
+# app.js outlines the hovered cell's row (query) and column (key) in every head of a figure with this meta
+HOVER_HIGHLIGHT = {"hover": "row-column"}
+CELL_PX = 26
+MAX_MAP_HEIGHT = 900
+
 
 def attention_axis_titles(stack: str, kind: str) -> tuple[str, str]:
     """(query axis, key axis) titles for an attention sublayer: which tokens ask and which are read."""
@@ -48,7 +53,9 @@ def attention_heatmap(pattern_2d: list[list[float]], query_tokens: Sequence[str]
     queries, keys = _attention_labels(pattern_2d, query_tokens, key_tokens)
     heatmap = _attention_trace(pattern_2d, queries, keys, zmin=0, zmax=1,
                                colorbar=_colorbar(LABELS["attention_weight"]))
-    return _figure([heatmap], title, 320, xaxis=_index_axis(key_axis or LABELS["key_axis"], keys),
+    height = min(MAX_MAP_HEIGHT, max(380, 150 + CELL_PX * len(queries)))
+    return _figure([heatmap], title, height, meta=HOVER_HIGHLIGHT,
+                   xaxis=_index_axis(key_axis or LABELS["key_axis"], keys, tickangle=0 if len(keys) <= 12 else -60),
                    yaxis=_index_axis(query_axis or LABELS["query_axis"], queries, autorange="reversed"))
 
 
@@ -59,7 +66,7 @@ def attention_head_grid(pattern_heads: list[list[list[float]]], query_tokens: Se
     n_heads = len(pattern_heads)
     cols = max(1, min(n_heads, HEADS_PER_ROW))
     rows = max(1, math.ceil(n_heads / cols))
-    x_gap, y_gap = 0.03, 0.12
+    x_gap, y_gap = 0.06, 0.12
     width, height = (1 - x_gap * (cols - 1)) / cols, (1 - y_gap * (rows - 1)) / rows
     queries, keys = _attention_labels(pattern_heads[0] if pattern_heads else [], query_tokens, key_tokens)
     data, axes, titles = [], {}, []
@@ -78,7 +85,8 @@ def attention_head_grid(pattern_heads: list[list[list[float]]], query_tokens: Se
                                              showticklabels=left)
         titles.append(_note(LABELS["head_n"].format(n=h + 1), x=x0 + width / 2, y=y1, yanchor="bottom"))
     coloraxis = {"colorscale": HEATMAP_SCALE, "cmin": 0, "cmax": 1, "colorbar": _colorbar(LABELS["attention_weight"])}
-    return _figure(data, title, 130 + 190 * rows, coloraxis=coloraxis, annotations=titles,
+    panel = max(220, 24 * len(queries))  # each head tall enough for one readable label per query
+    return _figure(data, title, 130 + panel * rows, coloraxis=coloraxis, annotations=titles, meta=HOVER_HIGHLIGHT,
                    margin={"l": 60, "r": 20, "t": 60, "b": 50}, **axes)
 
 

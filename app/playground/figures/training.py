@@ -20,6 +20,7 @@ from app.playground.figures._base import (
     _note,
     _right_axis,
     _rows,
+    log10_colour_ticks,
 )
 from app.web.numbers import finite
 
@@ -56,12 +57,13 @@ def gradient_heatmap(history: Iterable[Any], stack: str) -> Figure:
     layers = [LABELS["layer_n"].format(n=i + 1) for i in range(n_layers)]
     raw = [[finite(g[i]) if i < len(g) else None for g in per_step] for i in range(n_layers)]
     z = [[math.log10(v) if v and v > 0 else None for v in row] for row in raw]
-    present = [v for row in z for v in row if v is not None]
-    ticks = list(range(math.floor(min(present)), math.ceil(max(present)) + 1)) if present else []
-    colorbar = _colorbar(LABELS["grad_colour"], tickvals=ticks, ticktext=[f"10<sup>{k}</sup>" for k in ticks])
+    present = [v for row in raw for v in row if v is not None and v > 0]
+    scale = log10_colour_ticks(present)
+    colorbar = _colorbar(LABELS["grad_colour"], **scale)
+    zrange = {"zmin": scale["tickvals"][0], "zmax": scale["tickvals"][-1]} if present else {}
     customdata = [[[layers[i], v] for v in row] for i, row in enumerate(raw)]
     heatmap = _heatmap(z, x=steps, y=list(range(n_layers)), customdata=customdata, colorbar=colorbar,
-                       hovertemplate=LABELS["hover_grad_cell"])
+                       hovertemplate=LABELS["hover_grad_cell"], meta="log10", **zrange)
     return _figure([heatmap], LABELS["grad_heatmap_title"].format(stack=LABELS[stack]), 140 + 40 * max(n_layers, 3),
                    annotations=[] if rows else [_note(LABELS["no_history"])],
                    xaxis=_axis(LABELS["training_step_axis"]), yaxis=_index_axis(LABELS["layer"], layers))
