@@ -21,7 +21,7 @@ def query_with(params, **changes) -> str:
     """The page's query with some values changed (the language links); a value longer than any page accepts is
     no part of its state and is not copied into the links."""
     kept = {k: v for k, v in dict(params).items() if len(k) + len(v) <= MAX_KEPT_VALUE}
-    return urlencode({**kept, **changes})
+    return urlencode({k: v for k, v in {**kept, **changes}.items() if v is not None})  # None: left out
 
 
 templates.env.filters["query_with"] = query_with

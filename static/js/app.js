@@ -9,7 +9,8 @@ function renderPlot(el) {
   if (!window.Plotly || el.dataset.rendered || el.dataset.live || el.offsetParent === null) return;
   const fig = JSON.parse(el.dataset.figure);
   el.dataset.rendered = "pending";
-  Plotly.newPlot(el, fig.data, fitLayout(el, fig.layout), PLOT_CONFIG).then(() => {
+  const layout = presenting() ? enlarged(fig.layout) : fig.layout;
+  Plotly.newPlot(el, fig.data, fitLayout(el, layout), PLOT_CONFIG).then(() => {
     el.dataset.rendered = "true";
     highlightOnHover(el);
   });
@@ -190,8 +191,10 @@ function syncStep(step) {
   if (slider) slider.value = step;
   const url = new URL(window.location.href);
   url.search = stateQuery({ step }).toString();
+  if (presenting()) url.searchParams.set("present", "1");
   history.replaceState(history.state, "", url);
   syncLanguageLinks();
+  syncPresentToggle();
 }
 
 // The header's language links carry the page's state: after every change of the URL they follow it.
@@ -376,3 +379,61 @@ document.addEventListener("htmx:afterSwap", (event) => {
 
 htmx.onLoad((root) => { showHead(root); renderPlots(root); });
 window.addEventListener("DOMContentLoaded", () => renderPlots(document));
+
+// ---- presentation mode (?present=1): kept in every address the page goes to ---------------------
+
+const PRESENT_SCALE = 1.35;  // type and figures, for the back rows of a lecture hall
+
+function enlarged(layout) {
+  const font = { ...(layout.font || {}), size: Math.round(((layout.font && layout.font.size) || 12) * PRESENT_SCALE) };
+  const out = { ...layout, font };
+  if (layout.height) out.height = Math.round(layout.height * PRESENT_SCALE);
+  if (layout.title && typeof layout.title === "object") {
+    const size = (layout.title.font && layout.title.font.size) || 14;
+    out.title = { ...layout.title, font: { ...(layout.title.font || {}), size: Math.round(size * PRESENT_SCALE) } };
+  }
+  return out;
+}
+
+function presenting() {
+  return document.body.classList.contains("present");
+}
+
+function withPresent(href) {
+  const url = new URL(href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith("/static") || url.searchParams.has("present")) return null;
+  url.searchParams.set("present", "1");
+  return url.pathname + url.search + url.hash;
+}
+
+function keepPresentInLinks(root) {
+  if (!presenting()) return;
+  for (const a of root.querySelectorAll("a[href]")) {
+    if (a.classList.contains("present-toggle")) continue;
+    const href = withPresent(a.getAttribute("href"));
+    if (href) a.setAttribute("href", href);
+  }
+}
+
+function keepPresentInAddress() {
+  if (!presenting()) return;
+  const href = withPresent(location.href);
+  if (href) history.replaceState(history.state, "", href);
+  syncLanguageLinks();
+  syncPresentToggle();
+}
+
+// The toggle leaves (or enters) presentation mode on the page as it is now, not as it was first loaded.
+function syncPresentToggle() {
+  const toggle = document.querySelector(".present-toggle");
+  if (!toggle) return;
+  const url = new URL(location.href);
+  if (presenting()) url.searchParams.delete("present");
+  else url.searchParams.set("present", "1");
+  toggle.setAttribute("href", url.pathname + url.search);
+}
+
+document.addEventListener("DOMContentLoaded", () => keepPresentInLinks(document));
+document.addEventListener("htmx:afterSwap", (event) => keepPresentInLinks(event.target));
+document.addEventListener("htmx:pushedIntoHistory", keepPresentInAddress);
+document.addEventListener("htmx:replacedInHistory", keepPresentInAddress);
