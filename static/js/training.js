@@ -29,6 +29,10 @@ function attachRun(card) {
     const source = new EventSource(`/train/runs/${id}/events`);
     source.addEventListener("metrics", (event) => {
       perSeed[k].push(...JSON.parse(event.data));
+      if (infos[k].status === "queued") {  // metrics flow: it trains (its "running" may have been sent before we listened)
+        infos[k] = { status: "running" };
+        showStatus(card, statusEl, groupStatus(infos));
+      }
       dirty = true;
     });
     source.addEventListener("status", (event) => {
