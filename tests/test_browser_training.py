@@ -84,10 +84,11 @@ def test_the_train_button_is_in_view_without_scrolling(page: Page, live_server):
 
 def test_a_running_sweep_says_how_long_it_has_left(page: Page, live_server):
     page.goto(f"{live_server}/train/sweeps")
-    # no early stop and a seed no other test trains: the run cannot be finished, or replayed, by the time we look
+    # no early stop, a model big enough to take a minute, and a seed no other test trains: the run cannot be
+    # finished, or replayed, by the time the page looks (a tiny one trains 3,000 steps in seconds)
     response = page.request.post(f"{live_server}/train/sweeps", max_redirects=0, form={
-        "task": "reverse", "d_model": "16", "n_heads": "2", "steps": "3000", "seeds": "1", "seed": "71",
-        "stop_at": "0", "depths": "1", "variants": "pre_ln"})
+        "task": "reverse", "d_model": "64", "n_heads": "4", "steps": "5000", "seeds": "1", "seed": "71",
+        "stop_at": "0", "depths": "2", "variants": "pre_ln"})
     assert response.status == 303
     page.goto(live_server + response.headers["location"])
     progress = page.locator(".sweep-progress")
