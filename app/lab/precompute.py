@@ -88,7 +88,7 @@ def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, lo
                 runner.stop()
     ids: dict[str, list[int]] = {}
     for name, (base, depths, variants) in plans.items():
-        ids[name] = [(store.find_done(spec) or store.find_latest(spec)).id
+        ids[name] = [store.run_for(spec).id
                      for item in sweep_items(base, depths, variants, settings)
                      for spec in (with_seed(item["spec"], s) for s in seeds)]
     probe_missing(store, sorted(set().union(*ids.values())), log)

@@ -66,8 +66,8 @@ def export_results(store: RunStore, plans: dict, seeds: tuple[int, ...], setting
         for item in items:
             for seed in seeds:
                 spec = with_seed(item["spec"], seed)
-                record = store.find_done(spec) or store.find_latest(spec)
-                if record is None or record.status != "done":
+                record = store.finished_run(spec)
+                if record is None:
                     raise RuntimeError(f"{name}: {item['variant']} × {item['depth']} seed {seed} has no finished "
                                        f"run; train it first ({COMMAND})")
                 if record.key in seen:  # plans share cells (pre_ln × 2 is in several)
@@ -142,12 +142,6 @@ def plan_items(plans: dict, settings, seeds: tuple[int, ...]) -> dict[str, list[
             for name, (base, depths, variants) in plans.items()}
 
 
-def _finished(store: RunStore, spec: RunSpec):
-    """The finished run of this spec, if any (shipped runs have no checkpoint, so find_done skips them)."""
-    record = store.find_done(spec) or store.find_latest(spec)
-    return record if record is not None and record.status == "done" else None
-
-
 def _newest_sweeps(store: RunStore) -> dict[str, dict]:
     newest: dict[str, dict] = {}
     for sweep in store.sweeps(limit=1000):  # newest first
@@ -186,7 +180,7 @@ class ResultSource:
         newest = _newest_sweeps(self.local)
         here = {name: newest[name] for name, plan in items.items()
                 if name in newest and same_cells(newest[name]["items"], plan)}
-        runs = [_finished(self.local, spec) for spec in _specs(items, self.seeds).values()]
+        runs = [self.local.finished_run(spec) for spec in _specs(items, self.seeds).values()]
         started = min((sweep["created_at"] for sweep in here.values()), default=None)
         return {"items": items, "total": len(runs), "done": sum(r is not None for r in runs),
                 "complete": len(here) == len(items) and all(runs),
@@ -239,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_train:
             precompute(store, PLANS, args.workers, settings, seeds=SEEDS)  # probes what it did not train too
         else:  # runs trained before runs were probed: probe them from their checkpoints first
-            runs = (_finished(store, spec) for spec in _specs(plan_items(PLANS, settings, SEEDS), SEEDS).values())
+            runs = (store.finished_run(spec) for spec in _specs(plan_items(PLANS, settings, SEEDS), SEEDS).values())
             probe_missing(store, [run.id for run in runs if run is not None])
         path = export_results(store, PLANS, SEEDS, settings, args.out)
     shipped = read_shipped(path)

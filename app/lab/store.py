@@ -284,6 +284,16 @@ class RunStore:
             row = self._conn.execute(_SELECT_RUN + "WHERE key = ? ORDER BY id DESC LIMIT 1", (spec.key(),)).fetchone()
         return self._record(row) if row else None
 
+    def run_for(self, spec: RunSpec) -> RunRecord | None:
+        """The run that stands for this spec (a sweep's cell, a claim's seed): a finished one that can be replayed,
+        else the newest whatever its status (shipped runs, which have no checkpoint, are found this way)."""
+        return self.find_done(spec) or self.find_latest(spec)
+
+    def finished_run(self, spec: RunSpec) -> RunRecord | None:
+        """run_for(spec) when it finished ("done"), else None."""
+        record = self.run_for(spec)
+        return record if record is not None and record.status == "done" else None
+
     # ---- sweeps: named lists of run specs; their results are the runs with those specs ----
 
     def create_sweep(self, name: str, items: list[dict[str, Any]]) -> int:

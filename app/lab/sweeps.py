@@ -97,7 +97,7 @@ def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings,
 def item_runs(store: RunStore, item: dict) -> list[RunRecord | None]:
     """Each seed's run of a sweep item: a finished one (maybe another sweep's) before one still waiting."""
     specs = [with_seed(item["spec"], seed) for seed in item.get("seeds") or [item["spec"].train_config["seed"]]]
-    return [store.find_done(spec) or store.find_latest(spec) for spec in specs]
+    return [store.run_for(spec) for spec in specs]
 
 
 def sweep_results(store: RunStore, sweep: dict) -> list[dict]:

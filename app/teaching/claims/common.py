@@ -198,8 +198,8 @@ def load_sweep(store: RunStore | None, name: str) -> SweepData | None:
 
 def _seed_row(store: RunStore, item: dict, seed: int) -> dict | None:
     spec = with_seed(item["spec"], seed)
-    record = store.find_done(spec) or store.find_latest(spec)
-    if record is None or record.status != "done":
+    record = store.finished_run(spec)
+    if record is None:
         return None
     return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "run_key": record.key,
             "seed": seed,
