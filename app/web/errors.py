@@ -34,6 +34,9 @@ class BadInput(ValueError):
         self.message = message
         self.status = status
 
+    def __reduce__(self):  # raised in a model worker process, it crosses back to the web process whole
+        return BadInput, (self.field, self.message, self.status)
+
 
 class ErrorItem(BaseModel):
     field: str = Field(description="the parameter, form field or part of the request that was refused")
@@ -57,7 +60,8 @@ STATUS_MEANINGS = {
     415: "The body is not a form (application/x-www-form-urlencoded or multipart/form-data)",
     422: "A parameter or form field has a value it does not allow (the message names it and what it allows)",
     429: "The training queue is full, for everyone or for this learner",
-    503: "The run store cannot be used: training is off, or this run cannot be read (the message says why)",
+    503: "The run store cannot be used (training is off, or this run cannot be read), or a model worker stopped "
+         "and was restarted (the message says which)",
     507: "The run store could not be written; nothing was started",
 }
 # Paths whose answers read the run store (a run may be unreadable, training may be off): they can answer 503.

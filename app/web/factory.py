@@ -24,7 +24,7 @@ from app.playground.registry import use_store
 from app.teaching import routes as teaching_routes
 from app.teaching.verdicts import VerdictBoard
 from app.web import docs, home
-from app.web.compute import model_limiter
+from app.web.compute import ModelProcesses, model_limiter
 from app.web.errors import declare_refusals, install_error_handlers
 from app.web.learners import LearnerCookieMiddleware
 from app.web.security import SecurityMiddleware
@@ -61,6 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.results = ResultSource(store, settings, shipped_store() if settings.shipped_results else None)
             app.state.verdicts = VerdictBoard(settings, store, app.state.results)
             app.state.verdicts.current()  # measured now, in the background, if the saved report is stale
+            app.state.model_processes = None
+            if settings.model_processes > 0:  # after the store exists: the workers open it to read runs
+                app.state.model_processes = ModelProcesses(settings.model_processes, settings.data_dir,
+                                                           settings.torch_threads, playground_routes.warm_up)
+                app.state.model_processes.start()
             # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server.
             # Frozen, it is left out of every later full garbage collection, which otherwise stalls a request
             # for ~100 ms.
@@ -68,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             yield
             gc.unfreeze()
+            if app.state.model_processes is not None:
+                app.state.model_processes.stop()
             app.state.verdicts.close()
             if training:
                 app.state.sweeps.stop()
