@@ -11,6 +11,9 @@ import uvicorn
 
 # Tests start from an empty store and say so; the ones about the shipped results turn them on.
 os.environ.setdefault("ADDNORM_SHIPPED_RESULTS", "0")
+# Apps made in tests run the playground's model on a thread (no worker processes to start for each app); the
+# live server and tests/test_model_processes.py use worker processes.
+os.environ.setdefault("ADDNORM_MODEL_PROCESSES", "0")
 # The test client asks for the host "testserver"; live servers listen on 127.0.0.1.
 os.environ.setdefault("ADDNORM_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
@@ -49,11 +52,13 @@ def live_server(tmp_path_factory):
     """The real app under uvicorn on a free loopback port, for the whole session."""
     os.environ.setdefault("ADDNORM_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     from app.web.factory import create_app
+    from app.web.settings import Settings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(Settings(model_processes=1))  # as a server runs: the playground's model on a worker process
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

@@ -86,9 +86,10 @@ class ModelProcesses:
                                    initializer=_start_worker, initargs=self._init_args)
 
     def start(self) -> None:
+        """The workers start and warm up in the background; a request that comes sooner waits for its worker."""
         self._workers = [self._new_worker() for _ in range(self.size)]
-        for worker in self._workers:  # started now, warm before the first request
-            worker.submit(gc.collect).result()
+        for worker in self._workers:
+            worker.submit(gc.collect)  # a pool starts its process on the first task
 
     def stop(self) -> None:
         for worker in self._workers:
