@@ -37,7 +37,8 @@ def threaded(tmp_path_factory):
 def test_workers_serve_the_same_pages_as_threads(pooled, threaded):
     assert pooled.app.state.model_processes is not None and threaded.app.state.model_processes is None
     for query in STATES:
-        for path, headers in (("/playground", HX), ("/playground/step", {}), ("/playground/gradients", {})):
+        for path, headers in (("/playground", HX), ("/playground/step", {}), ("/playground/panel/gradients", {}),
+                              ("/playground/panel/position", {})):
             a, b = pooled.get(f"{path}?{query}&step=3", headers=headers), threaded.get(f"{path}?{query}&step=3",
                                                                                       headers=headers)
             assert a.status_code == b.status_code == 200

@@ -189,6 +189,10 @@ def test_a_request_resolves_its_state_language_and_trace_once(client, monkeypatc
     assert calls == {"state": 1, "language": 1, "trace": 1}
 
 
+def panel_figures(html_text: str) -> list[dict]:
+    return [json.loads(html.unescape(raw)) for raw in re.findall(r'data-figure="([^"]+)"', html_text)]
+
+
 def test_gradients_run_only_when_their_tab_asks(client):
     """The page carries no gradients (a backward pass); the tab's partial has exactly trace()'s."""
     import app.playground.traces as traces
@@ -197,11 +201,25 @@ def test_gradients_run_only_when_their_tab_asks(client):
 
     traces._cached_gradients.cache_clear()
     page = client.get("/playground?input=27182&residual=off")
-    assert 'hx-get="/playground/gradients?' in page.text and "hx-trigger=\"intersect once\"" in page.text
+    assert 'hx-get="/playground/panel/gradients?' in page.text and 'hx-trigger="intersect once"' in page.text
     assert traces._cached_gradients.cache_info().currsize == 0
-    r = client.get("/playground/gradients?input=27182&residual=off", headers=HX)
-    figure = json.loads(html.unescape(re.search(r'data-figure="([^"]+)"', r.text).group(1)))
-    model, task, entry = load_zoo_model("reverse-post-2x2")
+    (figure,) = panel_figures(client.get("/playground/panel/gradients?input=27182&residual=off", headers=HX).text)
+    model, task, _ = load_zoo_model("reverse-post-2x2")
     expected = trace(model, task, "27182", model.switches.replace(residual=False))["gradients"]
     assert [bar["y"] for bar in figure["data"]] == [expected["encoder"], expected["decoder"]]
-    assert client.get("/playground/gradients?input=27182&residual=maybe").status_code == 422
+    assert client.get("/playground/panel/gradients?input=27182&residual=maybe").status_code == 422
+
+
+def test_only_the_first_tab_comes_with_a_click_the_others_when_opened(client):
+    results = client.get("/playground?input=27182&norm=rms", headers=HX).text
+    panels = dict(re.findall(r'id="panel-([a-z]+)".*?<div class="plot-grid"(.*?)</div>\s*</div>', results, re.S))
+    assert list(panels) == ["residual", "attention", "norm", "position", "output", "gradients", "compare"]
+    assert "data-figure" in panels["residual"]
+    for name in list(panels)[1:]:
+        assert f'hx-get="/playground/panel/{name}?' in panels[name] and "data-figure" not in panels[name]
+        figures = panel_figures(client.get(f"/playground/panel/{name}?input=27182&norm=rms&lang=zh").text)
+        assert figures and all(f["layout"]["title"]["text"] for f in figures)
+    assert len(panel_figures(client.get("/playground/panel/position?input=27182").text)) == 3
+    assert panel_figures(client.get("/playground/panel/compare?input=27182").text) == []  # nothing is ablated
+    r = client.get("/playground/panel/everything?input=27182")
+    assert r.status_code == 422 and "attention" in r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -13,7 +13,7 @@ from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, query_params
-from app.playground.view import gradients_figure, playground_context, step_context
+from app.playground.view import LATER_PANELS, panel, playground_context, step_context
 from app.web.compute import run_playground_work
 from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import page_errors
@@ -62,8 +62,8 @@ def _page_context(state: PlaygroundState, lang: str) -> dict:
     return playground_context(state, Translator(lang))
 
 
-def _gradients_html(state: PlaygroundState, lang: str) -> str:
-    return render_plot(gradients_figure(state, lang))
+def _panel_html(state: PlaygroundState, lang: str, name: str) -> str:
+    return "".join(render_plot(figure) for figure in panel(state, name, lang))
 
 
 def _work(request: Request, state: PlaygroundState, fn, *args, memo: bool = False):
@@ -106,10 +106,14 @@ async def playground_step(request: Request, state: StateDep, t: TranslatorDep):
     return HTMLResponse(html, headers={"HX-Replace-Url": _url(state, request)})
 
 
-@router.get("/playground/gradients", summary="The Gradients tab's figure (a backward pass, run when the tab opens)",
+PanelName = Literal[LATER_PANELS]
+
+
+@router.get("/playground/panel/{name}", summary="One tab's figures under the step view, drawn when the tab opens",
             response_class=HTMLResponse, responses=ERRORS)
-async def playground_gradients(request: Request, state: StateDep, t: TranslatorDep):
-    return HTMLResponse(await _work(request, state, _gradients_html, t.lang, memo=True))
+async def playground_panel(request: Request, name: PanelName, state: StateDep, t: TranslatorDep):
+    """`gradients` runs a backward pass for the expected answer; `compare` is empty unless the state is ablated."""
+    return HTMLResponse(await _work(request, state, _panel_html, t.lang, name, memo=True))
 
 
 @router.get("/playground/stream", summary="Play: the step views from `step` to the end, as server-sent events",

@@ -18,7 +18,7 @@ from app.playground import figures
 from app.playground.architecture import architecture_layout
 from app.playground.registry import zoo_models
 from app.playground.state import PlaygroundState, choices
-from app.playground.traces import Resolved, gradients_for, resolve, trace_for
+from app.playground.traces import Resolved, gradients_for, resolve
 from app.web.i18n import Translator
 from app.web.templating import templates
 from model.config import ModelConfig, Switches
@@ -149,22 +149,43 @@ def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, di
 STACKS = ("encoder", "decoder")
 
 
-def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
-    """The tabs under the step view: each a list of figures (gradients: none yet, see gradients_figure)."""
-    panels = {  # the first is shown first: the residual stream tells most about a switch
-        "residual": [*figures.share_axes([figures.residual_contributions(trace, stack) for stack in STACKS]),
-                     *figures.share_axes([figures.stream_norms(trace, stack) for stack in STACKS])],
-        "attention": [figures.attention_distance_by_layer(trace)],
-        "norm": [figures.norm_overview(trace),
-                 figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))],
-        "position": [figures.embedding_vs_position(trace, "src"),
-                     *_positional_figures(config.max_len, config.d_model, figures.current_language())],
-        "output": [figures.output_probabilities(trace), figures.logit_lens(trace)],
-        "gradients": [],  # a backward pass: loaded when the tab is opened (gradients_figure)
-    }
-    if comparison is not None:
-        panels["compare"] = [figures.stream_comparison(comparison)]
-    return panels
+PANELS = ("residual", "attention", "norm", "position", "output", "gradients", "compare")
+LATER_PANELS = PANELS[1:]  # drawn when their tab is opened: a click redraws only what is on screen
+
+
+def panel_names(ablated: bool) -> list[str]:
+    """The tabs under the step view, the residual stream first: it tells most about a switch. "compare" only
+    when the model is ablated."""
+    return [name for name in PANELS if ablated or name != "compare"]
+
+
+def panel_figures(name: str, trace: dict, comparison: dict | None, config: ModelConfig, t,
+                  gradients: dict | None = None) -> list[dict]:
+    """One tab's figures (gradients: the trace's expected-answer gradients, see gradients_for)."""
+    if name == "residual":
+        return [*figures.share_axes([figures.residual_contributions(trace, stack) for stack in STACKS]),
+                *figures.share_axes([figures.stream_norms(trace, stack) for stack in STACKS])]
+    if name == "attention":
+        return [figures.attention_distance_by_layer(trace)]
+    if name == "norm":
+        return [figures.norm_overview(trace),
+                figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))]
+    if name == "position":
+        return [figures.embedding_vs_position(trace, "src"),
+                *_positional_figures(config.max_len, config.d_model, figures.current_language())]
+    if name == "output":
+        return [figures.output_probabilities(trace), figures.logit_lens(trace)]
+    if name == "gradients":
+        return [figures.gradient_norms({**trace, "gradients": gradients})]
+    return [figures.stream_comparison(comparison)] if comparison is not None else []
+
+
+def panel(state: PlaygroundState, name: str, lang: str) -> list[dict]:
+    """A tab's figures for a state (the gradients' backward pass runs only here, when their tab is opened)."""
+    r = resolve(state)
+    with figures.language(lang):
+        return panel_figures(name, r.trace, r.comparison, r.config, Translator(lang),
+                             gradients_for(state) if name == "gradients" else None)
 
 
 def train_query(state: PlaygroundState, task: str) -> str:
@@ -195,12 +216,6 @@ def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
             entry.update(kind="select", value=value, choices=choices(name), trained=trained_value)
         controls.append(entry)
     return controls
-
-
-def gradients_figure(state: PlaygroundState, lang: str) -> dict:
-    """The Gradients tab's figure: its backward pass runs only when a learner opens the tab."""
-    with figures.language(lang):
-        return figures.gradient_norms({**trace_for(state), "gradients": gradients_for(state)})
 
 
 def _step_figures(trace: dict, step: dict, t) -> dict:
@@ -251,11 +266,11 @@ def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) ->
     }
 
 
-def _panels(r: Resolved, lang: str) -> dict[str, list[dict]]:
-    """The tabs' figures. Not cached: they take about a millisecond from the cached trace, and the rendered
-    partial that holds them is cached already (kept figure dicts would only lengthen garbage collections)."""
+def _first_panel(r: Resolved, lang: str) -> dict[str, list[dict] | None]:
+    """Every tab, only the first with its figures (the others: None, drawn when opened)."""
     with figures.language(lang):
-        return panel_figures(r.trace, r.comparison, r.config, Translator(lang))
+        first = panel_figures(PANELS[0], r.trace, r.comparison, r.config, Translator(lang))
+    return {name: (first if name == PANELS[0] else None) for name in panel_names(r.ablated)}
 
 
 def playground_context(state: PlaygroundState, t) -> dict:
@@ -269,7 +284,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         intact=r.intact,
         differences=state.switches.differences(r.trained),
         controls=switch_controls(state.switches, r.trained),
-        panels=_panels(r, t.lang),
+        panels=_first_panel(r, t.lang),
         state_params=state.params(),
         train_query=train_query(state, entry.task),
         residual_off_example=residual_off_example(r.config),
