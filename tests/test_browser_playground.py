@@ -44,7 +44,7 @@ def test_flipping_residual_off_changes_the_residual_panel(page: Page, live_serve
     page.screenshot(path="test-results/playground-residual-off.png", full_page=True)
 
 
-def test_the_gradients_tab_loads_its_figure_when_opened(page: Page, live_server):
+def test_the_gradients_tab_loads_when_opened_and_stays_open_after_a_switch(page: Page, live_server):
     page.goto(f"{live_server}/playground?input=31415&residual=off")
     wait_for_plots(page)
     panel = page.locator("#panel-gradients")
@@ -52,6 +52,12 @@ def test_the_gradients_tab_loads_its_figure_when_opened(page: Page, live_server)
     page.get_by_role("tab", name="Gradients").click()
     expect(panel.locator(".plot .main-svg").first).to_be_visible()
     expect(panel.locator(".loading-note")).to_have_count(0)
+    before = panel.locator(".plot").get_attribute("data-figure")
+    page.locator("#switch-residual label", has_text="on").click()  # the tab stays open, drawn for the new state
+    expect(page.locator(".banner.intact")).to_be_visible()
+    expect(page.get_by_role("tab", name="Gradients")).to_have_attribute("aria-selected", "true")
+    expect(panel.locator(".plot .main-svg").first).to_be_visible()
+    assert panel.locator(".plot").get_attribute("data-figure") != before
 
 
 def test_stepping_reaches_the_first_decoder_token(page: Page, live_server):

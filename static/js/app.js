@@ -354,6 +354,21 @@ function selectTab(tab) {
   renderPlots(panel);
 }
 
+// A switch change redraws every tab: the learner stays on the tab they were reading (a tab drawn when opened
+// loads for the new state then).
+let openTab = null;
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "results") {
+    const selected = document.querySelector("#results [role=tab][aria-selected=true]");
+    openTab = selected ? selected.id : null;
+  }
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (!event.detail.target || event.detail.target.id !== "results" || !openTab) return;
+  const tab = document.getElementById(openTab);
+  if (tab && tab.getAttribute("aria-selected") !== "true") selectTab(tab);
+});
+
 document.addEventListener("htmx:sseMessage", () => {
   const step = shownStep();
   syncStep(step);
