@@ -34,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,8 +160,8 @@ async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> d
     return {"times": times, "errors": errors, "misses": misses}
 
 
-def start_server(port: int, model_processes: int) -> subprocess.Popen:
-    env = {**os.environ, "ADDNORM_MODEL_PROCESSES": str(model_processes)}
+def start_server(port: int, model_processes: int, data_dir: str) -> subprocess.Popen:
+    env = {**os.environ, "ADDNORM_MODEL_PROCESSES": str(model_processes), "ADDNORM_DATA_DIR": data_dir}
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
                              "--log-level", "warning"], cwd=ROOT, env=env)
 
@@ -178,7 +179,8 @@ def wait_until_up(base: str) -> None:
 
 async def measure(requests: int, class_seconds: float, model_processes: int) -> None:
     port = free_port()
-    server = start_server(port, model_processes)
+    data_dir = tempfile.TemporaryDirectory(prefix="addnorm-bench-")  # the server's run store, not the project's
+    server = start_server(port, model_processes, data_dir.name)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base)
@@ -218,6 +220,7 @@ async def measure(requests: int, class_seconds: float, model_processes: int) -> 
     finally:
         server.terminate()
         server.wait(20)
+        data_dir.cleanup()
 
 
 async def main(requests: int, class_seconds: float, model_processes: list[int]) -> None:
