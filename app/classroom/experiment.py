@@ -31,9 +31,11 @@ def run_experiment(step: Step, settings, results: ResultSource, t: Translator) -
     why = None
     if verdict is not None and verdict.verdict == "not_measured":  # which runs are missing, and how to make them
         why = {lang: render_text(verdict.summary, Translator(lang)) for lang in LANGUAGES}
+    # "shipped" only when the numbers came from shipped runs: a claim measured on the zoo's models is measured here
+    read_runs = verdict is not None and any(s.startswith(("sweep:", "run:")) for s in verdict.sources)
     return widget, {"status": resolution.status, "choice": resolution.choice, "values": resolution.values,
                     "numbers": {k: numbers[k] for k in step.resolve.claim_keys() if k in numbers},
-                    "why": why, "source": source, "claim": step.claim}
+                    "why": why, "source": source if read_runs else "measured here", "claim": step.claim}
 
 
 def widget_of(step: Step, settings, results: ResultSource, t: Translator) -> dict:

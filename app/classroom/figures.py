@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 from app.playground.figures import FONT
 from app.teaching.lesson_schema import Step
@@ -35,6 +36,7 @@ def answer_distribution(step: Step, counts: dict[str, int], t: Translator, measu
                    "margin": {"l": 50, "r": 20, "t": 50, "b": 40}, "font": {"family": FONT},
                    "xaxis": {"type": "category", "fixedrange": True},
                    "yaxis": {"title": {"text": _esc(t("class.chart.students"))}, "rangemode": "tozero",
-                             "range": [0, max(ys + [1]) * 1.25], "fixedrange": True, "tickformat": "d"},
+                             "range": [0, max(ys + [1]) * 1.25], "fixedrange": True,
+                             "dtick": max(1, math.ceil(max(ys + [1]) / 5))},  # whole students only
                    "showlegend": False, "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"},
     }

@@ -27,7 +27,7 @@ def query_with(params, **changes) -> str:
 templates.env.filters["query_with"] = query_with
 
 NAV = [("/", "nav.home"), ("/playground", "nav.playground"), ("/train", "nav.train"), ("/lessons", "nav.lessons"),
-       ("/claims", "nav.claims"), ("/class", "nav.class"), ("/docs", "nav.api")]
+       ("/claims", "nav.claims"), ("/docs", "nav.api")]
 
 
 def is_htmx(request: Request) -> bool:
