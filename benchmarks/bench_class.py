@@ -60,6 +60,19 @@ def figures(values_s: list[float]) -> str:
     return f"p50 {pct(ms, 50):.0f} ms, p95 {pct(ms, 95):.0f} ms, max {max(ms):.0f} ms (n={len(ms)})"
 
 
+RETRIES = []  # requests sent again after the server had closed their idle keep-alive connection
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, **kwargs) -> httpx.Response:
+    """A request, sent once more when it went out on a keep-alive connection the server closed meanwhile (uvicorn
+    closes idle ones after 5 s), as browsers do; an answer sent twice is the same answer."""
+    try:
+        return await client.request(method, url, **kwargs)
+    except httpx.RemoteProtocolError:
+        RETRIES.append(url)
+        return await client.request(method, url, **kwargs)
+
+
 def playground_path(rng: random.Random) -> str:
     """A switch change on an input the server has not traced yet (a cache miss: the model runs)."""
     digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 10)))
@@ -75,7 +88,7 @@ async def learner(base: str, seconds: float, seed: int) -> list[float]:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             started = time.monotonic()
-            r = await client.get(playground_path(rng), headers={"HX-Request": "true"})
+            r = await send(client, "GET", playground_path(rng), headers={"HX-Request": "true"})
             r.raise_for_status()
             times.append(time.monotonic() - started)
             await asyncio.sleep(0.2)
@@ -111,7 +124,7 @@ async def one_class(base: str, students: int, window: float, seed: int) -> dict:
 
         async def join(i: int, phone: httpx.AsyncClient) -> None:
             async with gate:
-                r = await phone.post("/join", data={"code": code, "nickname": f"s{i:03d}"})
+                r = await send(phone, "POST", "/join", data={"code": code, "nickname": f"s{i:03d}"})
                 assert r.status_code == 303, r.text
 
         await asyncio.gather(*(join(i, p) for i, p in enumerate(phones)))
@@ -134,7 +147,7 @@ async def one_class(base: str, students: int, window: float, seed: int) -> dict:
                 await asyncio.sleep(max(0.0, start + moment - time.monotonic()))
                 choice = rng.choice("abc")
                 t0 = time.monotonic()
-                r = await phone.post(f"/join/{code}/answer", data={"step": QUESTION, "choice": choice})
+                r = await send(phone, "POST", f"/join/{code}/answer", data={"step": QUESTION, "choice": choice})
                 assert r.status_code == 303, r.text
                 sent[i].append((t0, time.monotonic(), choice))
 
@@ -165,7 +178,7 @@ async def one_class(base: str, students: int, window: float, seed: int) -> dict:
             while not any(stage.startswith("1:revealed") for _, stage in seen):
                 await asyncio.sleep(0.01)
             announced.append(next(t for t, stage in seen if stage.startswith("1:revealed")) - revealed_at)
-            (await phone.get(f"/join/{code}/view", headers={"HX-Request": "true"})).raise_for_status()
+            (await send(phone, "GET", f"/join/{code}/view", headers={"HX-Request": "true"})).raise_for_status()
             viewed.append(time.monotonic() - revealed_at)
 
         await asyncio.wait_for(asyncio.gather(*(phone_sees_reveal(p, s) for p, s in zip(phones, stages,
@@ -219,7 +232,9 @@ async def main(students: int, window: float, runs: int) -> None:
                   f"  reveal -> phone has its new view: {figures(result['viewed'])}\n"
                   f"  playground idle:          {figures(idle)}\n"
                   f"  playground during class:  {figures(result['during'])}\n"
-                  f"  playground p95 during / idle = {pct(result['during'], 95) / pct(idle, 95):.2f}")
+                  f"  playground p95 during / idle = {pct(result['during'], 95) / pct(idle, 95):.2f}\n"
+                  f"  requests sent again on a connection the server had closed (keep-alive): {len(RETRIES)}")
+            RETRIES.clear()
     finally:
         server.terminate()
         try:

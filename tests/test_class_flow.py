@@ -97,6 +97,25 @@ def test_a_class_from_start_to_the_measured_answer(client, running):
     assert teacher(client, code, key, "run", step=QUESTION).status_code == 200  # once: a second click keeps it
 
 
+@pytest.mark.parametrize(("lesson", "to", "step", "outcome", "says"), [
+    ("residual", 5, "depth-sweep", "not_measured", "Not measured on this server"),  # no sweep trained here
+    ("decoder-stack", 5, "train-same-depth", "figure", "No single number decides this question"),
+])
+def test_a_measurement_that_decides_nothing_marks_no_answer_and_says_why(client, lesson, to, step, outcome, says):
+    code, key = start(client, lesson)
+    teacher(client, code, key, "step", to=str(to))
+    phone = student(client.app, code)
+    answer(phone, code, "a", step=step)
+    teacher(client, code, key, "reveal", step=step)
+    ran = teacher(client, code, key, "run", step=step)
+    assert ran.status_code == 200 and f'data-outcome="{outcome}"' in ran.text and says in ran.text
+    assert 'class="measured"' not in ran.text
+    mine = phone.get(f"/join/{code}/view").text
+    assert says in mine and "measured" not in re.findall(r'<li class="([^"]*)"', mine)[0]
+    rows = client.get(f"/class/{code}/answers.csv", params={"key": key}).content.decode("utf-8-sig")
+    assert [r["correct"] for r in csv.DictReader(io.StringIO(rows))] == [""]
+
+
 def test_a_step_without_a_question_shows_its_text_on_both_screens(client):
     code, key = start(client)
     phone = student(client.app, code)
