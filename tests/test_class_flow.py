@@ -50,7 +50,8 @@ def answer(phone, code, choice, step=QUESTION):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    with TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("data")))) as client:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), class_max_open=100)  # a class per test
+    with TestClient(create_app(settings)) as client:
         yield client
 
 

@@ -20,21 +20,34 @@ function shownStage(view) {
   return el ? el.dataset.stage : "";
 }
 
-// One view request at a time; a stage that arrives meanwhile is fetched when it ends.
-let loading = false;
+// One request for the view at a time, the screen's own included (Reveal, Run, Next): a stage announced while one
+// is under way is looked at again when it has been answered, and fetched only if the answer did not show it.
+let screenEl = null;
+let viewEl = null;
+let busy = 0;
 let pendingStage = null;
 
-function refresh(screen, view, stage) {
-  if (stage === shownStage(view)) return;
-  if (loading) { pendingStage = stage; return; }
-  loading = true;
-  htmx.ajax("GET", screen.dataset.view, { target: view, swap: "innerHTML" }).finally(() => {
-    loading = false;
-    const next = pendingStage;
-    pendingStage = null;
-    if (next !== null) refresh(screen, view, next);
-  });
+function refresh(stage) {
+  if (busy > 0) { pendingStage = stage; return; }
+  if (stage === shownStage(viewEl)) return;
+  htmx.ajax("GET", screenEl.dataset.view, { target: viewEl, swap: "innerHTML" });
 }
+
+function targetsView(event) {
+  const target = event.detail.target;
+  return !!(viewEl && target && (target === viewEl || viewEl.contains(target)));
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => { if (targetsView(event)) busy += 1; });
+document.addEventListener("htmx:afterRequest", (event) => {
+  if (!targetsView(event)) return;
+  busy = Math.max(0, busy - 1);
+  if (busy === 0 && pendingStage !== null) {
+    const stage = pendingStage;
+    pendingStage = null;
+    refresh(stage);
+  }
+});
 
 function fill(template, values) {
   return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
@@ -59,13 +72,14 @@ function showTally(screen, tally) {
 }
 
 function follow(screen) {
-  const view = screen.querySelector("#teacher-view, #student-view");
+  screenEl = screen;
+  viewEl = screen.querySelector("#teacher-view, #student-view");
   const source = new EventSource(screen.dataset.events);
-  source.addEventListener("stage", (event) => refresh(screen, view, event.data));
+  source.addEventListener("stage", (event) => refresh(event.data));
   source.addEventListener("tally", (event) => {
     const tally = JSON.parse(event.data);
     showTally(screen, tally);
-    refresh(screen, view, tally.stage);
+    refresh(tally.stage);
   });
   source.addEventListener("open", () => screen.classList.remove("offline"));
   source.addEventListener("error", () => screen.classList.add("offline"));  // EventSource reconnects by itself
