@@ -8,7 +8,7 @@ from app.classroom.codes import shown_code
 from app.classroom.experiment import marked_choice, result_view
 from app.classroom.figures import LETTERS, answer_distribution
 from app.classroom.sessions import current_step
-from app.classroom.store import ClassRow, ClassStore, Snapshot, Student
+from app.classroom.store import ClassStore, Snapshot, Student
 from app.teaching.lesson_schema import Lesson, Step
 from app.web.i18n import Translator
 
@@ -41,7 +41,7 @@ def _lettered(view: dict, choices: list[dict]) -> dict:
     return view
 
 
-def _common(store: ClassStore, class_id: int, lesson: Lesson, t: Translator) -> tuple[ClassRow, dict]:
+def _common(store: ClassStore, class_id: int, lesson: Lesson) -> dict:
     row = store.get_class(class_id)
     snap = store.snapshot(class_id)
     index, step = current_step(lesson, row)
@@ -51,11 +51,11 @@ def _common(store: ClassStore, class_id: int, lesson: Lesson, t: Translator) -> 
                "index": index, "total": len(lesson.steps), "stage": stage_of(snap, now), "ended": row.ended(now),
                "joined": snap.joined, "answered": snap.answered, "revealed": state.revealed_at is not None,
                "ran": state.ran_at is not None, "result": state.result, "expires_at": row.expires_at}
-    return row, context
+    return context
 
 
 def teacher_view(store: ClassStore, class_id: int, lesson: Lesson, t: Translator) -> dict:
-    row, context = _common(store, class_id, lesson, t)
+    context = _common(store, class_id, lesson)
     step, result = context["step"], context["result"]
     counts = store.counts(class_id, step.id) if context["revealed"] and step.predict else None
     measured = marked_choice(result)
@@ -73,7 +73,7 @@ def roster(store: ClassStore, class_id: int, t: Translator) -> dict:
 
 
 def student_view(store: ClassStore, class_id: int, lesson: Lesson, student: Student, t: Translator) -> dict:
-    row, context = _common(store, class_id, lesson, t)
+    context = _common(store, class_id, lesson)
     step, result = context["step"], context["result"]
     mine = store.answer_of(student.id, step.id) if step.predict else None
     counts = store.counts(class_id, step.id) if context["revealed"] and step.predict else None
