@@ -1,7 +1,10 @@
-"""Web figures: switch-change latency (server side) at 1 and 20 concurrent clients, partial sizes,
-and the bytes of a first page load.
+"""Web figures: switch-change latency at 1 learner, 20 learners and a class of 50 clicking random switch
+combinations, partial sizes, and the bytes of a first page load.
 
-    python benchmarks/bench_web.py [--requests 200]
+    python benchmarks/bench_web.py [--requests 200] [--class-seconds 60] [--model-processes 0 1 2]
+
+`--model-processes` runs everything once per value (ADDNORM_MODEL_PROCESSES: 0 = model work on a thread of
+the web process; N = a pool of N worker processes), so the ways of serving a class are compared in one run.
 
 Starts the app under uvicorn on a free loopback port. A "switch change" is a playground HTMX
 request for a (switches, input) the server has not traced yet (a cache miss: the model really
@@ -9,12 +12,14 @@ runs) — each client keeps its own input and flips one switch per request, as a
 then the same clicks again (cache hits, as when a class flips the same switches on the same
 example). A static file's latency is measured in the same run as the baseline.
 
-Three loads:
+Four loads:
 - 1 client clicking back to back;
 - a classroom: 20 learners at once, each reading the new plots for 1–3 s before the next click
   (the load the targets are set for);
 - saturation: 20 clients clicking back to back with no pause, which no class does; it shows the
-  server's throughput and how the queue grows once the cores are busy.
+  server's throughput and how the queue grows once the cores are busy;
+- a class of 50: each learner keeps an input of its own and clicks a random combination of every switch
+  (so nearly every click is a state nobody traced yet), 1-3 s apart, for `--class-seconds`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import os
 import random
 import re
 import socket
@@ -115,20 +121,70 @@ def first_load_bytes(base: str) -> tuple[int, int]:
     return raw, zipped
 
 
-async def main(requests: int) -> None:
+def random_combination(rng: random.Random) -> str:
+    return "&".join(f"{name}={rng.choice(values)}" for name, values in SWITCHES.items())
+
+
+async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> dict:
+    """`learners` learners for `seconds`: each opens the page on an input of its own (not timed), then
+    clicks random switch combinations, reading each result for 1-3 s. Every response is checked."""
+    rng = random.Random(seed)
+    times: list[float] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    misses = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=learners)) as client:
+        async def learner(own: random.Random):
+            nonlocal misses
+            digits = "".join(own.choice("0123456789") for _ in range(own.randint(6, 10)))
+            await asyncio.sleep(own.uniform(0, 3))
+            await client.get(f"/playground?input={digits}", headers=HX)
+            while True:
+                await asyncio.sleep(own.uniform(1.0, 3.0))
+                if time.perf_counter() > deadline:
+                    return
+                query = f"{random_combination(own)}&input={digits}"
+                misses += query not in seen
+                seen.add(query)
+                start = time.perf_counter()
+                try:
+                    response = await client.get(f"/playground?{query}", headers=HX)
+                    if response.status_code != 200 or 'id="step-view"' not in response.text:
+                        errors.append(f"{response.status_code}")
+                except httpx.HTTPError as error:
+                    errors.append(type(error).__name__)
+                times.append((time.perf_counter() - start) * 1000)
+        await asyncio.gather(*(learner(random.Random(rng.random())) for _ in range(learners)))
+    return {"times": times, "errors": errors, "misses": misses}
+
+
+def start_server(port: int, model_processes: int) -> subprocess.Popen:
+    env = {**os.environ, "ADDNORM_MODEL_PROCESSES": str(model_processes)}
+    return subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+                             "--log-level", "warning"], cwd=ROOT, env=env)
+
+
+def wait_until_up(base: str) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(base + "/playground?input=123", headers=HX).status_code == 200:  # models warm
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+async def measure(requests: int, class_seconds: float, model_processes: int) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
-                               "--log-level", "warning"], cwd=ROOT)
+    server = start_server(port, model_processes)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                httpx.get(base + "/api/models")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_up(base)
         static_path = "/static/css/app.css"
-        print(f"{requests} requests per measurement, server on one uvicorn worker")
+        where = "a thread of the web process" if model_processes == 0 else f"{model_processes} worker process(es)"
+        print(f"\n== model work on {where}; {requests} requests per measurement")
         loads = (("1 client, back to back", 1, None), ("classroom: 20 learners, 1-3 s between clicks", 20, (1.0, 3.0)),
                  ("saturation: 20 clients, back to back", 20, None))
         for seed, (name, concurrency, think_s) in enumerate(loads, start=1):
@@ -146,15 +202,35 @@ async def main(requests: int) -> None:
                   f"p95 {pct(hit_t, 95):.1f} ms\n"
                   f"    static file p50 {pct(base_t, 50):.1f} ms (model run = {pct(miss_t, 50) / pct(base_t, 50):.0f}x "
                   f"static); partial {statistics.median(sizes) / 1000:.0f} KB gzipped (max {max(sizes) / 1000:.0f} KB)")
+        if class_seconds > 0:
+            idle_t, _ = await run_load(base, [static_path] * 50, 1)
+            result = await class_of(base, 50, class_seconds)
+            times = result["times"]
+            print(f"class of 50, random switch combinations, 1-3 s between clicks, {class_seconds:.0f} s: "
+                  f"{len(times)} clicks ({len(times) / class_seconds:.1f}/s), "
+                  f"{result['misses'] / max(1, len(times)):.0%} new states, {len(result['errors'])} errors\n"
+                  f"    p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms, max {max(times):.0f} ms "
+                  f"(static file idle p50 {pct(idle_t, 50):.1f} ms; "
+                  f"class p50 = {pct(times, 50) / pct(idle_t, 50):.0f}x)")
         raw, zipped = first_load_bytes(base)
         print(f"first page load (/playground + scripts + styles): {raw / 1e6:.2f} MB raw, "
               f"{zipped / 1e6:.2f} MB gzipped")
     finally:
         server.terminate()
-        server.wait(10)
+        server.wait(20)
+
+
+async def main(requests: int, class_seconds: float, model_processes: list[int]) -> None:
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    for processes in model_processes:
+        await measure(requests, class_seconds, processes)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
-    asyncio.run(main(parser.parse_args().requests))
+    parser.add_argument("--class-seconds", type=float, default=60, help="length of the class-of-50 load (0: skip)")
+    parser.add_argument("--model-processes", type=int, nargs="+", default=[0, 2],
+                        help="ADDNORM_MODEL_PROCESSES values to compare (0: a thread of the web process)")
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.class_seconds, args.model_processes))

@@ -321,45 +321,80 @@ def _expected_ids(task: Task, src_text: str, expected: str | None) -> list[int] 
 def _expected_part(model, task, src, expected_ids, generated, switches, with_gradients) -> dict:
     if expected_ids is None:
         return {"expected_tokens": None, "correct": None, "gradients": None}
-    gradients = None
-    if with_gradients:
-        tgt_in = torch.tensor([[BOS] + expected_ids[:-1]])
-        gradients = layer_gradient_norms(model, src, tgt_in, torch.tensor([expected_ids]), switches)
     return {
         "expected_tokens": [task.tgt_tokenizer.token(i) for i in expected_ids],
         "correct": generated == expected_ids,
-        "gradients": gradients,
+        "gradients": _gradients(model, src, expected_ids, switches) if with_gradients else None,
     }
+
+
+def _gradients(model, src: torch.Tensor, expected_ids: list[int], switches: Switches) -> dict:
+    tgt_in = torch.tensor([[BOS] + expected_ids[:-1]])
+    return layer_gradient_norms(model, src, tgt_in, torch.tensor([expected_ids]), switches)
+
+
+def expected_gradients(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None = None,
+                       expected: str | None = None) -> dict | None:
+    """The `gradients` of trace() alone (None when the input has no expected answer): a backward pass costs
+    a fifth of a trace, so a page computes it only when it shows it."""
+    _eval_mode(model)
+    expected_ids = _expected_ids(task, src_text, expected)
+    if expected_ids is None:
+        return None
+    src = torch.tensor([task.src_tokenizer.encode(src_text)])
+    return _gradients(model, src, expected_ids, switches or model.switches)
 
 
 def trace_size(result: dict) -> int:
     return len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-@torch.no_grad()
-def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches,
-                    intact_output: list[str] | None = None) -> dict:
-    """The intact model (its trained switches) against the ablated one, on the same source and the same
-    decoder input (the intact model's own greedy output), so every position lines up. Per layer, over
-    real tokens: mean ‖x_ablated − x_intact‖ / ‖x_intact‖ and mean cos(x_ablated, x_intact) of the
-    layer's output stream. `intact_output` (the intact trace's output tokens) saves decoding again."""
-    _eval_mode(model)
-    src = torch.tensor([task.src_tokenizer.encode(src_text)])
+def _decoder_input(task: Task, model: Seq2Seq, src: torch.Tensor, intact_output: list[str] | None) -> torch.Tensor:
+    """BOS + the intact model's greedy output (but its last token): the decoder input every comparison shares."""
     if intact_output is not None:
         generated = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]
     else:
         max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
         generated = model.greedy_decode(src, max_new, model.switches)[0].tolist()
-    tgt_in = torch.tensor([[BOS] + generated[:-1]])
+    return torch.tensor([[BOS] + generated[:-1]])
+
+
+@torch.no_grad()
+def _streams(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, switches: Switches) -> dict[str, torch.Tensor]:
     names = [f"{stack}.{i}.hook_resid_post" for stack in ("encoder", "decoder")
              for i in range(model.config.n_layers(stack))]
-    _, intact = model.run_with_cache(src, tgt_in, model.switches, names_filter=names)
-    _, changed = model.run_with_cache(src, tgt_in, ablated, names_filter=names)
-    result: dict = {"decoder_input": ["<bos>"] + [task.tgt_tokenizer.token(i) for i in generated[:-1]]}
+    _, cache = model.run_with_cache(src, tgt_in, switches, names_filter=names)
+    return {name: value[0] for name, value in cache.items()}  # (T, D) each
+
+
+def layer_streams(model: Seq2Seq, task: Task, src_text: str, switches: Switches,
+                  intact_output: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Every layer's output stream (`<stack>.<i>.hook_resid_post`, (T, D)) with these switches, on the intact
+    model's greedy output as decoder input (`intact_output` saves decoding it again)."""
+    _eval_mode(model)
+    src = torch.tensor([task.src_tokenizer.encode(src_text)])
+    return _streams(model, src, _decoder_input(task, model, src, intact_output), switches)
+
+
+@torch.no_grad()
+def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches,
+                    intact_output: list[str] | None = None, intact: dict[str, torch.Tensor] | None = None) -> dict:
+    """The intact model (its trained switches) against the ablated one, on the same source and the same
+    decoder input (the intact model's own greedy output), so every position lines up. Per layer, over
+    real tokens: mean ‖x_ablated − x_intact‖ / ‖x_intact‖ and mean cos(x_ablated, x_intact) of the
+    layer's output stream. `intact_output` (the intact trace's output tokens) saves decoding again, and
+    `intact` (layer_streams with the trained switches) the intact pass, which every ablation shares."""
+    _eval_mode(model)
+    src = torch.tensor([task.src_tokenizer.encode(src_text)])
+    tgt_in = _decoder_input(task, model, src, intact_output)
+    if intact is None:
+        intact = _streams(model, src, tgt_in, model.switches)
+    changed = _streams(model, src, tgt_in, ablated)
+    result: dict = {"decoder_input": ["<bos>"] + [task.tgt_tokenizer.token(i) for i in tgt_in[0, 1:].tolist()]}
     for stack in ("encoder", "decoder"):
         result[stack] = []
         for i in range(model.config.n_layers(stack)):
-            a, b = intact[f"{stack}.{i}.hook_resid_post"][0], changed[f"{stack}.{i}.hook_resid_post"][0]
+            a, b = intact[f"{stack}.{i}.hook_resid_post"], changed[f"{stack}.{i}.hook_resid_post"]
             relative = (b - a).norm(dim=-1) / (a.norm(dim=-1) + _EPS)
             result[stack].append({"relative": _r(relative.mean().item()),
                                   "cosine": _r(torch.cosine_similarity(a, b, dim=-1).mean().item())})

@@ -44,6 +44,16 @@ def test_flipping_residual_off_changes_the_residual_panel(page: Page, live_serve
     page.screenshot(path="test-results/playground-residual-off.png", full_page=True)
 
 
+def test_the_gradients_tab_loads_its_figure_when_opened(page: Page, live_server):
+    page.goto(f"{live_server}/playground?input=31415&residual=off")
+    wait_for_plots(page)
+    panel = page.locator("#panel-gradients")
+    expect(panel.locator(".loading-note")).to_have_count(1)  # not computed with the page
+    page.get_by_role("tab", name="Gradients").click()
+    expect(panel.locator(".plot .main-svg").first).to_be_visible()
+    expect(panel.locator(".loading-note")).to_have_count(0)
+
+
 def test_stepping_reaches_the_first_decoder_token(page: Page, live_server):
     page.goto(f"{live_server}/playground?input=31415&step=0")
     wait_for_plots(page)

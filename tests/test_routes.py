@@ -1,5 +1,6 @@
 """Routes: full pages vs HTMX partials, the JSON API, the Play stream, and every kind of bad input."""
 
+import html
 import json
 import re
 
@@ -186,3 +187,21 @@ def test_a_request_resolves_its_state_language_and_trace_once(client, monkeypatc
     monkeypatch.setattr(traces, "trace_for", counting_trace)
     assert client.get("/playground?input=2718&lang=zh").status_code == 200
     assert calls == {"state": 1, "language": 1, "trace": 1}
+
+
+def test_gradients_run_only_when_their_tab_asks(client):
+    """The page carries no gradients (a backward pass); the tab's partial has exactly trace()'s."""
+    import app.playground.traces as traces
+    from model.trace import trace
+    from model.zoo import load_zoo_model
+
+    traces._cached_gradients.cache_clear()
+    page = client.get("/playground?input=27182&residual=off")
+    assert 'hx-get="/playground/gradients?' in page.text and "hx-trigger=\"intersect once\"" in page.text
+    assert traces._cached_gradients.cache_info().currsize == 0
+    r = client.get("/playground/gradients?input=27182&residual=off", headers=HX)
+    figure = json.loads(html.unescape(re.search(r'data-figure="([^"]+)"', r.text).group(1)))
+    model, task, entry = load_zoo_model("reverse-post-2x2")
+    expected = trace(model, task, "27182", model.switches.replace(residual=False))["gradients"]
+    assert [bar["y"] for bar in figure["data"]] == [expected["encoder"], expected["decoder"]]
+    assert client.get("/playground/gradients?input=27182&residual=maybe").status_code == 422

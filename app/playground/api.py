@@ -11,7 +11,7 @@ from pydantic import Field, create_model
 
 from app.playground.registry import BadModelName, model_info
 from app.playground.state import PlaygroundQuery, parse_state, query_params
-from app.playground.traces import trace_for
+from app.playground.traces import full_trace_for
 from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep
 from app.web.errors import BadInput, api_errors
@@ -39,9 +39,9 @@ async def trace(request: Request, settings: SettingsDep, query: Annotated[TraceQ
     """The response holds per-layer stream norms, sublayer contributions, norm statistics, attention
     patterns, the logit lens, gradients and the ordered steps of the forward pass."""
     state = parse_state(query_params(query), settings.max_input_chars)
-    result = {"state": state.params(), "trace": await run_model_work(request, trace_for, state)}
+    result = {"state": state.params(), "trace": await run_model_work(request, full_trace_for, state)}
     if query.intact:
-        result["intact"] = await run_model_work(request, trace_for, state, True)
+        result["intact"] = await run_model_work(request, full_trace_for, state, True)
     return result
 
 

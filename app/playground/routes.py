@@ -13,12 +13,12 @@ from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, query_params
-from app.playground.view import playground_context, step_context
-from app.web.compute import run_model_work
+from app.playground.view import gradients_figure, playground_context, step_context
+from app.web.compute import run_playground_work
 from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import page_errors
 from app.web.i18n import Translator, asked_language
-from app.web.templating import EventStream, base_context, event_stream, is_htmx, render, templates
+from app.web.templating import EventStream, event_stream, is_htmx, render, render_plot, templates
 
 router = APIRouter(tags=["playground"])
 MAX_INTERVAL_MS = 10_000  # Play's slowest speed; a longer pause is no animation
@@ -51,6 +51,34 @@ def _results_html(state: PlaygroundState, lang: str, fields: str) -> str:
     return render_blocks(templates.env, "playground.html", blocks, context)
 
 
+@lru_cache(maxsize=256)
+def _step_html(state: PlaygroundState, lang: str) -> str:
+    """The step view partial (also each event of the Play stream)."""
+    t = Translator(lang)
+    return render_block(templates.env, "playground.html", "step_view", {"lang": lang, "t": t, **step_context(state, t)})
+
+
+def _page_context(state: PlaygroundState, lang: str) -> dict:
+    return playground_context(state, Translator(lang))
+
+
+def _gradients_html(state: PlaygroundState, lang: str) -> str:
+    return render_plot(gradients_figure(state, lang))
+
+
+def _work(request: Request, state: PlaygroundState, fn, *args, memo: bool = False):
+    """fn(state, *args) where the app runs model work; a state's work always lands where its input was traced."""
+    return run_playground_work(request, f"{state.model}\n{state.input}", fn, state, *args, memo=memo)
+
+
+def warm_up() -> None:
+    """A model worker's first work: the default model loaded and the playground's template compiled."""
+    state = parse_state({"residual": "off"}, 10_000)  # ablated: every part of the page is drawn
+    for lang in ("en", "zh"):
+        _results_html(state, lang, "")
+    _results_html.cache_clear()  # its first page was a warm-up, not a learner's
+
+
 def _fields_to_replace(request: Request) -> str:
     """A request that names no input comes from the model select: the form starts over from the model's defaults."""
     if request.query_params.get("random"):
@@ -66,18 +94,22 @@ ERRORS = page_errors(404, 413, 422)
             response_class=HTMLResponse, responses=ERRORS)
 async def playground(request: Request, state: StateDep, t: TranslatorDep):
     if is_htmx(request):
-        html = await run_model_work(request, _results_html, state, t.lang, _fields_to_replace(request))
+        html = await _work(request, state, _results_html, t.lang, _fields_to_replace(request), memo=True)
         return HTMLResponse(html, headers={"HX-Push-Url": _url(state, request)})
-    context = await run_model_work(request, playground_context, state, t)
-    return render(request, "playground.html", context)
+    return render(request, "playground.html", await _work(request, state, _page_context, t.lang))
 
 
 @router.get("/playground/step", summary="The step view partial for one step", response_class=HTMLResponse,
             responses=ERRORS)
 async def playground_step(request: Request, state: StateDep, t: TranslatorDep):
-    context = await run_model_work(request, step_context, state, t)
-    return render(request, "playground.html", context, block_names=["step_view"],
-                  headers={"HX-Replace-Url": _url(state, request)})
+    html = await _work(request, state, _step_html, t.lang, memo=True)
+    return HTMLResponse(html, headers={"HX-Replace-Url": _url(state, request)})
+
+
+@router.get("/playground/gradients", summary="The Gradients tab's figure (a backward pass, run when the tab opens)",
+            response_class=HTMLResponse, responses=ERRORS)
+async def playground_gradients(request: Request, state: StateDep, t: TranslatorDep):
+    return HTMLResponse(await _work(request, state, _gradients_html, t.lang, memo=True))
 
 
 @router.get("/playground/stream", summary="Play: the step views from `step` to the end, as server-sent events",
@@ -87,18 +119,22 @@ async def playground_stream(request: Request, state: StateDep, settings: Setting
                             interval_ms: Annotated[int, Query(ge=0, le=MAX_INTERVAL_MS, description=(
                                 "milliseconds between steps (the server's fastest speed is its floor)"))] = 400):
     interval = max(interval_ms, settings.stream_min_interval_ms) / 1000
-    first = await run_model_work(request, step_context, state, t)
-    total = len(first["steps"])
+    first = await _work(request, state, _step_span, t.lang)
 
     async def events():
-        for index in range(first["step_index"], total):
+        for index in range(*first):
             if await request.is_disconnected():  # the learner left or pressed Pause
                 return
-            context = await run_model_work(request, step_context, PlaygroundState(
-                state.model, state.input, state.switches, index), t)
-            html = render_block(templates.env, "playground.html", "step_view", base_context(request, **context))
+            step_state = PlaygroundState(state.model, state.input, state.switches, index)
+            html = await _work(request, step_state, _step_html, t.lang)
             yield ServerSentEvent(data=html, event="step", id=str(index))
             await asyncio.sleep(interval)
         yield ServerSentEvent(data="end", event="done")
 
     return EventSourceResponse(events(), ping=15)
+
+
+def _step_span(state: PlaygroundState, lang: str) -> tuple[int, int]:
+    """(the step Play starts at, the number of steps)."""
+    context = step_context(state, Translator(lang))
+    return context["step_index"], len(context["steps"])

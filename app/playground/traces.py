@@ -1,6 +1,8 @@
 """Traces for the playground and the API, cached by (model, input, switches).
 
-A classroom tends to flip the same switches on the same examples, so most requests are hits.
+A classroom tends to flip the same switches on the same examples, so most requests are hits. The
+gradients (a backward pass, a fifth of a trace's cost) are kept apart: the playground computes them
+only when its Gradients tab is opened; the API and the lessons get traces with them.
 """
 
 from __future__ import annotations
@@ -14,30 +16,66 @@ from app.web.errors import BadInput
 from app.web.settings import get_settings
 from model.config import ModelConfig, Switches
 from model.tasks import UnknownTokenError
-from model.trace import compare_streams, trace
+from model.trace import compare_streams, expected_gradients, layer_streams, trace
+
+
+def _bad_input(error: Exception) -> BadInput:
+    return BadInput("input", str(error))
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
 def _cached_trace(model_name: str, text: str, switches_json: str) -> dict:
+    """Without gradients (see gradients_for)."""
     model, task, _ = load_model(model_name)
     try:
-        return trace(model, task, text, Switches.from_json(switches_json))
+        return trace(model, task, text, Switches.from_json(switches_json), with_gradients=False)
     except (UnknownTokenError, ValueError) as error:
-        raise BadInput("input", str(error)) from None
+        raise _bad_input(error) from None
+
+
+@lru_cache(maxsize=get_settings().trace_cache_size)
+def _cached_gradients(model_name: str, text: str, switches_json: str) -> dict | None:
+    model, task, _ = load_model(model_name)
+    try:
+        return expected_gradients(model, task, text, Switches.from_json(switches_json))
+    except (UnknownTokenError, ValueError) as error:
+        raise _bad_input(error) from None
+
+
+def _switches(state: PlaygroundState, intact: bool) -> str:
+    model, _, _ = load_model(state.model)
+    return (model.switches if intact else state.switches).to_json()
 
 
 def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
-    """The trace as the state asks (ablated), or with the model's own switches (intact)."""
-    model, _, _ = load_model(state.model)
-    switches = model.switches if intact else state.switches
-    return _cached_trace(state.model, state.input, switches.to_json())
+    """The trace as the state asks (ablated), or with the model's own switches (intact); no gradients."""
+    return _cached_trace(state.model, state.input, _switches(state, intact))
+
+
+def gradients_for(state: PlaygroundState, intact: bool = False) -> dict | None:
+    """‖∂loss/∂(layer input)‖ for the expected answer (None: the input has none), as trace() gives them."""
+    return _cached_gradients(state.model, state.input, _switches(state, intact))
+
+
+def full_trace_for(state: PlaygroundState, intact: bool = False) -> dict:
+    """The trace with its gradients, as model.trace.trace() returns it."""
+    return {**trace_for(state, intact), "gradients": gradients_for(state, intact)}
+
+
+@lru_cache(maxsize=get_settings().trace_cache_size)
+def _intact_streams(model_name: str, text: str) -> dict:
+    """The intact model's layer streams on an input: every ablation of it is compared with them."""
+    model, task, _ = load_model(model_name)
+    intact = _cached_trace(model_name, text, model.switches.to_json())
+    return layer_streams(model, task, text, model.switches, intact["output_tokens"])
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
 def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
     model, task, _ = load_model(model_name)
     intact = _cached_trace(model_name, text, model.switches.to_json())
-    return compare_streams(model, task, text, Switches.from_json(switches_json), intact["output_tokens"])
+    return compare_streams(model, task, text, Switches.from_json(switches_json), intact["output_tokens"],
+                           _intact_streams(model_name, text))
 
 
 def comparison_for(state: PlaygroundState) -> dict:

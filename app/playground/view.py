@@ -6,16 +6,21 @@ context serves the full page, its partials and the Play stream.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import asdict
 from functools import lru_cache
 from urllib.parse import urlencode
+
+from markupsafe import Markup
 
 from app.playground import figures
 from app.playground.architecture import architecture_layout
 from app.playground.registry import zoo_models
 from app.playground.state import PlaygroundState, choices
-from app.playground.traces import Resolved, resolve
+from app.playground.traces import Resolved, gradients_for, resolve, trace_for
 from app.web.i18n import Translator
+from app.web.templating import templates
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
 
@@ -145,7 +150,7 @@ STACKS = ("encoder", "decoder")
 
 
 def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) -> dict[str, list[dict]]:
-    """The tabs under the step view: each a list of figures."""
+    """The tabs under the step view: each a list of figures (gradients: none yet, see gradients_figure)."""
     panels = {  # the first is shown first: the residual stream tells most about a switch
         "residual": [*figures.share_axes([figures.residual_contributions(trace, stack) for stack in STACKS]),
                      *figures.share_axes([figures.stream_norms(trace, stack) for stack in STACKS])],
@@ -155,7 +160,7 @@ def panel_figures(trace: dict, comparison: dict | None, config: ModelConfig, t) 
         "position": [figures.embedding_vs_position(trace, "src"),
                      *_positional_figures(config.max_len, config.d_model, figures.current_language())],
         "output": [figures.output_probabilities(trace), figures.logit_lens(trace)],
-        "gradients": [figures.gradient_norms(trace)],
+        "gradients": [],  # a backward pass: loaded when the tab is opened (gradients_figure)
     }
     if comparison is not None:
         panels["compare"] = [figures.stream_comparison(comparison)]
@@ -192,9 +197,39 @@ def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
     return controls
 
 
+def gradients_figure(state: PlaygroundState, lang: str) -> dict:
+    """The Gradients tab's figure: its backward pass runs only when a learner opens the tab."""
+    with figures.language(lang):
+        return figures.gradient_norms({**trace_for(state), "gradients": gradients_for(state)})
+
+
 def _step_figures(trace: dict, step: dict, t) -> dict:
     with figures.language(t.lang):
         return {"step_figures": step_figures(trace, step, t), "step_heads": step_heads(trace, step, t)}
+
+
+_ARCH_SVGS: OrderedDict[tuple, Markup] = OrderedDict()
+ARCH_SVGS_KEPT = 512
+_ARCH_LOCK = threading.Lock()
+
+
+def architecture_svg(r: Resolved, steps: list[dict], index: int, lang: str) -> Markup:
+    """The diagram, drawn: it depends on the model, the switches, how many steps there are and which is current,
+    not on the input, so learners flipping the same switches share it (drawing it costs more than a trace's
+    summaries)."""
+    key = (r.entry.name, r.state.switches, r.trained, len(steps), index, lang)
+    with _ARCH_LOCK:
+        svg = _ARCH_SVGS.get(key)
+        if svg is not None:
+            _ARCH_SVGS.move_to_end(key)
+            return svg
+    layout = architecture_layout(r.config, r.state.switches, steps, index, r.trained)
+    svg = templates.env.get_template("partials/architecture.html").module.architecture(layout, Translator(lang))
+    with _ARCH_LOCK:
+        _ARCH_SVGS[key] = svg
+        if len(_ARCH_SVGS) > ARCH_SVGS_KEPT:
+            _ARCH_SVGS.popitem(last=False)
+    return svg
 
 
 def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) -> dict:
@@ -212,7 +247,7 @@ def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) ->
         "step_explain": step_explain(step, t, state.switches),
         "step_api_name": step_api_name(step),
         **_step_figures(r.trace, step, t),
-        "arch_layout": architecture_layout(r.config, state.switches, steps, index, r.trained),
+        "arch_svg": architecture_svg(r, steps, index, t.lang),
     }
 
 

@@ -9,7 +9,7 @@ from app.lab.sweeps import TARGET, VARIANTS, sweep_results
 from app.playground import figures
 from app.playground.registry import model_info
 from app.playground.state import parse_state
-from app.playground.traces import trace_for
+from app.playground.traces import full_trace_for
 from app.teaching.claims import measure
 from app.teaching.claims.common import load_sweep, steps_text
 from app.teaching.claims.render import render_text, verdict_view
@@ -47,7 +47,7 @@ def figures_for(name: str, trace: dict, model_name: str, t: Translator) -> list[
 
 def _traced(params: dict, settings, t: Translator, figure: str) -> dict:
     state = parse_state(params, settings.max_input_chars)
-    trace = trace_for(state)
+    trace = full_trace_for(state)
     return {"state": state, "trace": trace, "figures": figures_for(figure, trace, state.model, t),
             "playground": "/playground?" + state.query()}
 

@@ -29,7 +29,7 @@ from app.playground.registry import use_store
 from app.teaching import routes as teaching_routes
 from app.teaching.verdicts import VerdictBoard
 from app.web import docs, home
-from app.web.compute import model_limiter
+from app.web.compute import ModelProcesses, model_limiter
 from app.web.errors import declare_refusals, install_error_handlers
 from app.web.learners import LearnerCookieMiddleware
 from app.web.security import SecurityMiddleware
@@ -66,6 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.results = ResultSource(store, settings, shipped_store() if settings.shipped_results else None)
             app.state.verdicts = VerdictBoard(settings, store, app.state.results)
             app.state.verdicts.current()  # measured now, in the background, if the saved report is stale
+            app.state.model_processes = None
+            if settings.model_processes > 0:  # after the store exists: the workers open it to read runs
+                app.state.model_processes = ModelProcesses(settings.model_processes, settings.data_dir,
+                                                           settings.torch_threads, playground_routes.warm_up)
+                app.state.model_processes.start()
             # Classes have a store of their own: one that cannot be used turns classes off (503), nothing else.
             app.state.classes, app.state.classes_problem = open_class_store(settings.data_dir)
             app.state.class_hub = ClassHub(app.state.classes) if app.state.classes is not None else None
@@ -76,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             yield
             gc.unfreeze()
+            if app.state.model_processes is not None:
+                app.state.model_processes.stop()
             if app.state.classes is not None:
                 await app.state.class_hub.close()
                 app.state.classes.close()

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     workers: int = 1  # training worker processes (one per spare core)
     torch_threads: int = 1  # per request: several requests share the cores
     model_threads: int = 1  # web requests that run the model at once; more only contend for the GIL
+    # worker processes for the playground's model work (0: threads of the web process); each uses one core and
+    # ~250 MB; measured in benchmarks/bench_web.py
+    model_processes: int = 0
     max_input_chars: int = 200  # longer input is refused before any work
     trace_cache_size: int = 256  # traces kept in memory (keyed by model, input, switches)
     stream_min_interval_ms: int = 50  # fastest Play speed

@@ -49,6 +49,11 @@ def render(request: Request, template: str, context: dict, block_names: list[str
     return response
 
 
+def render_plot(figure: dict, cls: str = "") -> str:
+    """One figure as partials/plot.html's macro draws it (for a partial that is just a figure)."""
+    return str(templates.env.get_template("partials/plot.html").module.plot(figure, cls))
+
+
 def render_error(request: Request, error) -> object:
     context = {"error": error}
     if is_htmx(request):

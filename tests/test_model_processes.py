@@ -1,0 +1,76 @@
+"""The playground's model work on worker processes (ADDNORM_MODEL_PROCESSES): the same pages as on threads,
+runs trained after the workers started, bad input still a clear 4xx, and a killed worker replaced."""
+
+import os
+import pickle
+import re
+import signal
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.web.errors import BadInput
+from app.web.factory import create_app
+from app.web.settings import Settings
+
+HX = {"HX-Request": "true"}
+TINY = {"task": "copy", "layers": "2", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "10", "seeds": "1"}
+STATES = ["input=31415&residual=off", "input=2718&norm=rms&norm_position=pre", "input=161803&causal_mask=off"]
+
+
+def strip_ids(html: str) -> str:
+    return re.sub(r'id="arch-[^"]*"|#arch-[^)"]*', "", html)  # the diagram's element ids are unique per drawing
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory):
+    with TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("pool"), model_processes=1))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def threaded(tmp_path_factory):
+    with TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("threads")))) as client:
+        yield client
+
+
+def test_workers_serve_the_same_pages_as_threads(pooled, threaded):
+    assert pooled.app.state.model_processes is not None and threaded.app.state.model_processes is None
+    for query in STATES:
+        for path, headers in (("/playground", HX), ("/playground/step", {}), ("/playground/gradients", {})):
+            a, b = pooled.get(f"{path}?{query}&step=3", headers=headers), threaded.get(f"{path}?{query}&step=3",
+                                                                                      headers=headers)
+            assert a.status_code == b.status_code == 200
+            assert strip_ids(a.text) == strip_ids(b.text), f"{path}?{query}"
+    full = pooled.get("/playground?input=31415&residual=off")
+    assert full.status_code == 200 and 'id="state-form"' in full.text
+
+
+def test_bad_input_found_by_a_worker_is_a_clear_4xx(pooled):
+    r = pooled.get("/playground?input=12a45", headers=HX)
+    assert r.status_code == 422 and "unknown token" in r.text
+    error = pickle.loads(pickle.dumps(BadInput("input", "is empty", 413)))  # how it crosses back from a worker
+    assert (error.field, error.message, error.status) == ("input", "is empty", 413)
+
+
+def test_a_run_trained_after_the_workers_started_opens_on_them(pooled):
+    from app.playground.registry import use_store
+
+    use_store(pooled.app.state.store)  # the web process's registry follows the app started last (`threaded`)
+    r = pooled.post("/train/runs", data=TINY)
+    assert r.status_code == 200, r.text
+    run_id = int(re.search(r'data-run-id="(\d+)"', r.text).group(1))
+    with pooled.stream("GET", f"/train/runs/{run_id}/events") as events:
+        assert '"status": "done"' in "".join(events.iter_text())
+    r = pooled.get(f"/playground?model=run-{run_id}&input=123&residual=off", headers=HX)
+    assert r.status_code == 200 and "task=copy" in r.text  # the run's own model (the zoo has no copy model)
+
+
+def test_a_killed_worker_is_replaced_and_the_request_still_answered(pooled):
+    processes = pooled.app.state.model_processes
+    (old,) = processes.worker_pids()
+    os.kill(old, signal.SIGKILL)
+    r = pooled.get("/playground?input=99991&residual=off", headers=HX)
+    assert r.status_code == 200 and 'id="step-view"' in r.text
+    (new,) = processes.worker_pids()
+    assert new != old
