@@ -75,6 +75,11 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
 
         teacher.goto(f"{live_server}/class?lang=en")  # this browser's classes, to reopen
         expect(teacher.locator("#class-past-list .past-code")).to_have_text([code])
+        teacher.locator(".past-link").click()
+        teacher.once("dialog", lambda dialog: dialog.accept())
+        teacher.locator(".class-tools button").click()  # close the class
+        expect(teacher.locator(".class-ended")).to_be_visible()
+        expect(phones[0].locator(".class-ended")).to_be_visible()
     finally:
         for context in contexts:
             context.close()
@@ -87,12 +92,13 @@ def test_the_join_form_and_a_phone_fit_390_px(browser: Browser, live_server, lan
         page = context.new_page()
         page.goto(f"{live_server}/class?lang={lang}")
         page.locator(".class-start button").click()
-        code = re.search(r"/class/(\w{8})", page.url).group(1)
+        code, key = re.search(r"/class/(\w{8})\?key=([\w-]+)", page.url).groups()
         page.goto(f"{live_server}/join/{code}?lang={lang}")
         no_wider_than_the_screen(page)
         page.fill("input[name=nickname]", "W" * 24)  # the longest nickname, of the widest letter
         page.locator("form.join-form button").click()
         expect(page.locator(".class-view")).to_be_visible()
         no_wider_than_the_screen(page)
+        page.request.post(f"{live_server}/class/{code}/close", form={"key": key})  # the live server is shared
     finally:
         context.close()

@@ -32,6 +32,7 @@ async def wait_for(condition, timeout: float = 10.0) -> None:
 async def a_class_followed_live(base: str) -> None:
     teacher = httpx.AsyncClient(base_url=base)
     r = await teacher.post("/class", data={"lesson": "residual"})
+    assert r.status_code == 303, r.text[-3000:]
     code, key = re.fullmatch(r"/class/(\w{8})\?key=([\w-]+)&present=1", r.headers["location"]).groups()
     await teacher.post(f"/class/{code}/step", data={"key": key, "to": "1"})
     phones = [httpx.AsyncClient(base_url=base) for _ in range(5)]
@@ -59,6 +60,7 @@ async def a_class_followed_live(base: str) -> None:
         await wait_for(lambda: all(seen[-1][2] == "1:revealed:" for seen in stages), timeout=3)
         assert max(seen[-1][0] for seen in stages) - revealed < 2
     finally:
+        await teacher.post(f"/class/{code}/close", data={"key": key})  # the live server is shared: leave it no class
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
