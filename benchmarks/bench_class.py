@@ -12,7 +12,7 @@ idle (the claims measured), and prints per run:
 - reveal -> phones: from the teacher's reveal to each phone's stream announcing it, and to the phone having
   fetched its new view (as static/js/class.js does);
 - playground while the class answers: an HTMX switch change on a new input (the model really runs), one learner
-  clicking every 0.2 s, idle and during the answers, with the ratio of the two p95s (same run, same server).
+  clicking 0.1 s after each answer, idle and during the answers, with the ratio of the two p95s (same run, same server).
 
 Only 127.0.0.1 traffic; every wait is bounded; the server is stopped at the end. The phones run in this process,
 so on a 2-core machine they take CPU from the server: the figures are on the pessimistic side.
@@ -81,7 +81,7 @@ def playground_path(rng: random.Random) -> str:
 
 
 async def learner(base: str, seconds: float, seed: int) -> list[float]:
-    """One learner on the playground, a click every 0.2 s after the last answer, for `seconds`: the latencies."""
+    """One learner on the playground, a click 0.1 s after the last answer, for `seconds`: the latencies."""
     rng = random.Random(seed)
     times = []
     async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT) as client:
@@ -91,7 +91,7 @@ async def learner(base: str, seconds: float, seed: int) -> list[float]:
             r = await send(client, "GET", playground_path(rng), headers={"HX-Request": "true"})
             r.raise_for_status()
             times.append(time.monotonic() - started)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
     return times
 
 

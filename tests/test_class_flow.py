@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import english_words_on_page
 
-from app.classroom.sessions import STUDENT_COOKIE
+from app.classroom.sessions import student_cookie
 from app.web.factory import create_app
 from app.web.settings import Settings
 
@@ -148,7 +148,7 @@ def test_a_student_answers_only_for_themselves(client, running):
     stranger = TestClient(client.app)  # no cookie: not in the class
     r = answer(stranger, code, "c")
     assert r.status_code == 403 and refusal(r)[0] == "student"
-    stranger.cookies.set(STUDENT_COOKIE, "made-up-token", path=f"/join/{code}")
+    stranger.cookies.set(student_cookie(code), "made-up-token", path="/join")
     assert answer(stranger, code, "c").status_code == 403
     assert "Your answer: A" in ada.get(f"/join/{code}/view").text and \
         "Your answer: B" in bob.get(f"/join/{code}/view").text
@@ -216,8 +216,11 @@ def test_a_code_typed_another_way_leads_to_the_class(client, running):
     assert r.status_code == 200 and 'name="nickname"' in r.text and f'value="{code}"' in r.text  # the join form
     r = phone.post("/join", data={"code": f"{code[:4]} {code[4:]}".lower()}, follow_redirects=False)
     cookie = r.headers["set-cookie"].lower()
-    assert r.headers["location"] == f"/join/{code}" and f"path=/join/{code.lower()}" in cookie
-    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert r.headers["location"] == f"/join/{code}" and cookie.startswith(f"class_{code.lower()}=")
+    assert "path=/join;" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    again = phone.post("/join", data={"code": code, "nickname": "renamed"}, follow_redirects=False)
+    assert again.status_code == 303 and "set-cookie" not in again.headers  # the same student, not a second one
+    assert client.app.state.classes.snapshot(client.app.state.classes.lookup(code, "x", 99)[0].id).joined == 1
 
 
 def test_an_expired_class_refuses_joins_and_answers_and_says_so(client, running):
@@ -283,14 +286,14 @@ def test_a_class_survives_a_restart_and_goes_on(tmp_path):
         code, key = start(client)
         teacher(client, code, key, "step", to="1")
         phone = student(client.app, code, "Ada")
-        token = phone.cookies[STUDENT_COOKIE]
+        token = phone.cookies[student_cookie(code)]
         answer(phone, code, "c")
         answer(student(client.app, code, "Bob"), code, "a")
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         page = client.get(f"/class/{code}", params={"key": key})
         assert page.status_code == 200 and "2 of 2 answered" in page.text and ">Ada<" in page.text
         phone = TestClient(client.app)
-        phone.cookies.set(STUDENT_COOKIE, token, path=f"/join/{code}")
+        phone.cookies.set(student_cookie(code), token, path="/join")
         assert "Your answer: C" in phone.get(f"/join/{code}/view").text
         assert answer(phone, code, "b").status_code == 200  # she goes on answering
         rows = client.get(f"/class/{code}/answers.csv", params={"key": key}).content.decode("utf-8-sig")

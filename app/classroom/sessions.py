@@ -19,7 +19,6 @@ from app.web.i18n import Translator, pick_language
 from app.web.templating import render_error
 
 T = TypeVar("T")
-STUDENT_COOKIE = "class_student"  # one per class: its path is the class's /join/<code>
 JOIN_WINDOW_S = 60.0
 
 # What each of the store's refusals means: the field it names, the status, the catalogue's words.
@@ -114,8 +113,14 @@ def current_step(lesson: Lesson, row: ClassRow) -> tuple[int, Step]:
     return index, lesson.steps[index]
 
 
+def student_cookie(code: str) -> str:
+    """The cookie of a class's student token: one per class, sent with every /join request (the join form's
+    too, so a phone that joined before is the same student when it joins again)."""
+    return f"class_{code}"
+
+
 def student_of(request: Request, store: ClassStore, row: ClassRow) -> Student | None:
-    token = request.cookies.get(STUDENT_COOKIE)
+    token = request.cookies.get(student_cookie(row.code))
     return store.student(row.id, digest(token)) if token else None
 
 

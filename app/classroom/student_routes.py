@@ -2,7 +2,7 @@
 step's question, follow the class live.
 
 A student is whoever holds the random token the server gave them on joining, in an HttpOnly, SameSite cookie
-scoped to the class's /join/<code> path; the store keeps its digest. The nickname is for display only: an answer
+of that class (sent to /join pages only); the store keeps its digest. The nickname is for display only: an answer
 always goes to the token's student, so nobody can answer for anyone else."""
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from sse_starlette import EventSourceResponse
 from app.classroom.codes import NICKNAME_MAX_CHARS, BadNickname, clean_nickname, digest, new_secret
 from app.classroom.live import student_events
 from app.classroom.sessions import (
-    STUDENT_COOKIE,
     ClassError,
     ClassStoreDep,
     find_class,
     in_thread,
     lesson_of,
     require_choice,
+    student_cookie,
     student_of,
 )
 from app.classroom.store import ClassRow, Student
@@ -32,6 +32,7 @@ from app.classroom.views import student_view
 from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import BadInput, page_errors
 from app.web.forms import FormRoute, refuse_unknown_fields
+from app.web.i18n import asked_language
 from app.web.templating import EventStream, event_stream, is_htmx, render
 
 router = APIRouter(tags=["classroom"], route_class=FormRoute)
@@ -52,8 +53,8 @@ class AnswerForm(BaseModel):
 
 
 def _student_url(code: str, request: Request) -> str:
-    lang = request.query_params.get("lang")
-    return f"/join/{code}" + (f"?{urlencode({'lang': lang})}" if lang in ("en", "zh") else "")
+    lang = asked_language(request)  # a known language only: nothing else of the request reaches the header
+    return f"/join/{code}" + (f"?{urlencode({'lang': lang})}" if lang else "")
 
 
 @router.get("/join", summary="Join a class: the form for its code", response_class=HTMLResponse,
@@ -76,8 +77,8 @@ async def join(request: Request, form: Annotated[JoinForm, Form()], store: Class
     if await in_thread(student_of, request, store, row) is None:  # joined before: the same student again
         token = new_secret()
         await in_thread(store.join, row.id, digest(token), nickname, settings.class_max_students)
-        response.set_cookie(STUDENT_COOKIE, token, max_age=max(60, int(row.expires_at - store.clock())),
-                            path=f"/join/{row.code}", httponly=True, samesite="lax")
+        response.set_cookie(student_cookie(row.code), token, max_age=max(60, int(row.expires_at - store.clock())),
+                            path="/join", httponly=True, samesite="lax")
     return response
 
 
@@ -100,7 +101,7 @@ async def _student_context(store, row: ClassRow, student: Student, t) -> dict:
                                                                          "the class's own address"}, **VIEW_ERRORS})
 async def student_page(request: Request, code: str, store: ClassStoreDep, t: TranslatorDep):
     row = await find_class(request, store, code)
-    if code != row.code:  # k7m2-qx9p: the cookie's path is the code as written in the class's address
+    if code != row.code:  # k7m2-qx9p: one address per class, the one the QR code and the links use
         return Response(status_code=303, headers={"Location": _student_url(row.code, request)})
     student = await in_thread(student_of, request, store, row)
     if student is None:

@@ -38,6 +38,7 @@ from app.web.compute import run_model_work
 from app.web.dependencies import ResultsDep, SettingsDep, TranslatorDep
 from app.web.errors import BadInput, page_errors, quoted
 from app.web.forms import FormRoute, refuse_unknown_fields
+from app.web.i18n import asked_language
 from app.web.templating import EventStream, base_context, event_stream, is_htmx, render, templates
 
 router = APIRouter(tags=["classroom"], route_class=FormRoute)
@@ -70,8 +71,9 @@ class ActForm(KeyForm):
     step: str = Field(max_length=100, description="the id of the step shown on the teacher's screen")
 
 
-def teacher_url(code: str, key: str, request: Request, present: bool = True) -> str:
-    query = {"key": key, "lang": request.query_params.get("lang") or None, "present": "1" if present else None}
+def teacher_url(code: str, key: str, request: Request) -> str:
+    """The teacher's page, in presentation mode (and in the language asked for, when it is a known one)."""
+    query = {"key": key, "lang": asked_language(request), "present": "1"}
     return f"/class/{code}?" + urlencode({k: v for k, v in query.items() if v})
 
 
