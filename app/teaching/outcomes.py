@@ -113,6 +113,13 @@ def _value(key: str, value: float, numbers: dict, t: Translator) -> str:
     return f"{sides[0]} ÷ {sides[1]} = {_figure('', value, t)}"
 
 
+def measured_lines(values: dict[str, float], numbers: dict, t: Translator) -> list[dict]:
+    """A resolution's numbers as the outcome line shows them, each with its label, in t's language (`numbers`:
+    the claim's numbers, for the two sides of a ratio)."""
+    return [{"key": key, "label": _label(key, t), "value": _value(key, value, numbers, t)}
+            for key, value in values.items()]
+
+
 def choice_text(step: Step, choice_id: str, lang: str) -> str:
     choice = step.choice(choice_id)
     return "" if choice is None else (choice.zh if lang == "zh" else choice.en)
@@ -124,9 +131,8 @@ def outcome(step: Step, choice_id: str, verdict: Any, t: Translator) -> dict:
     measured)."""
     res = resolve(step.resolve, verdict)
     v = asdict(verdict) if is_dataclass(verdict) else verdict or {"verdict": None, "numbers": {}, "summary": []}
-    measured = [{"key": key, "label": _label(key, t), "value": _value(key, value, v["numbers"], t)}
-                for key, value in res.values.items()]
-    view = {"predicted": choice_text(step, choice_id, t.lang), "measured": measured, "claim": step.claim,
+    view = {"predicted": choice_text(step, choice_id, t.lang), "measured": measured_lines(res.values, v["numbers"], t),
+            "claim": step.claim,
             "choice": res.choice, "choice_text": choice_text(step, res.choice, t.lang) if res.choice else "",
             "status": ("match" if res.choice == choice_id else "miss") if res.status == "resolved" else res.status}
     if res.status == "not_measured":  # a not-measured claim's summary says which runs are missing and how to make them

@@ -54,14 +54,16 @@ class ErrorBody(BaseModel):
 STATUS_MEANINGS = {
     400: "The Host header is not one this server answers to (ADDNORM_ALLOWED_HOSTS)",
     403: "A page of another site may not start, stop or change anything here",
-    404: "There is no such run, sweep, model or lesson (the message names it)",
+    404: "There is no such run, sweep, model, lesson or class (the message names it)",
     409: "The request does not apply to this server's state",
+    410: "The class has ended (its teacher closed it, or it expired): it takes no more joins or answers",
     413: "Too large: the body (at most 64 KB), the input, or the run for the run store",
     415: "The body is not a form (application/x-www-form-urlencoded or multipart/form-data)",
     422: "A parameter or form field has a value it does not allow (the message names it and what it allows)",
-    429: "The training queue is full, for everyone or for this learner",
-    503: "The run store cannot be used (training is off, or this run cannot be read), or a model worker stopped "
-         "and was restarted (the message says which)",
+    429: "Too many: the training queue is full (for everyone or for this learner), or this address tried too many "
+         "wrong join codes (Retry-After says when to try again)",
+    503: "A store cannot be used (training is off, this run cannot be read, class sessions are off), or a model "
+         "worker stopped and was restarted (the message says which)",
     507: "The run store could not be written; nothing was started",
 }
 # Paths whose answers read the run store (a run may be unreadable, training may be off): they can answer 503.

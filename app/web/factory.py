@@ -1,4 +1,5 @@
-"""create_app: settings, the lifespan (store, job runner, sweeps, model limiter), routers, error pages."""
+"""create_app: settings, the lifespan (stores, job runner, sweeps, model limiter, class watchers), routers, error
+pages."""
 
 import gc
 from contextlib import asynccontextmanager, nullcontext
@@ -9,6 +10,10 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app.classroom import student_routes, teacher_routes
+from app.classroom.live import ClassHub
+from app.classroom.sessions import install_class_error_handlers
+from app.classroom.store import open_class_store
 from app.lab import routes as lab_routes
 from app.lab import sweep_routes
 from app.lab.cluster import ray_instance
@@ -33,7 +38,7 @@ from model.zoo import default_entry, load_zoo_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTERS = (home.router, playground_routes.router, lab_routes.router, sweep_routes.router, teaching_routes.router,
-           playground_api.router, docs.router)
+           teacher_routes.router, student_routes.router, playground_api.router, docs.router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.model_processes = ModelProcesses(settings.model_processes, settings.data_dir,
                                                            settings.torch_threads, playground_routes.warm_up)
                 app.state.model_processes.start()
+            # Classes have a store of their own: one that cannot be used turns classes off (503), nothing else.
+            app.state.classes, app.state.classes_problem = open_class_store(settings.data_dir)
+            app.state.class_hub = ClassHub(app.state.classes) if app.state.classes is not None else None
             # What startup made (torch, the app, the default model: ~200k objects) lives as long as the server.
             # Frozen, it is left out of every later full garbage collection, which otherwise stalls a request
             # for ~100 ms.
@@ -75,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.unfreeze()
             if app.state.model_processes is not None:
                 app.state.model_processes.stop()
+            if app.state.classes is not None:
+                await app.state.class_hub.close()
+                app.state.classes.close()
             app.state.verdicts.close()
             if training:
                 app.state.sweeps.stop()
@@ -93,4 +104,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     declare_refusals(app)
     install_store_error_handlers(app)
+    install_class_error_handlers(app)
     return app

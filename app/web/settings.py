@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Host names every server answers to; `host` is added when it is one specific address or name.
@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     # Host header values answered (DNS rebinding protection), comma-separated; "*" answers any name.
     # Unset: localhost, 127.0.0.1, ::1 and `host` when it is a specific address.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    # Class sessions (app/classroom/): how long one stays open, how many students it takes, how many may be open
+    # on this server at once, and how many unknown join codes one address may try per minute (guessing).
+    class_session_hours: float = Field(4.0, gt=0)
+    class_max_students: int = Field(200, ge=1)
+    class_max_open: int = Field(20, ge=1)
+    class_join_failures_per_minute: int = Field(10, ge=1)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
