@@ -1,8 +1,10 @@
 """What several test files share: finding English words in Chinese text, and fake sweeps in a run store
 (runs with made-up metrics, stored the way the job runner stores them)."""
 
+import asyncio
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from app.lab.precompute import PLANS
 from app.lab.store import RunStore
@@ -201,3 +203,10 @@ def stored_claim_verdicts(tmp_path) -> list:
                 verdicts.append(measure("D3", store))
             verdicts += [measure(claim, store) for claim in STORE_CLAIMS]
     return verdicts
+
+
+def run_async(main):
+    """asyncio.run(main) on a thread of its own: a browser test's Playwright leaves an event loop running on
+    the test thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main).result()

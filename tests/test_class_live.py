@@ -7,6 +7,7 @@ import re
 import time
 
 import httpx
+from helpers import run_async
 
 
 async def read_events(client: httpx.AsyncClient, url: str, seen: list) -> None:
@@ -69,4 +70,4 @@ async def a_class_followed_live(base: str) -> None:
 
 
 def test_the_tally_follows_the_answers_and_a_reveal_reaches_every_phone(live_server):
-    asyncio.run(a_class_followed_live(live_server))
+    run_async(a_class_followed_live(live_server))

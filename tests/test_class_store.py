@@ -5,6 +5,7 @@ import asyncio
 import threading
 
 import pytest
+from helpers import run_async
 
 from app.classroom.codes import (
     ALPHABET,
@@ -185,7 +186,7 @@ def test_one_watcher_per_class_wakes_every_screen_with_one_query_per_poll(store)
         await hub.close()
         return seen, rounds
 
-    seen, rounds = asyncio.run(scenario())
+    seen, rounds = run_async(scenario())
     for screen in seen:
         assert screen[0][0] == 0 and screen[-1] == (20, "1:open:")
         assert [n for n, _ in screen] == sorted(n for n, _ in screen)
