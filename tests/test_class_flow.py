@@ -301,6 +301,18 @@ def test_a_class_survives_a_restart_and_goes_on(tmp_path):
                                                                                            ("Ada", "b")]
 
 
+def test_two_servers_on_one_data_dir_serve_one_class(tmp_path):
+    """As several server processes would: the teacher on one, the phones on the other; the class is in the store."""
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as first, \
+            TestClient(create_app(Settings(data_dir=tmp_path))) as second:
+        code, key = start(first)
+        teacher(first, code, key, "step", to="1")
+        assert answer(student(second.app, code, "Ada"), code, "c").status_code == 200
+        assert "1 of 1 answered" in first.get(f"/class/{code}", params={"key": key}).text
+        assert teacher(second, code, key, "reveal", step=QUESTION).status_code == 200  # the teacher's key works there
+        assert answer(student(first.app, code, "Bob"), code, "a").status_code == 409  # revealed: answers are locked
+
+
 def test_a_data_dir_that_cannot_be_used_turns_classes_off_and_nothing_else(tmp_path):
     unusable = tmp_path / "a-file"
     unusable.write_text("not a directory")
