@@ -210,3 +210,13 @@ def run_async(main):
     the test thread, where asyncio.run refuses to start."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, main).result()
+
+
+# The titles of drawn figures that run past their figure's right edge (Plotly cuts them off there).
+CLIPPED_TITLES = """() => [...document.querySelectorAll('.plot[data-rendered=true]')]
+  .filter((plot) => plot.offsetParent !== null)
+  .flatMap((plot) => {
+    const svg = plot.querySelector('.main-svg'), title = plot.querySelector('.gtitle');
+    if (!svg || !title) return [];
+    return title.getBoundingClientRect().right > svg.getBoundingClientRect().right + 1 ? [title.textContent] : [];
+  })"""

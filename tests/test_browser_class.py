@@ -5,6 +5,7 @@ the measured answer on every screen."""
 import re
 
 import pytest
+from helpers import CLIPPED_TITLES
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
@@ -66,6 +67,10 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
         expect(teacher.locator(".class-choices li.measured")).to_have_attribute("data-choice", "c", timeout=30_000)
         expect(teacher.locator(".class-widget .widget-body")).to_be_visible()
         expect(teacher.locator(".class-chart .plot[data-rendered=true]")).to_be_visible()
+        for plot in teacher.locator(".class-widget .plot").all():  # drawn when seen
+            plot.scroll_into_view_if_needed()
+            expect(plot).to_have_attribute("data-rendered", "true")
+        assert teacher.evaluate(CLIPPED_TITLES) == []  # presentation-sized, side by side: titles wrap
         assert chart.evaluate("el => el.data[0].marker.color[2]") != chart.evaluate("el => el.data[0].marker.color[1]")
         for phone, verdict in zip(phones, ("You predicted it.", "Not what you predicted.", "你预测对了"), strict=True):
             expect(phone.locator(".student-bars li.measured")).to_have_attribute("data-choice", "c")

@@ -1,6 +1,7 @@
 """Lesson 1 end to end in a real browser, in Chinese: predict, run, read; progress survives a reload."""
 
 import pytest
+from helpers import CLIPPED_TITLES
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -21,6 +22,10 @@ def test_lesson_one_in_chinese_predict_run_read(page: Page, live_server):
         expect(step.locator(".widget .widget-body")).to_be_visible(timeout=30_000)
         expect(step.locator(".explain")).to_be_visible()
         expect(step.locator(".predict input").first).to_be_disabled()
+        for plot in step.locator(".widget .plot").all():  # drawn when seen
+            plot.scroll_into_view_if_needed()
+            expect(plot).to_have_attribute("data-rendered", "true")
+    assert page.evaluate(CLIPPED_TITLES) == []  # side-by-side figures are half as wide: their titles wrap
     page.screenshot(path="test-results/lesson-residual-zh.png", full_page=True)
     # resumed after a reload: the predictions stay chosen and the widgets run again
     page.reload()

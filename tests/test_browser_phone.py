@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from helpers import CLIPPED_TITLES
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -21,6 +22,7 @@ def test_no_page_is_wider_than_a_phone(page: Page, live_server, lang):
                                ".every(p => p.dataset.rendered === 'true')")
         width, viewport = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
         assert width <= viewport, f"{path}?lang={lang} is {width} px wide at {viewport} px"
+        assert page.evaluate(CLIPPED_TITLES) == [], f"{path}?lang={lang}: titles cut off at the figure's edge"
         nav = page.locator(".topbar nav a").first
         assert nav.bounding_box()["width"] > 30  # the header's links keep their words on one line
 

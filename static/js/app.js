@@ -52,7 +52,9 @@ function fitLayout(el, layout) {
   }
   const source = el.titleSource;
   const margin = layout.margin || {};
-  const room = Math.max(120, (el.clientWidth || 600) - 16);
+  // A title placed on the plot area (xref "paper") starts after the left margin, which automargin may grow a little
+  const inset = title.xref === "paper" ? (margin.l ?? 80) + (margin.r ?? 80) + 24 : 16;
+  const room = Math.max(120, (el.clientWidth || 600) - inset);
   const size = (title.font && title.font.size) || 14;
   const text = wrapText(source.text, size, room);
   const extra = (text.match(/<br>/g) || []).length;
