@@ -13,7 +13,7 @@ from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, query_params
-from app.playground.view import LATER_PANELS, panel, playground_context, step_context
+from app.playground.view import LATER_PANELS, panel, playground_context, step_context, step_span
 from app.web.compute import run_playground_work
 from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import page_errors
@@ -123,7 +123,7 @@ async def playground_stream(request: Request, state: StateDep, settings: Setting
                             interval_ms: Annotated[int, Query(ge=0, le=MAX_INTERVAL_MS, description=(
                                 "milliseconds between steps (the server's fastest speed is its floor)"))] = 400):
     interval = max(interval_ms, settings.stream_min_interval_ms) / 1000
-    first = await _work(request, state, _step_span, t.lang)
+    first = await _work(request, state, step_span)
 
     async def events():
         for index in range(*first):
@@ -136,9 +136,3 @@ async def playground_stream(request: Request, state: StateDep, settings: Setting
         yield ServerSentEvent(data="end", event="done")
 
     return EventSourceResponse(events(), ping=15)
-
-
-def _step_span(state: PlaygroundState, lang: str) -> tuple[int, int]:
-    """(the step Play starts at, the number of steps)."""
-    context = step_context(state, Translator(lang))
-    return context["step_index"], len(context["steps"])

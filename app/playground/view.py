@@ -247,10 +247,21 @@ def architecture_svg(r: Resolved, steps: list[dict], index: int, lang: str) -> M
     return svg
 
 
+def step_index(state: PlaygroundState, steps: list[dict]) -> int:
+    """The step the state shows: the one it names (the last one past the end), else the last (the prediction)."""
+    return len(steps) - 1 if state.step is None else min(state.step, len(steps) - 1)
+
+
+def step_span(state: PlaygroundState) -> tuple[int, int]:
+    """(the step the state shows, the number of steps): where Play starts and ends."""
+    steps = resolve(state).trace["steps"]
+    return step_index(state, steps), len(steps)
+
+
 def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) -> dict:
     r = resolved or resolve(state)
     steps = r.trace["steps"]
-    index = len(steps) - 1 if state.step is None else min(state.step, len(steps) - 1)
+    index = step_index(state, steps)
     step = steps[index]
     return {
         "state": state,
