@@ -71,3 +71,31 @@ async def a_class_followed_live(base: str) -> None:
 
 def test_the_tally_follows_the_answers_and_a_reveal_reaches_every_phone(live_server):
     run_async(a_class_followed_live(live_server))
+
+
+def test_a_closed_class_ends_its_screens_streams_and_its_watcher(tmp_path):
+    from app.classroom.codes import digest
+    from app.classroom.live import ClassHub
+    from app.classroom.store import ClassStore
+
+    with ClassStore(tmp_path / "classes.sqlite") as store:
+        row = store.create_class("residual", "question", digest("secret"), 4.0, 20)
+
+        async def scenario():
+            hub = ClassHub(store, poll_s=0.02)
+            stages = []
+
+            async def screen():
+                async for _, stage in hub.follow(row.id):
+                    stages.append(stage)
+
+            screens = [asyncio.create_task(screen()) for _ in range(3)]
+            await wait_for(lambda: len(stages) >= 3)
+            await asyncio.to_thread(store.close_class, row.id)
+            await asyncio.wait_for(asyncio.gather(*screens), timeout=5)  # every stream ends by itself
+            watching = hub.watching()
+            await hub.close()
+            return stages, watching
+
+        stages, watching = run_async(scenario())
+    assert stages[-1].endswith(":closed") and watching == 0

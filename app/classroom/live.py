@@ -28,6 +28,11 @@ POLL_S = 0.2
 log = logging.getLogger(__name__)
 
 
+def stage_ended(stage: str) -> bool:
+    """Whether a stage (views.stage_of) is of a class that has ended: closed or expired, nothing more changes."""
+    return stage.endswith((":closed", ":expired"))
+
+
 class _Watch:
     """One class as this process follows it: its newest snapshot and an event set whenever that changes."""
 
@@ -52,7 +57,8 @@ class ClassHub:
         self._watches: dict[int, _Watch] = {}
 
     async def follow(self, class_id: int) -> AsyncIterator[tuple[Snapshot, str]]:
-        """Each new (snapshot, stage) of the class, the current one first; ends when the hub closes."""
+        """Each new (snapshot, stage) of the class, the current one first; ends after the class has ended (closed
+        or expired: nothing more will change), or when the hub closes."""
         watch = self._watches.get(class_id)
         if watch is None:
             watch = self._watches[class_id] = _Watch()
@@ -62,8 +68,10 @@ class ClassHub:
             seen = None
             while not watch.closed:
                 if watch.snapshot is not None and watch.snapshot is not seen:
-                    seen = watch.snapshot
-                    yield seen, watch.stage
+                    seen, stage = watch.snapshot, watch.stage
+                    yield seen, stage
+                    if stage_ended(stage):
+                        return
                     continue  # a change while the event was being sent: look again before waiting
                 await watch.changed.wait()
         finally:

@@ -454,3 +454,16 @@ document.addEventListener("DOMContentLoaded", () => keepPresentInLinks(document)
 document.addEventListener("htmx:afterSwap", (event) => keepPresentInLinks(event.target));
 document.addEventListener("htmx:pushedIntoHistory", keepPresentInAddress);
 document.addEventListener("htmx:replacedInHistory", keepPresentInAddress);
+
+// A class's teacher page keeps its key out of the address bar (static/js/class.js): reloaded, or reached by a
+// language link, without it, the page is refused; the key this tab kept is put back and the page asked again.
+(function restoreClassKey() {
+  const match = location.pathname.match(/^\/class\/([A-Z0-9]{8})$/);
+  if (!match || new URLSearchParams(location.search).has("key")) return;
+  let key = null;
+  try { key = sessionStorage.getItem(`addnorm.class-key.${match[1]}`); } catch { return; }
+  if (!key) return;
+  const url = new URL(location.href);
+  url.searchParams.set("key", key);
+  location.replace(url);
+})();

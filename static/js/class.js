@@ -9,10 +9,14 @@
 const PAST_CLASSES = "addnorm.classes";
 const PAST_KEPT = 20;
 
+// Math in the lesson's text only (the .class-view): never in nicknames (the roster, "your name"), which anyone
+// types; and no formula may grow past a line, whoever wrote it.
 function typesetClass(root) {
-  if (window.renderMathInElement) {
-    renderMathInElement(root, { delimiters: [{ left: "$$", right: "$$", display: true }, { left: "$", right: "$", display: false }], throwOnError: false });
-  }
+  if (!window.renderMathInElement) return;
+  const views = root.matches && root.matches(".class-view") ? [root] : root.querySelectorAll(".class-view");
+  views.forEach((view) => renderMathInElement(view, {
+    delimiters: [{ left: "$$", right: "$$", display: true }, { left: "$", right: "$", display: false }],
+    throwOnError: false, maxSize: 5, maxExpand: 100 }));
 }
 
 function shownStage(view) {
@@ -71,6 +75,15 @@ function showTally(screen, tally) {
   joinedShown = joined;
 }
 
+function ended(stage) {
+  return /:(closed|expired)$/.test(stage || "");
+}
+
+let retryDelay = 2000;
+
+// The stream reconnects by itself after a network error; after a refusal (a busy server's 503, a 429) it stops for
+// good, so it is opened again here, a little later each time, and the view fetched for what was missed. An ended
+// class's stream is ended by the server (204): nothing is left to follow.
 function follow(screen) {
   screenEl = screen;
   viewEl = screen.querySelector("#teacher-view, #student-view");
@@ -81,14 +94,34 @@ function follow(screen) {
     showTally(screen, tally);
     refresh(tally.stage);
   });
-  source.addEventListener("open", () => screen.classList.remove("offline"));
-  source.addEventListener("error", () => screen.classList.add("offline"));  // EventSource reconnects by itself
+  source.addEventListener("open", () => { screen.classList.remove("offline"); retryDelay = 2000; });
+  source.addEventListener("error", () => {
+    screen.classList.add("offline");
+    if (source.readyState !== EventSource.CLOSED || ended(shownStage(viewEl))) return;
+    setTimeout(() => {
+      htmx.ajax("GET", screen.dataset.view, { target: viewEl, swap: "innerHTML" }).finally(() => {
+        if (!ended(shownStage(viewEl))) follow(screen);
+      });
+    }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 30000);
+  });
 }
 
 // ---- this browser's classes, for the start page -------------------------------------------------
 
 function loadPast() {
   try { return JSON.parse(localStorage.getItem(PAST_CLASSES)) || []; } catch { return []; }
+}
+
+// The teacher's key leaves the address bar (a projector shows it to the room): kept in this tab's storage, and put
+// back by app.js if the page is reloaded.
+function hideKey(screen) {
+  const url = new URL(location.href);
+  const key = url.searchParams.get("key");
+  if (!key) return;
+  try { sessionStorage.setItem(`addnorm.class-key.${screen.dataset.code}`, key); } catch { return; }
+  url.searchParams.delete("key");
+  history.replaceState(history.state, "", url);
 }
 
 function rememberClass(screen) {
@@ -138,7 +171,7 @@ window.addEventListener("DOMContentLoaded", () => {
   const screen = document.getElementById("class-screen");
   if (screen) {
     typesetClass(screen);
-    if (screen.dataset.role === "teacher") rememberClass(screen);
+    if (screen.dataset.role === "teacher") { rememberClass(screen); hideKey(screen); }
     follow(screen);
   }
   listPast();
