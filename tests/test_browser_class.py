@@ -33,7 +33,7 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
         expect(teacher.locator(".join-qr svg")).to_be_visible()
 
         phones = []
-        for nickname, lang in (("Ada", "en"), ("<b>Bob</b>", "en"), ("小明", "zh")):
+        for nickname, lang in ((r"$\Huge Ada$", "en"), ("<b>Bob</b>", "en"), ("小明", "zh")):
             contexts.append(browser.new_context(**PHONE, locale="zh-CN" if lang == "zh" else "en-US"))
             phone = contexts[-1].new_page()
             phone.goto(f"{live_server}/join/{code}")  # the QR code's address; the language is the phone's own
@@ -43,6 +43,7 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
             phones.append(phone)
         expect(teacher.locator("#joined-count")).to_have_text("3")
         expect(teacher.locator(".roster")).to_contain_text("<b>Bob</b>")  # escaped, shown as typed
+        expect(teacher.locator(".roster")).to_contain_text(r"$\Huge Ada$")
 
         teacher.keyboard.press("ArrowRight")  # the next step, as a presenter's clicker sends it
         expect(teacher.locator(".class-question")).to_be_visible()
@@ -82,6 +83,8 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
         teacher.reload()  # the key this tab kept is put back: the teacher's screen again, its key hidden again
         expect(teacher.locator("#class-screen[data-role=teacher]")).to_be_visible()
         expect(teacher).to_have_url(re.compile(r"/class/\w{8}\?present=1$"))
+        expect(teacher.locator(".roster")).to_contain_text(r"$\Huge Ada$")  # a nickname is never typeset as math
+        expect(teacher.locator(".roster .katex")).to_have_count(0)
         teacher.goto(f"{live_server}/class?lang=en")  # this browser's classes, to reopen
         expect(teacher.locator("#class-past-list .past-code")).to_have_text([code])
         teacher.locator(".past-link").click()
