@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import math
 
 from app.playground.figures import FONT
+from app.playground.figures import escape_label as _esc
 from app.teaching.lesson_schema import Step
 from app.web.i18n import Translator
 
@@ -13,11 +13,6 @@ LETTERS = "ABCD"  # a lesson step has at most four choices (lesson_schema.Predic
 BAR = "#0072B2"
 MEASURED = "#009E73"
 OTHER = "#9fb4c8"
-
-
-def _esc(text: str) -> str:
-    """Plotly reads a little HTML in text: escape &, < and >."""
-    return html.escape(str(text), quote=False)
 
 
 def answer_distribution(step: Step, counts: dict[str, int], t: Translator, measured: str | None = None) -> dict:

@@ -41,6 +41,7 @@ from app.playground.figures._base import (  # noqa: F401
     TOKENS_OF,
     Figure,
     current_language,
+    escape_label,
     language,
     log_tick_values,
     share_axes,

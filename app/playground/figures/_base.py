@@ -103,9 +103,12 @@ def language(lang: str) -> Iterator[None]:
 # ---------------------------------------------------------------- shared helpers
 
 
-def _esc(label: object) -> str:
+def escape_label(label: object) -> str:
     """A label as Plotly should show it: &, < and > escaped (Plotly reads a little HTML in text)."""
     return html.escape(str(label), quote=False)
+
+
+_esc = escape_label  # the name every figure module here uses
 
 
 def _labels(tokens: Sequence[str] | None, n: int, missing: str | None = None) -> list[str]:
