@@ -327,3 +327,24 @@ def test_a_data_dir_that_cannot_be_used_turns_classes_off_and_nothing_else(tmp_p
             assert client.get("/join/ABCDEFGH").status_code == 503
             assert client.get("/class").status_code == 200  # the start page itself reads nothing
             assert client.get("/lessons/residual").status_code == 200
+
+
+def test_wrong_codes_from_one_address_hold_back_only_the_guesser(tmp_path):
+    settings = Settings(data_dir=tmp_path, class_join_failures_per_minute=3)
+    with TestClient(create_app(settings)) as client:  # every client here has the same address
+        code, key = start(client)
+        teacher(client, code, key, "step", to="1")
+        phone = student(client.app, code, "Ada")
+        guesser = TestClient(client.app)
+        for _ in range(5):
+            guesser.post("/join", data={"code": "ZZZZZZZZ"})
+        assert guesser.post("/join", data={"code": code}).status_code == 429  # the right code too: no guessing on
+        assert guesser.get(f"/class/{code}", params={"key": "not-the-key"}).status_code == 429
+        assert answer(phone, code, "c").status_code == 200
+        assert "Your answer: C" in phone.get(f"/join/{code}/view").text
+        assert phone.get(f"/join/{code}").status_code == 200
+        assert phone.post("/join", data={"code": code}, follow_redirects=False).status_code == 303  # joined before
+        assert "1 of 1 answered" in client.get(f"/class/{code}/view", params={"key": key}).text
+        assert teacher(client, code, key, "reveal", step=QUESTION).status_code == 200
+        assert teacher(client, code, key, "close").status_code == 200
+        assert guesser.post("/join", data={"code": code}).status_code == 429

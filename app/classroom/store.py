@@ -234,6 +234,13 @@ class ClassStore:
         rows = self._read("SELECT * FROM classes WHERE id = ?", (class_id,))
         return _class(rows[0]) if rows else None
 
+    def by_code(self, code: str | None) -> ClassRow | None:
+        """The class with this code, counting nothing: for a request that proves it belongs to the class."""
+        if code is None:
+            return None
+        rows = self._read("SELECT * FROM classes WHERE code = ?", (code,))
+        return _class(rows[0]) if rows else None
+
     def lookup(self, code: str | None, address: str, limit: int, window_s: float = 60.0) -> tuple[ClassRow | None,
                                                                                                    float | None]:
         """(the class with this code, None), or (None, seconds to wait) once `address` has tried `limit` unknown

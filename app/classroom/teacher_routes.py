@@ -102,7 +102,7 @@ async def start_class(request: Request, form: Annotated[StartForm, Form()], stor
 
 
 async def _teacher_class(request: Request, store, code: str, key: str) -> ClassRow:
-    row = await find_class(request, store, code)
+    row = await find_class(request, store, code, key)
     require_teacher(row, key)
     return row
 
