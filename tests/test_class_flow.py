@@ -50,7 +50,8 @@ def answer(phone, code, choice, step=QUESTION):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), class_max_open=100)  # a class per test
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), class_max_open=100,  # a class per test
+                        class_starts_per_hour=1000, class_joins_per_minute=1000)
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -348,3 +349,54 @@ def test_wrong_codes_from_one_address_hold_back_only_the_guesser(tmp_path):
         assert teacher(client, code, key, "reveal", step=QUESTION).status_code == 200
         assert teacher(client, code, key, "close").status_code == 200
         assert guesser.post("/join", data={"code": code}).status_code == 429
+
+
+def test_one_address_may_start_and_join_only_so_often(tmp_path):
+    settings = Settings(data_dir=tmp_path, class_starts_per_hour=2, class_joins_per_minute=2)
+    with TestClient(create_app(settings)) as client:
+        code, _ = start(client)
+        start(client)
+        r = client.post("/class", data={"lesson": "residual"})
+        assert r.status_code == 429 and refusal(r)[0] == "lesson" and "ADDNORM_CLASS_STARTS_PER_HOUR" in refusal(r)[1]
+        assert 3500 <= int(r.headers["retry-after"]) <= 3600
+        zh = client.post("/class", data={"lesson": "residual"}, params={"lang": "zh"})
+        assert zh.status_code == 429 and "过去一小时内" in refusal(zh)[1]
+        phone = student(client.app, code)
+        student(client.app, code)
+        r = TestClient(client.app).post("/join", data={"code": code})
+        assert r.status_code == 429 and refusal(r)[0] == "code" and "ADDNORM_CLASS_JOINS_PER_MINUTE" in refusal(r)[1]
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert phone.post("/join", data={"code": code}, follow_redirects=False).status_code == 303  # joined before
+        store = client.app.state.classes
+        real = store.clock
+        store.clock = lambda: real() + 3601
+        try:
+            start(client)  # an hour on, this address may start again
+            student(client.app, code)
+        finally:
+            store.clock = real
+
+
+def test_the_teacher_can_lock_and_unlock_joins(client, running):
+    code, key = running
+    phone = student(client.app, code)
+    for wrong in ("", "not-the-key"):
+        for action in ("lock", "unlock"):
+            r = teacher(client, code, wrong, action)
+            assert r.status_code == 403 and refusal(r)[0] == "key"
+    locked = teacher(client, code, key, "lock")
+    assert locked.status_code == 200 and 'data-stage="1:open:"' in locked.text
+    newcomer = TestClient(client.app)
+    r = newcomer.post("/join", data={"code": code})
+    assert r.status_code == 409 and refusal(r) == ("code", "the teacher has locked this class: it takes no new "
+                                                           "students now")
+    assert student_cookie(code) not in r.headers.get("set-cookie", "")  # no token for a refused join
+    assert newcomer.get(f"/join/{code}").status_code == 409
+    assert "锁定" in newcomer.get(f"/join/{code}", params={"lang": "zh"}).text
+    assert answer(phone, code, "a").status_code == 200  # who joined goes on
+    assert phone.get(f"/join/{code}").status_code == 200
+    assert phone.post("/join", data={"code": code}, follow_redirects=False).status_code == 303
+    assert teacher(client, code, key, "unlock").status_code == 200
+    student(client.app, code)
+    teacher(client, code, key, "close")
+    assert teacher(client, code, key, "lock").status_code == 410

@@ -30,6 +30,9 @@ REFUSALS = {
     "moved_on": ("step", 409, "class.err.moved_on"),
     "locked": ("choice", 409, "class.err.locked"),
     "not_revealed": ("step", 409, "class.err.not_revealed"),
+    "joins_locked": ("code", 409, "class.err.joins_locked"),
+    "too_many_starts": ("lesson", 429, "class.err.too_many_starts"),
+    "too_many_joins": ("code", 429, "class.err.too_many_joins"),
 }
 
 
@@ -43,7 +46,8 @@ class ClassError(Exception):
     @classmethod
     def from_refusal(cls, refused: Refused) -> ClassError:
         field, status, key = REFUSALS[refused.reason]
-        return cls(field, key, status, **refused.values)
+        wait = refused.values.get("seconds") if status == 429 else None
+        return cls(field, key, status, {"Retry-After": str(wait)} if wait is not None else None, **refused.values)
 
 
 def install_class_error_handlers(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ from app.classroom.live import student_events
 from app.classroom.sessions import (
     ClassError,
     ClassStoreDep,
+    client_address,
     find_class,
     in_thread,
     lesson_of,
@@ -76,7 +77,8 @@ async def join(request: Request, form: Annotated[JoinForm, Form()], store: Class
     response = Response(status_code=303, headers={"Location": _student_url(row.code, request)})
     if await in_thread(student_of, request, store, row) is None:  # joined before: the same student again
         token = new_secret()
-        await in_thread(store.join, row.id, digest(token), nickname, settings.class_max_students)
+        await in_thread(store.join, row.id, digest(token), nickname, settings.class_max_students,
+                        client_address(request), settings.class_joins_per_minute)
         response.set_cookie(student_cookie(row.code), token, max_age=max(60, int(row.expires_at - store.clock())),
                             path="/join", httponly=True, samesite="lax")
     return response
@@ -98,7 +100,8 @@ async def _student_context(store, row: ClassRow, student: Student, t) -> dict:
 
 @router.get("/join/{code}", summary="A class on a student's phone (the join form until this browser has joined)",
             response_class=HTMLResponse, responses={303: {"description": "The code written another way: Location is "
-                                                                         "the class's own address"}, **VIEW_ERRORS})
+                                                                         "the class's own address"},
+                                                    **page_errors(403, 404, 409, 410, 422, 429, 503)})
 async def student_page(request: Request, code: str, store: ClassStoreDep, t: TranslatorDep):
     row = await find_class(request, store, code)
     if code != row.code:  # k7m2-qx9p: one address per class, the one the QR code and the links use
@@ -108,6 +111,8 @@ async def student_page(request: Request, code: str, store: ClassStoreDep, t: Tra
         ended = row.ended(store.clock())
         if ended:
             raise ClassError("code", f"class.err.{ended}", 410)
+        if row.joins_locked:
+            raise ClassError("code", "class.err.joins_locked", 409)
         return render(request, "join.html", {"code": row.code, "cls": row, "lesson": lesson_of(row)})
     return render(request, "class_student.html", await _student_context(store, row, student, t))
 

@@ -24,6 +24,7 @@ from app.classroom.qr import join_qr_svg
 from app.classroom.sessions import (
     ClassError,
     ClassStoreDep,
+    client_address,
     current_step,
     find_class,
     in_thread,
@@ -87,7 +88,7 @@ def class_page(request: Request, lesson: Annotated[str | None, Query(max_length=
 
 @router.post("/class", summary="Start a class session: a join code, a QR code and the teacher's secret link",
              responses={303: {"description": "Started: Location is the teacher's page (it carries the secret)"},
-                        **page_errors(404, 409, 413, 415, 422, 503)})
+                        **page_errors(404, 409, 413, 415, 422, 429, 503)})
 async def start_class(request: Request, form: Annotated[StartForm, Form()], store: ClassStoreDep,
                       settings: SettingsDep):
     refuse_unknown_fields(await request.form(), StartForm.model_fields)
@@ -97,7 +98,8 @@ async def start_class(request: Request, form: Annotated[StartForm, Form()], stor
         raise BadInput("lesson", f"there is no lesson {quoted(form.lesson)}; lessons: {known}", 404)
     key = new_secret()
     row = await in_thread(store.create_class, lesson.slug, lesson.steps[0].id, digest(key),
-                          settings.class_session_hours, settings.class_max_open)
+                          settings.class_session_hours, settings.class_max_open, client_address(request),
+                          settings.class_starts_per_hour)
     return Response(status_code=303, headers={"Location": teacher_url(row.code, key, request)})
 
 
@@ -237,6 +239,29 @@ async def close(request: Request, code: str, form: Annotated[KeyForm, Form()], s
     await in_thread(store.close_class, row.id)
     return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
                           row.code, form.key)
+
+
+async def _set_joins(request: Request, code: str, form: KeyForm, store, locked: bool, settings, results, t):
+    refuse_unknown_fields(await request.form(), KeyForm.model_fields)
+    row = await _teacher_class(request, store, code, form.key)
+    await in_thread(store.lock_joins, row.id, locked)
+    return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
+                          row.code, form.key)
+
+
+@router.post("/class/{code}/lock", summary="Let no more students join; who joined goes on",
+             response_class=HTMLResponse, responses={303: {"description": "Done: Location is the teacher's page"},
+                                                     **ACTION_ERRORS})
+async def lock_joins(request: Request, code: str, form: Annotated[KeyForm, Form()], store: ClassStoreDep,
+                     settings: SettingsDep, results: ResultsDep, t: TranslatorDep):
+    return await _set_joins(request, code, form, store, True, settings, results, t)
+
+
+@router.post("/class/{code}/unlock", summary="Let new students join again", response_class=HTMLResponse,
+             responses={303: {"description": "Done: Location is the teacher's page"}, **ACTION_ERRORS})
+async def unlock_joins(request: Request, code: str, form: Annotated[KeyForm, Form()], store: ClassStoreDep,
+                       settings: SettingsDep, results: ResultsDep, t: TranslatorDep):
+    return await _set_joins(request, code, form, store, False, settings, results, t)
 
 
 # ---- the answers as CSV -------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def _common(store: ClassStore, class_id: int, lesson: Lesson) -> dict:
     context = {"cls": row, "code": row.code, "shown_code": shown_code(row.code), "lesson": lesson, "step": step,
                "index": index, "total": len(lesson.steps), "stage": stage_of(snap, now), "ended": row.ended(now),
                "joined": snap.joined, "answered": snap.answered, "revealed": state.revealed_at is not None,
-               "ran": state.ran_at is not None, "result": state.result, "expires_at": row.expires_at}
+               "ran": state.ran_at is not None, "result": state.result, "expires_at": row.expires_at,
+               "joins_locked": row.joins_locked}
     return context
 
 
