@@ -400,3 +400,22 @@ def test_the_teacher_can_lock_and_unlock_joins(client, running):
     student(client.app, code)
     teacher(client, code, key, "close")
     assert teacher(client, code, key, "lock").status_code == 410
+
+
+@pytest.mark.parametrize("ending", ["closed", "expired"])
+def test_the_streams_of_an_ended_class_answer_no_content(client, running, ending):
+    code, key = running
+    phone = student(client.app, code)
+    store = client.app.state.classes
+    real = store.clock
+    if ending == "closed":
+        teacher(client, code, key, "close")
+    else:
+        store.clock = lambda: real() + client.app.state.settings.class_session_hours * 3600 + 1
+    try:
+        for r in (client.get(f"/class/{code}/events", params={"key": key}), phone.get(f"/join/{code}/events")):
+            assert r.status_code == 204 and r.content == b""
+        assert client.get(f"/class/{code}/events", params={"key": "not-the-key"}).status_code == 403
+        assert TestClient(client.app).get(f"/join/{code}/events").status_code == 403
+    finally:
+        store.clock = real

@@ -127,9 +127,13 @@ async def student_partial(request: Request, code: str, store: ClassStoreDep, t: 
 
 @router.get("/join/{code}/events", summary="When the class moves on, as server-sent events", response_class=EventStream,
             responses={**event_stream("`stage` (the stage key) when the class moves to another step, reveals, runs "
-                                      "or ends; the page then asks for its view", ("stage",)), **VIEW_ERRORS})
+                                      "or ends; the page then asks for its view", ("stage",)),
+                       204: {"description": "The class has ended (closed or expired): nothing more to follow"},
+                       **VIEW_ERRORS})
 async def student_stream(request: Request, code: str, store: ClassStoreDep):
     row, _ = await _joined(request, store, code)
+    if row.ended(store.clock()):  # nothing more will happen: 204 stops the browser reconnecting
+        return Response(status_code=204)
     return EventSourceResponse(student_events(request.app.state.class_hub, row.id), ping=15)
 
 

@@ -170,9 +170,13 @@ async def teacher_roster(request: Request, code: str, store: ClassStoreDep, t: T
             response_class=EventStream,
             responses={**event_stream("`tally` (JSON: answered, joined, stage, version) on every change of the class; "
                                       "`stage` (the stage key) when it moves to another step, reveals, runs or ends",
-                                      ("tally", "stage")), **VIEW_ERRORS})
+                                      ("tally", "stage")),
+                       204: {"description": "The class has ended (closed or expired): nothing more to follow"},
+                       **VIEW_ERRORS})
 async def teacher_stream(request: Request, code: str, store: ClassStoreDep, key: Key = ""):
     row = await _teacher_class(request, store, code, key)
+    if row.ended(store.clock()):  # nothing more will happen: 204 stops the browser reconnecting
+        return Response(status_code=204)
     return EventSourceResponse(teacher_events(request.app.state.class_hub, row.id), ping=15)
 
 
