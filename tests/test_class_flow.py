@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from helpers import english_words_on_page
 
 from app.classroom.sessions import student_cookie
+from app.classroom.store import ClassStore
+from app.teaching.lesson_schema import get_lesson
 from app.web.factory import create_app
 from app.web.settings import Settings
 
@@ -419,3 +421,29 @@ def test_the_streams_of_an_ended_class_answer_no_content(client, running, ending
         assert TestClient(client.app).get(f"/join/{code}/events").status_code == 403
     finally:
         store.clock = real
+
+
+def test_a_view_read_while_the_class_moves_on_shows_one_step_under_its_own_stage(client, running):
+    code, key = running
+    phone = student(client.app, code)
+    store = client.app.state.classes
+    other = ClassStore(store.path)  # another server process on the same data directory
+    row = store.by_code(code)
+    real = store.get_class
+
+    def moved_on_meanwhile(class_id):  # the teacher clicks Next on the other server between two reads
+        found = real(class_id)
+        other.set_step(row.id, 2, get_lesson("residual").steps[2].id)
+        return found
+
+    store.get_class = moved_on_meanwhile
+    try:
+        views = [phone.get(f"/join/{code}/view").text, client.get(f"/class/{code}/view", params={"key": key}).text]
+    finally:
+        store.get_class = real
+        other.close()
+    for view in views:
+        stage = int(re.search(r'data-stage="(\d+):', view).group(1))
+        shown = int(re.search(r"(?:step |第 )(\d+)", view).group(1))
+        assert shown == stage + 1, view[:800]
+    assert 'data-stage="2:open:"' in phone.get(f"/join/{code}/view").text

@@ -12,7 +12,7 @@ from anyio.to_thread import run_sync
 from fastapi import Depends, FastAPI, Request
 
 from app.classroom.codes import digest, normal_code, secret_matches
-from app.classroom.store import ClassRow, ClassStore, Refused, Student
+from app.classroom.store import ClassRow, ClassStore, Refused, Snapshot, Student
 from app.teaching.lesson_schema import Lesson, Step, get_lesson
 from app.web.errors import BadInput, quoted
 from app.web.i18n import Translator, pick_language
@@ -122,8 +122,9 @@ def lesson_of(row: ClassRow) -> Lesson:
     return lesson
 
 
-def current_step(lesson: Lesson, row: ClassRow) -> tuple[int, Step]:
-    """The class's step: by its id (a lesson edited meanwhile keeps the class on it), else by its index."""
+def current_step(lesson: Lesson, row: ClassRow | Snapshot) -> tuple[int, Step]:
+    """The class's step (of its row or of a snapshot): by its id (a lesson edited meanwhile keeps the class on
+    it), else by its index."""
     for index, step in enumerate(lesson.steps):
         if step.id == row.step_id:
             return index, step

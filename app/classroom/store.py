@@ -209,6 +209,21 @@ class ClassStore:
                     self._conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """The reads inside see one state of the store, whatever another process commits meanwhile (a page read
+        in several queries never mixes two steps of a class). Only reads: a write inside would fail."""
+        with self._lock:
+            if self._conn.in_transaction:  # already inside one
+                yield
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
