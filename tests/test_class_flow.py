@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import english_words_on_page
 
+from app.classroom import teacher_routes
 from app.classroom.sessions import student_cookie
 from app.classroom.store import ClassStore
 from app.teaching.lesson_schema import get_lesson
@@ -447,3 +448,25 @@ def test_a_view_read_while_the_class_moves_on_shows_one_step_under_its_own_stage
         shown = int(re.search(r"(?:step |第 )(\d+)", view).group(1))
         assert shown == stage + 1, view[:800]
     assert 'data-stage="2:open:"' in phone.get(f"/join/{code}/view").text
+
+
+def test_run_refuses_an_ended_class_and_a_run_in_progress(client, running, monkeypatch):
+    code, key = running
+    answer(student(client.app, code), code, "a")
+    teacher(client, code, key, "reveal", step=QUESTION)
+    row = client.app.state.classes.by_code(code)
+    teacher_routes.runs_in_progress(client.app).add((row.id, QUESTION))  # the first click's run is measuring
+    try:
+        r = teacher(client, code, key, "run", step=QUESTION)
+        assert r.status_code == 409 and refusal(r)[0] == "step"
+    finally:
+        teacher_routes.runs_in_progress(client.app).discard((row.id, QUESTION))
+    teacher(client, code, key, "close")
+
+    async def no_work(*args, **kwargs):
+        raise AssertionError("an ended class's experiment was run")
+
+    monkeypatch.setattr(teacher_routes, "run_model_work", no_work)
+    r = teacher(client, code, key, "run", step=QUESTION)
+    assert r.status_code == 410 and refusal(r)[0] == "code"
+    assert teacher(client, code, key, "reveal", step=QUESTION).status_code == 410

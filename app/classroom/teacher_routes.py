@@ -195,10 +195,22 @@ async def go_to_step(request: Request, code: str, form: Annotated[StepForm, Form
                           row.code, form.key)
 
 
+def runs_in_progress(app) -> set[tuple[int, str]]:
+    """(class id, step id) of the experiments this process is running now. Another process may run the same
+    step at the same moment: the store keeps the first result saved (save_result)."""
+    running = getattr(app.state, "class_runs", None)
+    if running is None:
+        running = app.state.class_runs = set()
+    return running
+
+
 async def _acting_on(request: Request, code: str, form: ActForm, store):
     """The class and its current step, which must be the one the teacher's screen showed (`step`)."""
     refuse_unknown_fields(await request.form(), ActForm.model_fields)
     row = await _teacher_class(request, store, code, form.key)
+    ended = row.ended(store.clock())
+    if ended:
+        raise ClassError("code", f"class.err.{ended}", 410)
     _, step = current_step(lesson_of(row), row)
     if step.id != form.step:
         raise ClassError("step", "class.err.moved_on", 409, step=step.id)
@@ -228,8 +240,15 @@ async def run(request: Request, code: str, form: Annotated[ActForm, Form()], sto
         raise ClassError("step", "class.err.not_revealed", 409)
     widget = None
     if state.ran_at is None:  # queued with the playground's model work, like a lesson's Run
-        widget, result = await run_model_work(request, run_experiment, step, settings, results, t)
-        await in_thread(store.save_result, row.id, step.id, result)
+        running = runs_in_progress(request.app)
+        if (row.id, step.id) in running:  # a second click while the first run measures
+            raise ClassError("step", "class.err.running", 409, step=step.id)
+        running.add((row.id, step.id))
+        try:
+            widget, result = await run_model_work(request, run_experiment, step, settings, results, t)
+            await in_thread(store.save_result, row.id, step.id, result)
+        finally:
+            running.discard((row.id, step.id))
     context = await _teacher_context(request, store, row, form.key, t, settings, results, widget)
     return _view_response(request, context, row.code, form.key)
 
