@@ -470,3 +470,19 @@ def test_run_refuses_an_ended_class_and_a_run_in_progress(client, running, monke
     r = teacher(client, code, key, "run", step=QUESTION)
     assert r.status_code == 410 and refusal(r)[0] == "code"
     assert teacher(client, code, key, "reveal", step=QUESTION).status_code == 410
+
+
+def test_an_answer_no_longer_among_the_steps_choices_shows_as_none(client, running):
+    code, key = running
+    phone = student(client.app, code)
+    answer(phone, code, "a")
+    store = client.app.state.classes
+    with store._write() as conn:  # the lesson was edited during the class: choice "a" is now "gone"
+        conn.execute("UPDATE answers SET choice = 'gone' WHERE class_id = ?", (store.by_code(code).id,))
+    page = phone.get(f"/join/{code}")
+    assert page.status_code == 200 and 'class="mine' not in page.text
+    teacher(client, code, key, "reveal", step=QUESTION)
+    assert teacher(client, code, key, "run", step=QUESTION).status_code == 200
+    view = phone.get(f"/join/{code}/view")
+    assert view.status_code == 200 and 'class="mine' not in view.text and "measured" in view.text
+    assert client.get(f"/class/{code}/answers.csv", params={"key": key}).status_code == 200

@@ -89,6 +89,8 @@ def _student_view(store: ClassStore, class_id: int, lesson: Lesson, student: Stu
     context = _common(store, class_id, lesson)
     step, result = context["step"], context["result"]
     mine = store.answer_of(student.id, step.id) if step.predict else None
+    if mine is not None and step.choice(mine) is None:  # the lesson was edited since: no answer it still has
+        mine = None
     counts = store.counts(class_id, step.id) if context["revealed"] and step.predict else None
     context.update(student=student, name=display_name(student, t), answer=mine,
                    choices=_choices(step, t.lang, counts, marked_choice(result), mine),
