@@ -99,7 +99,12 @@ def test_a_class_from_start_to_the_measured_answer(client, running):
     assert [(r["student"], r["nickname"], r["step"], r["choice"], r["correct"]) for r in rows] == \
         [("1", "Ada", QUESTION, "c", "yes"), ("2", "", QUESTION, "b", "no")]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[0]["answered_at"])
-    assert teacher(client, code, key, "run", step=QUESTION).status_code == 200  # once: a second click keeps it
+    store = client.app.state.classes
+    kept = store.step_state(store.by_code(code).id, QUESTION)
+    assert kept.result["choice"] == "c"
+    again = teacher(client, code, key, "run", step=QUESTION)  # once: a second click keeps it
+    assert again.status_code == 200 and re.search(r'class="measured" data-choice="c"', again.text)
+    assert store.step_state(store.by_code(code).id, QUESTION) == kept
 
 
 @pytest.mark.parametrize(("lesson", "to", "step", "outcome", "says"), [
@@ -138,7 +143,9 @@ def test_only_the_teachers_link_can_act(client, running):
             assert r.status_code == 403 and refusal(r)[0] == "key", (action, wrong)
         for path in ("", "/view", "/roster", "/events", "/answers.csv"):
             assert client.get(f"/class/{code}{path}", params={"key": wrong}).status_code == 403
-    assert "1 of" not in client.get(f"/class/{code}/view", params={"key": key}).text
+    view = client.get(f"/class/{code}/view", params={"key": key, "lang": "en"}).text  # nothing moved it
+    assert "step 2 of 11" in view and 'data-stage="1:open:"' in view and "class-chart" not in view
+    assert "has been closed" not in view
 
 
 def test_a_student_answers_only_for_themselves(client, running):
