@@ -493,3 +493,14 @@ def test_an_answer_no_longer_among_the_steps_choices_shows_as_none(client, runni
     view = phone.get(f"/join/{code}/view")
     assert view.status_code == 200 and 'class="mine' not in view.text and "measured" in view.text
     assert client.get(f"/class/{code}/answers.csv", params={"key": key}).status_code == 200
+
+
+def test_a_refused_nickname_is_told_in_the_phones_language(client, running):
+    code, _ = running
+    phone = TestClient(client.app)
+    r = phone.post("/join", data={"code": code, "nickname": "x" * 25})
+    assert r.status_code == 422 and refusal(r) == ("nickname", "is 25 characters long; at most 24 are allowed")
+    r = phone.post("/join", data={"code": code, "nickname": "bad\u202eone"}, params={"lang": "zh"})
+    assert r.status_code == 422 and refusal(r) == ("nickname", "含有控制字符或不可见字符；请只用文字、数字和标点")
+    r = phone.post("/join", data={"code": code, "lang": "zh"})
+    assert r.status_code == 422 and refusal(r)[0] == "lang"  # no form field says the language: ?lang= does

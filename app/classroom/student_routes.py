@@ -44,13 +44,11 @@ class JoinForm(BaseModel):
     code: str = Field(max_length=40, description="the class's join code, as the teacher's screen shows it")
     nickname: str = Field("", max_length=200, description=f"shown to the teacher; at most {NICKNAME_MAX_CHARS} "
                                                            "characters; empty: anonymous")
-    lang: str | None = Field(None, max_length=10)
 
 
 class AnswerForm(BaseModel):
     step: str = Field(max_length=100, description="the id of the step the question belongs to")
     choice: str = Field(max_length=100, description="the id of the chosen answer")
-    lang: str | None = Field(None, max_length=10)
 
 
 def _student_url(code: str, request: Request) -> str:
@@ -73,7 +71,7 @@ async def join(request: Request, form: Annotated[JoinForm, Form()], store: Class
     try:
         nickname = clean_nickname(form.nickname)
     except BadNickname as error:
-        raise BadInput("nickname", str(error)) from None
+        raise ClassError("nickname", error.key, 422, **error.values) from None
     response = Response(status_code=303, headers={"Location": _student_url(row.code, request)})
     if await in_thread(student_of, request, store, row) is None:  # joined before: the same student again
         token = new_secret()

@@ -56,12 +56,10 @@ class CsvResponse(Response):
 
 class StartForm(BaseModel):
     lesson: str = Field(max_length=100, description="the slug of the lesson the class follows")
-    lang: str | None = Field(None, max_length=10)
 
 
 class KeyForm(BaseModel):
     key: str = KEY_FIELD
-    lang: str | None = Field(None, max_length=10)
 
 
 class StepForm(KeyForm):
