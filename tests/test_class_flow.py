@@ -10,7 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import english_words_on_page
 
+from app.classroom import teacher_routes
 from app.classroom.sessions import student_cookie
+from app.classroom.store import ClassStore
+from app.teaching.lesson_schema import get_lesson
 from app.web.factory import create_app
 from app.web.settings import Settings
 
@@ -50,7 +53,8 @@ def answer(phone, code, choice, step=QUESTION):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), class_max_open=100)  # a class per test
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), class_max_open=100,  # a class per test
+                        class_starts_per_hour=1000, class_joins_per_minute=1000)
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -95,7 +99,12 @@ def test_a_class_from_start_to_the_measured_answer(client, running):
     assert [(r["student"], r["nickname"], r["step"], r["choice"], r["correct"]) for r in rows] == \
         [("1", "Ada", QUESTION, "c", "yes"), ("2", "", QUESTION, "b", "no")]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[0]["answered_at"])
-    assert teacher(client, code, key, "run", step=QUESTION).status_code == 200  # once: a second click keeps it
+    store = client.app.state.classes
+    kept = store.step_state(store.by_code(code).id, QUESTION)
+    assert kept.result["choice"] == "c"
+    again = teacher(client, code, key, "run", step=QUESTION)  # once: a second click keeps it
+    assert again.status_code == 200 and re.search(r'class="measured" data-choice="c"', again.text)
+    assert store.step_state(store.by_code(code).id, QUESTION) == kept
 
 
 @pytest.mark.parametrize(("lesson", "to", "step", "outcome", "says"), [
@@ -134,7 +143,9 @@ def test_only_the_teachers_link_can_act(client, running):
             assert r.status_code == 403 and refusal(r)[0] == "key", (action, wrong)
         for path in ("", "/view", "/roster", "/events", "/answers.csv"):
             assert client.get(f"/class/{code}{path}", params={"key": wrong}).status_code == 403
-    assert "1 of" not in client.get(f"/class/{code}/view", params={"key": key}).text
+    view = client.get(f"/class/{code}/view", params={"key": key, "lang": "en"}).text  # nothing moved it
+    assert "step 2 of 11" in view and 'data-stage="1:open:"' in view and "class-chart" not in view
+    assert "has been closed" not in view
 
 
 def test_a_student_answers_only_for_themselves(client, running):
@@ -327,3 +338,169 @@ def test_a_data_dir_that_cannot_be_used_turns_classes_off_and_nothing_else(tmp_p
             assert client.get("/join/ABCDEFGH").status_code == 503
             assert client.get("/class").status_code == 200  # the start page itself reads nothing
             assert client.get("/lessons/residual").status_code == 200
+
+
+def test_wrong_codes_from_one_address_hold_back_only_the_guesser(tmp_path):
+    settings = Settings(data_dir=tmp_path, class_join_failures_per_minute=3)
+    with TestClient(create_app(settings)) as client:  # every client here has the same address
+        code, key = start(client)
+        teacher(client, code, key, "step", to="1")
+        phone = student(client.app, code, "Ada")
+        guesser = TestClient(client.app)
+        for _ in range(5):
+            guesser.post("/join", data={"code": "ZZZZZZZZ"})
+        assert guesser.post("/join", data={"code": code}).status_code == 429  # the right code too: no guessing on
+        assert guesser.get(f"/class/{code}", params={"key": "not-the-key"}).status_code == 429
+        assert answer(phone, code, "c").status_code == 200
+        assert "Your answer: C" in phone.get(f"/join/{code}/view").text
+        assert phone.get(f"/join/{code}").status_code == 200
+        assert phone.post("/join", data={"code": code}, follow_redirects=False).status_code == 303  # joined before
+        assert "1 of 1 answered" in client.get(f"/class/{code}/view", params={"key": key}).text
+        assert teacher(client, code, key, "reveal", step=QUESTION).status_code == 200
+        assert teacher(client, code, key, "close").status_code == 200
+        assert guesser.post("/join", data={"code": code}).status_code == 429
+
+
+def test_one_address_may_start_and_join_only_so_often(tmp_path):
+    settings = Settings(data_dir=tmp_path, class_starts_per_hour=2, class_joins_per_minute=2)
+    with TestClient(create_app(settings)) as client:
+        code, _ = start(client)
+        start(client)
+        r = client.post("/class", data={"lesson": "residual"})
+        assert r.status_code == 429 and refusal(r)[0] == "lesson" and "ADDNORM_CLASS_STARTS_PER_HOUR" in refusal(r)[1]
+        assert 3500 <= int(r.headers["retry-after"]) <= 3600
+        zh = client.post("/class", data={"lesson": "residual"}, params={"lang": "zh"})
+        assert zh.status_code == 429 and "过去一小时内" in refusal(zh)[1]
+        phone = student(client.app, code)
+        student(client.app, code)
+        r = TestClient(client.app).post("/join", data={"code": code})
+        assert r.status_code == 429 and refusal(r)[0] == "code" and "ADDNORM_CLASS_JOINS_PER_MINUTE" in refusal(r)[1]
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert phone.post("/join", data={"code": code}, follow_redirects=False).status_code == 303  # joined before
+        store = client.app.state.classes
+        real = store.clock
+        store.clock = lambda: real() + 3601
+        try:
+            start(client)  # an hour on, this address may start again
+            student(client.app, code)
+        finally:
+            store.clock = real
+
+
+def test_the_teacher_can_lock_and_unlock_joins(client, running):
+    code, key = running
+    phone = student(client.app, code)
+    for wrong in ("", "not-the-key"):
+        for action in ("lock", "unlock"):
+            r = teacher(client, code, wrong, action)
+            assert r.status_code == 403 and refusal(r)[0] == "key"
+    locked = teacher(client, code, key, "lock")
+    assert locked.status_code == 200 and 'data-stage="1:open:"' in locked.text
+    newcomer = TestClient(client.app)
+    r = newcomer.post("/join", data={"code": code})
+    assert r.status_code == 409 and refusal(r) == ("code", "the teacher has locked this class: it takes no new "
+                                                           "students now")
+    assert student_cookie(code) not in r.headers.get("set-cookie", "")  # no token for a refused join
+    assert newcomer.get(f"/join/{code}").status_code == 409
+    assert "锁定" in newcomer.get(f"/join/{code}", params={"lang": "zh"}).text
+    assert answer(phone, code, "a").status_code == 200  # who joined goes on
+    assert phone.get(f"/join/{code}").status_code == 200
+    assert phone.post("/join", data={"code": code}, follow_redirects=False).status_code == 303
+    assert teacher(client, code, key, "unlock").status_code == 200
+    student(client.app, code)
+    teacher(client, code, key, "close")
+    assert teacher(client, code, key, "lock").status_code == 410
+
+
+@pytest.mark.parametrize("ending", ["closed", "expired"])
+def test_the_streams_of_an_ended_class_answer_no_content(client, running, ending):
+    code, key = running
+    phone = student(client.app, code)
+    store = client.app.state.classes
+    real = store.clock
+    if ending == "closed":
+        teacher(client, code, key, "close")
+    else:
+        store.clock = lambda: real() + client.app.state.settings.class_session_hours * 3600 + 1
+    try:
+        for r in (client.get(f"/class/{code}/events", params={"key": key}), phone.get(f"/join/{code}/events")):
+            assert r.status_code == 204 and r.content == b""
+        assert client.get(f"/class/{code}/events", params={"key": "not-the-key"}).status_code == 403
+        assert TestClient(client.app).get(f"/join/{code}/events").status_code == 403
+    finally:
+        store.clock = real
+
+
+def test_a_view_read_while_the_class_moves_on_shows_one_step_under_its_own_stage(client, running):
+    code, key = running
+    phone = student(client.app, code)
+    store = client.app.state.classes
+    other = ClassStore(store.path)  # another server process on the same data directory
+    row = store.by_code(code)
+    real = store.get_class
+
+    def moved_on_meanwhile(class_id):  # the teacher clicks Next on the other server between two reads
+        found = real(class_id)
+        other.set_step(row.id, 2, get_lesson("residual").steps[2].id)
+        return found
+
+    store.get_class = moved_on_meanwhile
+    try:
+        views = [phone.get(f"/join/{code}/view").text, client.get(f"/class/{code}/view", params={"key": key}).text]
+    finally:
+        store.get_class = real
+        other.close()
+    for view in views:
+        stage = int(re.search(r'data-stage="(\d+):', view).group(1))
+        shown = int(re.search(r"(?:step |第 )(\d+)", view).group(1))
+        assert shown == stage + 1, view[:800]
+    assert 'data-stage="2:open:"' in phone.get(f"/join/{code}/view").text
+
+
+def test_run_refuses_an_ended_class_and_a_run_in_progress(client, running, monkeypatch):
+    code, key = running
+    answer(student(client.app, code), code, "a")
+    teacher(client, code, key, "reveal", step=QUESTION)
+    row = client.app.state.classes.by_code(code)
+    teacher_routes.runs_in_progress(client.app).add((row.id, QUESTION))  # the first click's run is measuring
+    try:
+        r = teacher(client, code, key, "run", step=QUESTION)
+        assert r.status_code == 409 and refusal(r)[0] == "step"
+    finally:
+        teacher_routes.runs_in_progress(client.app).discard((row.id, QUESTION))
+    teacher(client, code, key, "close")
+
+    async def no_work(*args, **kwargs):
+        raise AssertionError("an ended class's experiment was run")
+
+    monkeypatch.setattr(teacher_routes, "run_model_work", no_work)
+    r = teacher(client, code, key, "run", step=QUESTION)
+    assert r.status_code == 410 and refusal(r)[0] == "code"
+    assert teacher(client, code, key, "reveal", step=QUESTION).status_code == 410
+
+
+def test_an_answer_no_longer_among_the_steps_choices_shows_as_none(client, running):
+    code, key = running
+    phone = student(client.app, code)
+    answer(phone, code, "a")
+    store = client.app.state.classes
+    with store._write() as conn:  # the lesson was edited during the class: choice "a" is now "gone"
+        conn.execute("UPDATE answers SET choice = 'gone' WHERE class_id = ?", (store.by_code(code).id,))
+    page = phone.get(f"/join/{code}")
+    assert page.status_code == 200 and 'class="mine' not in page.text
+    teacher(client, code, key, "reveal", step=QUESTION)
+    assert teacher(client, code, key, "run", step=QUESTION).status_code == 200
+    view = phone.get(f"/join/{code}/view")
+    assert view.status_code == 200 and 'class="mine' not in view.text and "measured" in view.text
+    assert client.get(f"/class/{code}/answers.csv", params={"key": key}).status_code == 200
+
+
+def test_a_refused_nickname_is_told_in_the_phones_language(client, running):
+    code, _ = running
+    phone = TestClient(client.app)
+    r = phone.post("/join", data={"code": code, "nickname": "x" * 25})
+    assert r.status_code == 422 and refusal(r) == ("nickname", "is 25 characters long; at most 24 are allowed")
+    r = phone.post("/join", data={"code": code, "nickname": "bad\u202eone"}, params={"lang": "zh"})
+    assert r.status_code == 422 and refusal(r) == ("nickname", "含有控制字符或不可见字符；请只用文字、数字和标点")
+    r = phone.post("/join", data={"code": code, "lang": "zh"})
+    assert r.status_code == 422 and refusal(r)[0] == "lang"  # no form field says the language: ?lang= does

@@ -2,7 +2,9 @@
 the store surviving a reopen, join codes, nicknames, and one watcher per class however many screens follow it."""
 
 import asyncio
+import sqlite3
 import threading
+import time
 
 import pytest
 from helpers import run_async
@@ -36,8 +38,8 @@ def store(tmp_path):
         yield store
 
 
-def new_class(store, hours=4.0, max_open=20):
-    return store.create_class("residual", "question", digest("secret"), hours, max_open)
+def new_class(store, hours=4.0, max_open=20, **limits):
+    return store.create_class("residual", "question", digest("secret"), hours, max_open, **limits)
 
 
 def test_codes_are_eight_unambiguous_characters_and_read_back_however_typed():
@@ -174,20 +176,65 @@ def test_one_watcher_per_class_wakes_every_screen_with_one_query_per_poll(store)
         screens = [asyncio.create_task(screen(i)) for i in range(30)]
         await asyncio.sleep(0.1)
         assert hub.watching() == 1
-        polls_before = len(polls)
+        polls_before, started = len(polls), time.monotonic()
         answering = threading.Thread(target=lambda: [store.answer(row.id, s.id, "gradient-highway", "a")
                                                      for s in students])
         answering.start()
         await asyncio.wait_for(asyncio.gather(*screens), timeout=10)
         answering.join()
-        rounds = len(polls) - polls_before
+        rounds, took = len(polls) - polls_before, time.monotonic() - started
         await asyncio.sleep(0.05)
         assert hub.watching() == 0  # the last screen gone, the watcher stops
         await hub.close()
-        return seen, rounds
+        return seen, rounds, took
 
-    seen, rounds = run_async(scenario())
+    seen, rounds, took = run_async(scenario())
     for screen in seen:
         assert screen[0][0] == 0 and screen[-1] == (20, "1:open:")
         assert [n for n, _ in screen] == sorted(n for n, _ in screen)
-    assert rounds < 200  # polls, not polls × 30 screens
+    # one query per poll, not one per screen: 30 watchers would make 30 times as many
+    assert 1 <= rounds <= took / 0.02 + 2, (rounds, took)
+    assert set(polls) == {row.id}
+
+
+def test_starts_and_joins_are_counted_per_address_and_locked_joins_are_refused(store):
+    for _ in range(2):
+        new_class(store, address="10.0.0.1", starts_per_hour=2)
+    with pytest.raises(Refused) as refused:
+        new_class(store, address="10.0.0.1", starts_per_hour=2)
+    assert refused.value.reason == "too_many_starts" and refused.value.values == {"seconds": 3600}
+    row = new_class(store, address="10.0.0.2", starts_per_hour=2)  # another address
+    store.join(row.id, digest("a"), "", 200, "10.0.0.1", 1)
+    with pytest.raises(Refused) as refused:
+        store.join(row.id, digest("b"), "", 200, "10.0.0.1", 1)
+    assert refused.value.reason == "too_many_joins" and refused.value.values == {"seconds": 60}
+    store.clock.now += 60
+    store.join(row.id, digest("b"), "", 200, "10.0.0.1", 1)
+    store.lock_joins(row.id, True)
+    assert store.by_code(row.code).joins_locked
+    with pytest.raises(Refused) as refused:
+        store.join(row.id, digest("c"), "", 200)
+    assert refused.value.reason == "joins_locked"
+    store.answer(row.id, store.student(row.id, digest("a")).id, "question", "a")  # who joined goes on
+    store.lock_joins(row.id, False)
+    store.join(row.id, digest("c"), "", 200)
+    store.clock.now += 3600
+    new_class(store, address="10.0.0.1", starts_per_hour=2)
+
+
+def test_a_store_of_the_first_schema_gains_the_joins_lock(tmp_path):
+    path = tmp_path / "classes.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""CREATE TABLE classes (id INTEGER PRIMARY KEY AUTOINCREMENT, code TEXT NOT NULL UNIQUE,
+        teacher_digest TEXT NOT NULL, lesson TEXT NOT NULL, step_index INTEGER NOT NULL DEFAULT 0,
+        step_id TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL, closed_at REAL,
+        version INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO classes (code, teacher_digest, lesson, step_id, created_at, expires_at)
+        VALUES ('ABCDEFGH', 'd', 'residual', 'question', 0, 1e12);
+        PRAGMA user_version=1;""")
+    conn.close()
+    with ClassStore(path) as store:
+        row = store.by_code("ABCDEFGH")
+        assert row is not None and row.joins_locked is False
+        store.lock_joins(row.id, True)
+        assert store.by_code("ABCDEFGH").joins_locked

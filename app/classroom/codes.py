@@ -51,7 +51,11 @@ def secret_matches(given: str | None, stored_digest: str) -> bool:
 
 
 class BadNickname(ValueError):
-    pass
+    """A refused nickname: the catalogue `key` of the reason (class.err.nickname_*) and its `values`."""
+
+    def __init__(self, key: str, **values):
+        super().__init__(key)
+        self.key, self.values = key, values
 
 
 def clean_nickname(text: str | None) -> str:
@@ -59,7 +63,7 @@ def clean_nickname(text: str | None) -> str:
     refused (a right-to-left override would make a nickname look like another); "" is anonymous."""
     name = " ".join(unicodedata.normalize("NFC", text or "").split())
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in name):
-        raise BadNickname("holds a control or invisible character; use letters, digits and punctuation")
+        raise BadNickname("class.err.nickname_hidden")
     if len(name) > NICKNAME_MAX_CHARS:
-        raise BadNickname(f"is {len(name)} characters long; at most {NICKNAME_MAX_CHARS} are allowed")
+        raise BadNickname("class.err.nickname_long", length=len(name), limit=NICKNAME_MAX_CHARS)
     return name

@@ -12,7 +12,7 @@ from anyio.to_thread import run_sync
 from fastapi import Depends, FastAPI, Request
 
 from app.classroom.codes import digest, normal_code, secret_matches
-from app.classroom.store import ClassRow, ClassStore, Refused, Student
+from app.classroom.store import ClassRow, ClassStore, Refused, Snapshot, Student
 from app.teaching.lesson_schema import Lesson, Step, get_lesson
 from app.web.errors import BadInput, quoted
 from app.web.i18n import Translator, pick_language
@@ -30,6 +30,9 @@ REFUSALS = {
     "moved_on": ("step", 409, "class.err.moved_on"),
     "locked": ("choice", 409, "class.err.locked"),
     "not_revealed": ("step", 409, "class.err.not_revealed"),
+    "joins_locked": ("code", 409, "class.err.joins_locked"),
+    "too_many_starts": ("lesson", 429, "class.err.too_many_starts"),
+    "too_many_joins": ("code", 429, "class.err.too_many_joins"),
 }
 
 
@@ -43,7 +46,8 @@ class ClassError(Exception):
     @classmethod
     def from_refusal(cls, refused: Refused) -> ClassError:
         field, status, key = REFUSALS[refused.reason]
-        return cls(field, key, status, **refused.values)
+        wait = refused.values.get("seconds") if status == 429 else None
+        return cls(field, key, status, {"Retry-After": str(wait)} if wait is not None else None, **refused.values)
 
 
 def install_class_error_handlers(app: FastAPI) -> None:
@@ -80,11 +84,25 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def find_class(request: Request, store: ClassStore, code: str) -> ClassRow:
+def _locate(store: ClassStore, code: str | None, key: str | None, token: str | None, address: str, limit: int):
+    """(the class, None) straight away for a request that holds the teacher's key or a student's token of the
+    class it names: it is never counted nor held back by others' wrong codes on its address (a lecture hall
+    behind one router, everyone behind a reverse proxy). Any other request is a lookup that counts."""
+    row = store.by_code(code)
+    if row is not None and (secret_matches(key, row.teacher_digest)
+                            or (token and store.student(row.id, digest(token)) is not None)):
+        return row, None
+    return store.lookup(code, address, limit, JOIN_WINDOW_S)
+
+
+async def find_class(request: Request, store: ClassStore, code: str, key: str | None = None) -> ClassRow:
     """The class with this code; 404 for an unknown one, 429 (with Retry-After) once this address has tried too
-    many unknown codes in a minute. Every lookup by code goes through here, so no route answers a guess faster."""
+    many unknown codes in a minute. Every lookup by code goes through here, so no route answers a guess faster.
+    The teacher's `key` or the class's student cookie lets a request through whatever its address did."""
     limit = request.app.state.settings.class_join_failures_per_minute
-    row, wait = await in_thread(store.lookup, normal_code(code), client_address(request), limit, JOIN_WINDOW_S)
+    normal = normal_code(code)
+    token = request.cookies.get(student_cookie(normal)) if normal else None
+    row, wait = await in_thread(_locate, store, normal, key, token, client_address(request), limit)
     if wait is not None:
         raise ClassError("code", "class.err.too_many_tries", 429, {"Retry-After": str(int(wait))}, seconds=int(wait))
     if row is None:
@@ -104,8 +122,9 @@ def lesson_of(row: ClassRow) -> Lesson:
     return lesson
 
 
-def current_step(lesson: Lesson, row: ClassRow) -> tuple[int, Step]:
-    """The class's step: by its id (a lesson edited meanwhile keeps the class on it), else by its index."""
+def current_step(lesson: Lesson, row: ClassRow | Snapshot) -> tuple[int, Step]:
+    """The class's step (of its row or of a snapshot): by its id (a lesson edited meanwhile keeps the class on
+    it), else by its index."""
     for index, step in enumerate(lesson.steps):
         if step.id == row.step_id:
             return index, step

@@ -29,7 +29,7 @@ from typing import Any
 from app.classroom.codes import new_code
 
 STORE_FILE = "classes.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: classes.joins_locked, address_events
 FAILURES_KEPT_S = 3600  # wrong join codes older than this are forgotten
 
 _SCHEMA = """
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS classes (
     created_at     REAL NOT NULL,
     expires_at     REAL NOT NULL,
     closed_at      REAL,
+    joins_locked   INTEGER NOT NULL DEFAULT 0,  -- the teacher stopped new students joining
     version        INTEGER NOT NULL DEFAULT 0  -- bumped by every change: what the live watchers poll
 );
 CREATE TABLE IF NOT EXISTS students (
@@ -76,12 +77,20 @@ CREATE TABLE IF NOT EXISTS join_failures (
     at      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS join_failures_by_address ON join_failures (address, at);
+CREATE TABLE IF NOT EXISTS address_events (
+    kind    TEXT NOT NULL,                 -- "start" (a class started), "join" (a student joined)
+    address TEXT NOT NULL,
+    at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS address_events_by_kind ON address_events (kind, address, at);
 """
 
 
 class Refused(Exception):
     """A change the class's state does not allow: "closed", "expired", "full", "too_many_open", "moved_on" (the
-    answer names a step the class has left), "locked" (answers are revealed), "not_revealed" (run before reveal)."""
+    answer names a step the class has left), "locked" (answers are revealed), "not_revealed" (run before reveal),
+    "joins_locked" (the teacher stopped new joins), "too_many_starts" and "too_many_joins" (one address did that
+    too often; `seconds` says how long until it may again)."""
 
     def __init__(self, reason: str, **values: Any):
         super().__init__(reason)
@@ -101,6 +110,7 @@ class ClassRow:
     expires_at: float
     closed_at: float | None
     version: int
+    joins_locked: bool = False
 
     def ended(self, now: float) -> str | None:
         """Why the class takes no more joins or answers: "closed", "expired", or None while it is open."""
@@ -139,7 +149,10 @@ class Snapshot:
 
 
 def _class(row: sqlite3.Row | None) -> ClassRow | None:
-    return ClassRow(**{k: row[k] for k in ClassRow.__dataclass_fields__}) if row is not None else None
+    if row is None:
+        return None
+    fields = {k: row[k] for k in ClassRow.__dataclass_fields__}
+    return ClassRow(**{**fields, "joins_locked": bool(fields["joins_locked"])})
 
 
 def _student(row: sqlite3.Row | None) -> Student | None:
@@ -162,6 +175,9 @@ class ClassStore:
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"schema version {version}; this code knows up to {SCHEMA_VERSION}")
             with self._write() as conn:
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(classes)")}
+                if columns and "joins_locked" not in columns:  # a store of schema 1
+                    conn.execute("ALTER TABLE classes ADD COLUMN joins_locked INTEGER NOT NULL DEFAULT 0")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -193,6 +209,21 @@ class ClassStore:
                     self._conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """The reads inside see one state of the store, whatever another process commits meanwhile (a page read
+        in several queries never mixes two steps of a class). Only reads: a write inside would fail."""
+        with self._lock:
+            if self._conn.in_transaction:  # already inside one
+                yield
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
@@ -206,19 +237,37 @@ class ClassStore:
             raise Refused(ended)
         return row
 
+    def _take(self, conn: sqlite3.Connection, kind: str, address: str | None, limit: int | None,
+              window_s: float) -> None:
+        """Count one `kind` from `address`, or refuse ("too_many_<kind>s", seconds) once it did `limit` within the
+        window. Inside the caller's write, so several processes count together."""
+        if address is None or limit is None:
+            return
+        now = self.clock()
+        conn.execute("DELETE FROM address_events WHERE kind = ? AND at <= ?", (kind, now - window_s))
+        count, oldest = conn.execute("SELECT count(*), min(at) FROM address_events WHERE kind = ? AND address = ?",
+                                     (kind, address)).fetchone()
+        if count >= limit:
+            raise Refused(f"too_many_{kind}s", seconds=int(max(1.0, math.ceil(oldest + window_s - now))))
+        conn.execute("INSERT INTO address_events (kind, address, at) VALUES (?, ?, ?)", (kind, address, now))
+
     @staticmethod
     def _bump(conn: sqlite3.Connection, class_id: int) -> None:
         conn.execute("UPDATE classes SET version = version + 1 WHERE id = ?", (class_id,))
 
     # ---- classes ----
 
-    def create_class(self, lesson: str, first_step: str, teacher_digest: str, hours: float, max_open: int) -> ClassRow:
+    def create_class(self, lesson: str, first_step: str, teacher_digest: str, hours: float, max_open: int,
+                     address: str | None = None, starts_per_hour: int | None = None) -> ClassRow:
+        """A new class; refused when `max_open` are open, or when `address` started `starts_per_hour` within the
+        hour (a class refused for either is not counted)."""
         now = self.clock()
         with self._write() as conn:
             (open_now,) = conn.execute("SELECT count(*) FROM classes WHERE closed_at IS NULL AND expires_at > ?",
                                        (now,)).fetchone()
             if open_now >= max_open:
                 raise Refused("too_many_open", limit=max_open)
+            self._take(conn, "start", address, starts_per_hour, 3600.0)
             for _ in range(20):  # a repeated code is a one-in-a-billion event; try another
                 try:
                     cursor = conn.execute(
@@ -232,6 +281,13 @@ class ClassStore:
 
     def get_class(self, class_id: int) -> ClassRow | None:
         rows = self._read("SELECT * FROM classes WHERE id = ?", (class_id,))
+        return _class(rows[0]) if rows else None
+
+    def by_code(self, code: str | None) -> ClassRow | None:
+        """The class with this code, counting nothing: for a request that proves it belongs to the class."""
+        if code is None:
+            return None
+        rows = self._read("SELECT * FROM classes WHERE code = ?", (code,))
         return _class(rows[0]) if rows else None
 
     def lookup(self, code: str | None, address: str, limit: int, window_s: float = 60.0) -> tuple[ClassRow | None,
@@ -259,6 +315,13 @@ class ClassStore:
             conn.execute("UPDATE classes SET step_index = ?, step_id = ? WHERE id = ?", (index, step_id, class_id))
             self._bump(conn, class_id)
 
+    def lock_joins(self, class_id: int, locked: bool) -> None:
+        """Stop new students joining (`locked`), or let them again; who joined goes on as before."""
+        with self._write() as conn:
+            self._open_class(conn, class_id)
+            conn.execute("UPDATE classes SET joins_locked = ? WHERE id = ?", (int(locked), class_id))
+            self._bump(conn, class_id)
+
     def close_class(self, class_id: int) -> None:
         with self._write() as conn:
             conn.execute("UPDATE classes SET closed_at = coalesce(closed_at, ?) WHERE id = ?", (self.clock(), class_id))
@@ -284,12 +347,16 @@ class ClassStore:
 
     # ---- students ----
 
-    def join(self, class_id: int, token_digest: str, nickname: str, max_students: int) -> Student:
+    def join(self, class_id: int, token_digest: str, nickname: str, max_students: int, address: str | None = None,
+             joins_per_minute: int | None = None) -> Student:
         with self._write() as conn:
-            self._open_class(conn, class_id)
+            row = self._open_class(conn, class_id)
+            if row.joins_locked:
+                raise Refused("joins_locked")
             (joined,) = conn.execute("SELECT count(*) FROM students WHERE class_id = ?", (class_id,)).fetchone()
             if joined >= max_students:
                 raise Refused("full", limit=max_students)
+            self._take(conn, "join", address, joins_per_minute, 60.0)
             cursor = conn.execute("INSERT INTO students (class_id, number, token_digest, nickname, joined_at) "
                                   "VALUES (?, ?, ?, ?, ?)",
                                   (class_id, joined + 1, token_digest, nickname, self.clock()))

@@ -20,6 +20,7 @@ from app.classroom.live import student_events
 from app.classroom.sessions import (
     ClassError,
     ClassStoreDep,
+    client_address,
     find_class,
     in_thread,
     lesson_of,
@@ -43,13 +44,11 @@ class JoinForm(BaseModel):
     code: str = Field(max_length=40, description="the class's join code, as the teacher's screen shows it")
     nickname: str = Field("", max_length=200, description=f"shown to the teacher; at most {NICKNAME_MAX_CHARS} "
                                                            "characters; empty: anonymous")
-    lang: str | None = Field(None, max_length=10)
 
 
 class AnswerForm(BaseModel):
     step: str = Field(max_length=100, description="the id of the step the question belongs to")
     choice: str = Field(max_length=100, description="the id of the chosen answer")
-    lang: str | None = Field(None, max_length=10)
 
 
 def _student_url(code: str, request: Request) -> str:
@@ -72,11 +71,12 @@ async def join(request: Request, form: Annotated[JoinForm, Form()], store: Class
     try:
         nickname = clean_nickname(form.nickname)
     except BadNickname as error:
-        raise BadInput("nickname", str(error)) from None
+        raise ClassError("nickname", error.key, 422, **error.values) from None
     response = Response(status_code=303, headers={"Location": _student_url(row.code, request)})
     if await in_thread(student_of, request, store, row) is None:  # joined before: the same student again
         token = new_secret()
-        await in_thread(store.join, row.id, digest(token), nickname, settings.class_max_students)
+        await in_thread(store.join, row.id, digest(token), nickname, settings.class_max_students,
+                        client_address(request), settings.class_joins_per_minute)
         response.set_cookie(student_cookie(row.code), token, max_age=max(60, int(row.expires_at - store.clock())),
                             path="/join", httponly=True, samesite="lax")
     return response
@@ -98,7 +98,8 @@ async def _student_context(store, row: ClassRow, student: Student, t) -> dict:
 
 @router.get("/join/{code}", summary="A class on a student's phone (the join form until this browser has joined)",
             response_class=HTMLResponse, responses={303: {"description": "The code written another way: Location is "
-                                                                         "the class's own address"}, **VIEW_ERRORS})
+                                                                         "the class's own address"},
+                                                    **page_errors(403, 404, 409, 410, 422, 429, 503)})
 async def student_page(request: Request, code: str, store: ClassStoreDep, t: TranslatorDep):
     row = await find_class(request, store, code)
     if code != row.code:  # k7m2-qx9p: one address per class, the one the QR code and the links use
@@ -108,6 +109,8 @@ async def student_page(request: Request, code: str, store: ClassStoreDep, t: Tra
         ended = row.ended(store.clock())
         if ended:
             raise ClassError("code", f"class.err.{ended}", 410)
+        if row.joins_locked:
+            raise ClassError("code", "class.err.joins_locked", 409)
         return render(request, "join.html", {"code": row.code, "cls": row, "lesson": lesson_of(row)})
     return render(request, "class_student.html", await _student_context(store, row, student, t))
 
@@ -122,9 +125,13 @@ async def student_partial(request: Request, code: str, store: ClassStoreDep, t: 
 
 @router.get("/join/{code}/events", summary="When the class moves on, as server-sent events", response_class=EventStream,
             responses={**event_stream("`stage` (the stage key) when the class moves to another step, reveals, runs "
-                                      "or ends; the page then asks for its view", ("stage",)), **VIEW_ERRORS})
+                                      "or ends; the page then asks for its view", ("stage",)),
+                       204: {"description": "The class has ended (closed or expired): nothing more to follow"},
+                       **VIEW_ERRORS})
 async def student_stream(request: Request, code: str, store: ClassStoreDep):
     row, _ = await _joined(request, store, code)
+    if row.ended(store.clock()):  # nothing more will happen: 204 stops the browser reconnecting
+        return Response(status_code=204)
     return EventSourceResponse(student_events(request.app.state.class_hub, row.id), ping=15)
 
 

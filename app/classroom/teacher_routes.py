@@ -24,6 +24,7 @@ from app.classroom.qr import join_qr_svg
 from app.classroom.sessions import (
     ClassError,
     ClassStoreDep,
+    client_address,
     current_step,
     find_class,
     in_thread,
@@ -55,12 +56,10 @@ class CsvResponse(Response):
 
 class StartForm(BaseModel):
     lesson: str = Field(max_length=100, description="the slug of the lesson the class follows")
-    lang: str | None = Field(None, max_length=10)
 
 
 class KeyForm(BaseModel):
     key: str = KEY_FIELD
-    lang: str | None = Field(None, max_length=10)
 
 
 class StepForm(KeyForm):
@@ -87,7 +86,7 @@ def class_page(request: Request, lesson: Annotated[str | None, Query(max_length=
 
 @router.post("/class", summary="Start a class session: a join code, a QR code and the teacher's secret link",
              responses={303: {"description": "Started: Location is the teacher's page (it carries the secret)"},
-                        **page_errors(404, 409, 413, 415, 422, 503)})
+                        **page_errors(404, 409, 413, 415, 422, 429, 503)})
 async def start_class(request: Request, form: Annotated[StartForm, Form()], store: ClassStoreDep,
                       settings: SettingsDep):
     refuse_unknown_fields(await request.form(), StartForm.model_fields)
@@ -97,12 +96,13 @@ async def start_class(request: Request, form: Annotated[StartForm, Form()], stor
         raise BadInput("lesson", f"there is no lesson {quoted(form.lesson)}; lessons: {known}", 404)
     key = new_secret()
     row = await in_thread(store.create_class, lesson.slug, lesson.steps[0].id, digest(key),
-                          settings.class_session_hours, settings.class_max_open)
+                          settings.class_session_hours, settings.class_max_open, client_address(request),
+                          settings.class_starts_per_hour)
     return Response(status_code=303, headers={"Location": teacher_url(row.code, key, request)})
 
 
 async def _teacher_class(request: Request, store, code: str, key: str) -> ClassRow:
-    row = await find_class(request, store, code)
+    row = await find_class(request, store, code, key)
     require_teacher(row, key)
     return row
 
@@ -168,9 +168,13 @@ async def teacher_roster(request: Request, code: str, store: ClassStoreDep, t: T
             response_class=EventStream,
             responses={**event_stream("`tally` (JSON: answered, joined, stage, version) on every change of the class; "
                                       "`stage` (the stage key) when it moves to another step, reveals, runs or ends",
-                                      ("tally", "stage")), **VIEW_ERRORS})
+                                      ("tally", "stage")),
+                       204: {"description": "The class has ended (closed or expired): nothing more to follow"},
+                       **VIEW_ERRORS})
 async def teacher_stream(request: Request, code: str, store: ClassStoreDep, key: Key = ""):
     row = await _teacher_class(request, store, code, key)
+    if row.ended(store.clock()):  # nothing more will happen: 204 stops the browser reconnecting
+        return Response(status_code=204)
     return EventSourceResponse(teacher_events(request.app.state.class_hub, row.id), ping=15)
 
 
@@ -189,10 +193,22 @@ async def go_to_step(request: Request, code: str, form: Annotated[StepForm, Form
                           row.code, form.key)
 
 
+def runs_in_progress(app) -> set[tuple[int, str]]:
+    """(class id, step id) of the experiments this process is running now. Another process may run the same
+    step at the same moment: the store keeps the first result saved (save_result)."""
+    running = getattr(app.state, "class_runs", None)
+    if running is None:
+        running = app.state.class_runs = set()
+    return running
+
+
 async def _acting_on(request: Request, code: str, form: ActForm, store):
     """The class and its current step, which must be the one the teacher's screen showed (`step`)."""
     refuse_unknown_fields(await request.form(), ActForm.model_fields)
     row = await _teacher_class(request, store, code, form.key)
+    ended = row.ended(store.clock())
+    if ended:
+        raise ClassError("code", f"class.err.{ended}", 410)
     _, step = current_step(lesson_of(row), row)
     if step.id != form.step:
         raise ClassError("step", "class.err.moved_on", 409, step=step.id)
@@ -222,8 +238,15 @@ async def run(request: Request, code: str, form: Annotated[ActForm, Form()], sto
         raise ClassError("step", "class.err.not_revealed", 409)
     widget = None
     if state.ran_at is None:  # queued with the playground's model work, like a lesson's Run
-        widget, result = await run_model_work(request, run_experiment, step, settings, results, t)
-        await in_thread(store.save_result, row.id, step.id, result)
+        running = runs_in_progress(request.app)
+        if (row.id, step.id) in running:  # a second click while the first run measures
+            raise ClassError("step", "class.err.running", 409, step=step.id)
+        running.add((row.id, step.id))
+        try:
+            widget, result = await run_model_work(request, run_experiment, step, settings, results, t)
+            await in_thread(store.save_result, row.id, step.id, result)
+        finally:
+            running.discard((row.id, step.id))
     context = await _teacher_context(request, store, row, form.key, t, settings, results, widget)
     return _view_response(request, context, row.code, form.key)
 
@@ -237,6 +260,29 @@ async def close(request: Request, code: str, form: Annotated[KeyForm, Form()], s
     await in_thread(store.close_class, row.id)
     return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
                           row.code, form.key)
+
+
+async def _set_joins(request: Request, code: str, form: KeyForm, store, locked: bool, settings, results, t):
+    refuse_unknown_fields(await request.form(), KeyForm.model_fields)
+    row = await _teacher_class(request, store, code, form.key)
+    await in_thread(store.lock_joins, row.id, locked)
+    return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
+                          row.code, form.key)
+
+
+@router.post("/class/{code}/lock", summary="Let no more students join; who joined goes on",
+             response_class=HTMLResponse, responses={303: {"description": "Done: Location is the teacher's page"},
+                                                     **ACTION_ERRORS})
+async def lock_joins(request: Request, code: str, form: Annotated[KeyForm, Form()], store: ClassStoreDep,
+                     settings: SettingsDep, results: ResultsDep, t: TranslatorDep):
+    return await _set_joins(request, code, form, store, True, settings, results, t)
+
+
+@router.post("/class/{code}/unlock", summary="Let new students join again", response_class=HTMLResponse,
+             responses={303: {"description": "Done: Location is the teacher's page"}, **ACTION_ERRORS})
+async def unlock_joins(request: Request, code: str, form: Annotated[KeyForm, Form()], store: ClassStoreDep,
+                       settings: SettingsDep, results: ResultsDep, t: TranslatorDep):
+    return await _set_joins(request, code, form, store, False, settings, results, t)
 
 
 # ---- the answers as CSV -------------------------------------------------------------------------

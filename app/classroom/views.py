@@ -42,19 +42,27 @@ def _lettered(view: dict, choices: list[dict]) -> dict:
 
 
 def _common(store: ClassStore, class_id: int, lesson: Lesson) -> dict:
-    row = store.get_class(class_id)
+    # Called inside store.reading(): the step shown and the stage it is stamped with come from one state of the
+    # class, and the step is the snapshot's own, so a page never shows one step under another step's stage.
     snap = store.snapshot(class_id)
-    index, step = current_step(lesson, row)
+    row = store.get_class(class_id)
+    index, step = current_step(lesson, snap)
     state = store.step_state(class_id, step.id)
     now = store.clock()
     context = {"cls": row, "code": row.code, "shown_code": shown_code(row.code), "lesson": lesson, "step": step,
                "index": index, "total": len(lesson.steps), "stage": stage_of(snap, now), "ended": row.ended(now),
                "joined": snap.joined, "answered": snap.answered, "revealed": state.revealed_at is not None,
-               "ran": state.ran_at is not None, "result": state.result, "expires_at": row.expires_at}
+               "ran": state.ran_at is not None, "result": state.result, "expires_at": row.expires_at,
+               "joins_locked": row.joins_locked}
     return context
 
 
 def teacher_view(store: ClassStore, class_id: int, lesson: Lesson, t: Translator) -> dict:
+    with store.reading():
+        return _teacher_view(store, class_id, lesson, t)
+
+
+def _teacher_view(store: ClassStore, class_id: int, lesson: Lesson, t: Translator) -> dict:
     context = _common(store, class_id, lesson)
     step, result = context["step"], context["result"]
     counts = store.counts(class_id, step.id) if context["revealed"] and step.predict else None
@@ -73,9 +81,16 @@ def roster(store: ClassStore, class_id: int, t: Translator) -> dict:
 
 
 def student_view(store: ClassStore, class_id: int, lesson: Lesson, student: Student, t: Translator) -> dict:
+    with store.reading():
+        return _student_view(store, class_id, lesson, student, t)
+
+
+def _student_view(store: ClassStore, class_id: int, lesson: Lesson, student: Student, t: Translator) -> dict:
     context = _common(store, class_id, lesson)
     step, result = context["step"], context["result"]
     mine = store.answer_of(student.id, step.id) if step.predict else None
+    if mine is not None and step.choice(mine) is None:  # the lesson was edited since: no answer it still has
+        mine = None
     counts = store.counts(class_id, step.id) if context["revealed"] and step.predict else None
     context.update(student=student, name=display_name(student, t), answer=mine,
                    choices=_choices(step, t.lang, counts, marked_choice(result), mine),

@@ -40,11 +40,15 @@ class Settings(BaseSettings):
     # Unset: localhost, 127.0.0.1, ::1 and `host` when it is a specific address.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     # Class sessions (app/classroom/): how long one stays open, how many students it takes, how many may be open
-    # on this server at once, and how many unknown join codes one address may try per minute (guessing).
+    # on this server at once, how many unknown join codes one address may try per minute (guessing), how many
+    # classes one address may start per hour and how many students may join from one address per minute (a
+    # lecture hall behind one router is one address: keep it well above a class).
     class_session_hours: float = Field(4.0, gt=0)
     class_max_students: int = Field(200, ge=1)
     class_max_open: int = Field(20, ge=1)
     class_join_failures_per_minute: int = Field(10, ge=1)
+    class_starts_per_hour: int = Field(10, ge=1)
+    class_joins_per_minute: int = Field(300, ge=1)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
