@@ -80,6 +80,14 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
             no_wider_than_the_screen(phone)
         expect(phones[1].locator(".student-bars li.mine")).to_have_attribute("data-choice", "b")
 
+        teacher.locator("#btn-lock").click()  # no one new joins now; the class goes on
+        expect(teacher.locator(".joins-locked")).to_be_visible()
+        contexts.append(browser.new_context(**PHONE))  # a phone that never joined
+        late = contexts[-1].new_page()
+        late.goto(f"{live_server}/join/{code}")
+        expect(late.locator("body")).to_contain_text("locked this class")
+        teacher.locator("#btn-lock").click()
+        expect(teacher.locator(".joins-locked")).to_have_count(0)
         teacher.reload()  # the key this tab kept is put back: the teacher's screen again, its key hidden again
         expect(teacher.locator("#class-screen[data-role=teacher]")).to_be_visible()
         expect(teacher).to_have_url(re.compile(r"/class/\w{8}\?present=1$"))
@@ -89,7 +97,7 @@ def test_a_class_with_a_teacher_and_three_phones(browser: Browser, live_server):
         expect(teacher.locator("#class-past-list .past-code")).to_have_text([code])
         teacher.locator(".past-link").click()
         teacher.once("dialog", lambda dialog: dialog.accept())
-        teacher.locator(".class-tools button").click()  # close the class
+        teacher.get_by_role("button", name="Close the class").click()
         expect(teacher.locator(".class-ended")).to_be_visible()
         expect(phones[0].locator(".class-ended")).to_be_visible()
     finally:
