@@ -28,8 +28,6 @@ import json
 import os
 import random
 import re
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ import time
 from pathlib import Path
 
 import httpx
+from loopback import free_port, pct  # benchmarks/loopback.py: a script's folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "gradient-highway"  # lesson "residual", its first question
@@ -45,14 +44,6 @@ SWITCHES = {"residual": ["on", "off"], "norm": ["layer", "rms", "none"], "norm_p
 TIMEOUT = httpx.Timeout(30, read=None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
 def figures(values_s: list[float]) -> str:

@@ -27,7 +27,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from loopback import free_port, pct  # noqa: E402 - benchmarks/loopback.py: a script's folder is on the path
 
 from app.lab.cluster import ray_instance  # noqa: E402
 from app.lab.jobs import RayJobRunner  # noqa: E402
@@ -132,14 +133,6 @@ def bench_runner(steps: int, repeats: int, rng: random.Random) -> None:
 # ---- 2. playground latency while a run trains --------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
 def new_inputs(count: int, rng: random.Random, seen: set[str]) -> list[str]:

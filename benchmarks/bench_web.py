@@ -30,7 +30,6 @@ import gzip
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import httpx
+from loopback import free_port, pct  # benchmarks/loopback.py: a script's folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 HX = {"HX-Request": "true", "Accept-Encoding": "gzip"}
@@ -47,11 +47,6 @@ SWITCHES = {
     "pos_encoding": ["sinusoidal", "learned", "none"], "causal_mask": ["on", "off"], "memory": ["final", "same_depth"],
 }
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def learner_sessions(clients: int, flips: int, seed: int = 0) -> list[list[str]]:
@@ -104,9 +99,6 @@ async def run_sessions(base: str, sessions: list[list[str]], headers=None, skip_
         await asyncio.gather(*(client_loop(s, p) for s, p in zip(sessions, pauses, strict=True)))
     return times, sizes
 
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
 def first_load_bytes(base: str) -> tuple[int, int]:
