@@ -130,10 +130,13 @@ def _widget_html(request: Request, w: dict) -> Markup:
     return Markup(render_block(templates.env, "lesson.html", "widget", base_context(request, w=w, outcome=None)))
 
 
-def _view_response(request: Request, context: dict, code: str, key: str):
-    if is_htmx(request):
-        return render(request, "class_teacher.html", context, block_names=["teacher_view"])
-    return Response(status_code=303, headers={"Location": teacher_url(code, key, request)})
+async def _after_action(request: Request, store, row: ClassRow, key: str, t, settings, results,
+                        widget: dict | None = None):
+    """The teacher's view as the action left it (HTMX), or back to the teacher's page (a plain form)."""
+    if not is_htmx(request):
+        return Response(status_code=303, headers={"Location": teacher_url(row.code, key, request)})
+    context = await _teacher_context(request, store, row, key, t, settings, results, widget)
+    return render(request, "class_teacher.html", context, block_names=["teacher_view"])
 
 
 @router.get("/class/{code}", summary="The teacher's screen of a class (for a projector)",
@@ -189,8 +192,7 @@ async def go_to_step(request: Request, code: str, form: Annotated[StepForm, Form
     if form.to >= len(lesson.steps):
         raise BadInput("to", f"is {form.to}; this lesson's steps are 0 to {len(lesson.steps) - 1}")
     await in_thread(store.set_step, row.id, form.to, lesson.steps[form.to].id)
-    return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
-                          row.code, form.key)
+    return await _after_action(request, store, row, form.key, t, settings, results)
 
 
 def runs_in_progress(app) -> set[tuple[int, str]]:
@@ -223,8 +225,7 @@ async def reveal(request: Request, code: str, form: Annotated[ActForm, Form()], 
                  settings: SettingsDep, results: ResultsDep, t: TranslatorDep):
     row, step = await _acting_on(request, code, form, store)
     await in_thread(store.reveal, row.id, step.id)
-    return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
-                          row.code, form.key)
+    return await _after_action(request, store, row, form.key, t, settings, results)
 
 
 @router.post("/class/{code}/run", summary="Run the step's experiment once; every screen shows what it measured",
@@ -247,8 +248,7 @@ async def run(request: Request, code: str, form: Annotated[ActForm, Form()], sto
             await in_thread(store.save_result, row.id, step.id, result)
         finally:
             running.discard((row.id, step.id))
-    context = await _teacher_context(request, store, row, form.key, t, settings, results, widget)
-    return _view_response(request, context, row.code, form.key)
+    return await _after_action(request, store, row, form.key, t, settings, results, widget)
 
 
 @router.post("/class/{code}/close", summary="End the class: no more joins or answers", response_class=HTMLResponse,
@@ -258,16 +258,14 @@ async def close(request: Request, code: str, form: Annotated[KeyForm, Form()], s
     refuse_unknown_fields(await request.form(), KeyForm.model_fields)
     row = await _teacher_class(request, store, code, form.key)
     await in_thread(store.close_class, row.id)
-    return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
-                          row.code, form.key)
+    return await _after_action(request, store, row, form.key, t, settings, results)
 
 
 async def _set_joins(request: Request, code: str, form: KeyForm, store, locked: bool, settings, results, t):
     refuse_unknown_fields(await request.form(), KeyForm.model_fields)
     row = await _teacher_class(request, store, code, form.key)
     await in_thread(store.lock_joins, row.id, locked)
-    return _view_response(request, await _teacher_context(request, store, row, form.key, t, settings, results),
-                          row.code, form.key)
+    return await _after_action(request, store, row, form.key, t, settings, results)
 
 
 @router.post("/class/{code}/lock", summary="Let no more students join; who joined goes on",
