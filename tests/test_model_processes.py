@@ -28,21 +28,21 @@ def pooled(tmp_path_factory):
         yield client
 
 
-@pytest.fixture(scope="module")
-def threaded(tmp_path_factory):
-    with TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("threads")))) as client:
-        yield client
+def test_workers_serve_the_same_pages_as_threads(pooled):
+    """The same partials as the routes' own functions give on a thread of this process."""
+    from app.playground import routes
+    from app.playground.state import parse_state
 
-
-def test_workers_serve_the_same_pages_as_threads(pooled, threaded):
-    assert pooled.app.state.model_processes is not None and threaded.app.state.model_processes is None
+    assert pooled.app.state.model_processes is not None
     for query in STATES:
-        for path, headers in (("/playground", HX), ("/playground/step", {}), ("/playground/panel/gradients", {}),
-                              ("/playground/panel/position", {})):
-            a, b = pooled.get(f"{path}?{query}&step=3", headers=headers), threaded.get(f"{path}?{query}&step=3",
-                                                                                      headers=headers)
-            assert a.status_code == b.status_code == 200
-            assert strip_ids(a.text) == strip_ids(b.text), f"{path}?{query}"
+        params = dict(part.split("=") for part in query.split("&"))
+        state = parse_state({**params, "step": "3"}, 200)
+        expected = {"/playground": routes._results_html(state, "en", ""), "/playground/step": routes._step_html(
+            state, "en"), "/playground/panel/gradients": routes._panel_html(state, "en", "gradients")}
+        for path, html in expected.items():
+            r = pooled.get(f"{path}?{query}&step=3", headers=HX)
+            assert r.status_code == 200
+            assert strip_ids(r.text) == strip_ids(html), f"{path}?{query}"
     full = pooled.get("/playground?input=31415&residual=off")
     assert full.status_code == 200 and 'id="state-form"' in full.text
 
@@ -55,9 +55,6 @@ def test_bad_input_found_by_a_worker_is_a_clear_4xx(pooled):
 
 
 def test_a_run_trained_after_the_workers_started_opens_on_them(pooled):
-    from app.playground.registry import use_store
-
-    use_store(pooled.app.state.store)  # the web process's registry follows the app started last (`threaded`)
     r = pooled.post("/train/runs", data=TINY)
     assert r.status_code == 200, r.text
     run_id = int(re.search(r'data-run-id="(\d+)"', r.text).group(1))
