@@ -1,14 +1,21 @@
 """Shared fixtures: a live server for browser tests, and Debian's chromium for Playwright."""
 
+import atexit
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 
 import pytest
 import uvicorn
 
+# Apps a test makes without settings of its own keep their state in a temporary directory, never in the
+# checkout's ./data (which `make run` uses).
+TEST_DATA_DIR = tempfile.mkdtemp(prefix="addnorm-tests-")
+atexit.register(shutil.rmtree, TEST_DATA_DIR, ignore_errors=True)
+os.environ.setdefault("ADDNORM_DATA_DIR", TEST_DATA_DIR)
 # Tests start from an empty store and say so; the ones about the shipped results turn them on.
 os.environ.setdefault("ADDNORM_SHIPPED_RESULTS", "0")
 # Apps made in tests run the playground's model on a thread (no worker processes to start for each app); the
@@ -49,15 +56,16 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
-    """The real app under uvicorn on a free loopback port, for the whole session."""
-    os.environ.setdefault("ADDNORM_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    """The real app under uvicorn on a free loopback port, for the whole session, with a data directory of its own
+    (another app's startup would otherwise take the runs it is training for abandoned)."""
     from app.web.factory import create_app
     from app.web.settings import Settings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(Settings(model_processes=1))  # as a server runs: the playground's model on a worker process
+    # as a server runs: the playground's model on a worker process
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("data"), model_processes=1))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
