@@ -24,6 +24,11 @@ os.environ.setdefault("ADDNORM_MODEL_PROCESSES", "0")
 # The test client asks for the host "testserver"; live servers listen on 127.0.0.1.
 os.environ.setdefault("ADDNORM_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
+# The suite passes on one thread and on two (CI runs the numerical tests both ways, .ci/run): another thread count
+# changes the order of float sums, so only a figure's last digits, never a verdict or a comparison at its tolerance.
+TEST_THREADS = int(os.environ.get("ADDNORM_TEST_THREADS", "1"))
+os.environ.setdefault("ADDNORM_TORCH_THREADS", str(TEST_THREADS))
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -37,6 +42,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """Every test starts on TEST_THREADS threads, whatever the one before it set."""
+    import torch
+
+    torch.set_num_threads(TEST_THREADS)
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)

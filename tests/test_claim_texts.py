@@ -7,7 +7,6 @@ import re
 import string
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from helpers import english_words, fresh_claims, stored_claim_verdicts, visible_text
 
@@ -25,12 +24,7 @@ EN, ZH = Translator("en"), Translator("zh")
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory):
     """Every claim measured on the zoo, and the store-based ones from stores that reach their sentences."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return [*measure_all(None).values(), *stored_claim_verdicts(tmp_path_factory.mktemp("stores"))]
-    finally:
-        torch.set_num_threads(before)
+    return [*measure_all(None).values(), *stored_claim_verdicts(tmp_path_factory.mktemp("stores"))]
 
 
 def _placeholders(text: str) -> set[str]:

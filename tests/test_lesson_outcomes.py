@@ -95,6 +95,27 @@ def test_zoo_steps_resolve_to_one_choice_with_the_real_measurement(item):
     assert res.status == "resolved" and res.choice == ZOO_EXPECTED[step.id]
 
 
+def test_no_rule_tells_apart_what_lies_below_a_noise_floor():
+    """A number below its noise floor counts as 0 (outcomes.py): a rule's bound above 0 but below the floor would
+    decide on rounding noise. The floors are the shipped verdicts'."""
+    from app.lab.results import shipped_report
+
+    floors = {claim: v.get("floors", {}) for claim, v in shipped_report()["verdicts"].items()}
+    checked = 0
+    for _, step in PREDICT:
+        if step.resolve is None or step.resolve.figure:
+            continue
+        for boxes in step.resolve.boxes().values():
+            for box in boxes:
+                for key, bounds in box.items():
+                    for part in key.split("/"):
+                        floor = floors.get(step.claim, {}).get(part.strip())
+                        if floor is not None and "/" not in key:
+                            checked += 1
+                            assert all(b is None or b <= 0 or b >= floor for b in bounds), (step.id, key, bounds)
+    assert checked >= 3  # the layer-to-layer, decoder-chain and relative-positions rules at least
+
+
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     """Fake sweeps: every variant trains well ("good"), or some break down or train slowly ("failing"), or the

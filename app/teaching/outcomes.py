@@ -6,7 +6,9 @@ and whether the learner's prediction was it.
 
 A "steps to 99%" figure that is None means the run never got there within its budget: it counts as
 infinitely many steps (a ratio with it is ∞, or 0 with it below the line; 1 when neither run got there).
-Any other number that is None or absent means the claim is not measured (yet) for this store.
+Any other number that is None or absent means the claim is not measured (yet) for this store. A number below its
+noise floor (the marker "<1e-04", claims/common.py) is zero as far as anything can tell: 0 here, so a rule's
+bound near zero must not lie below that floor (tests/test_lesson_outcomes.py keeps it so).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
+from app.teaching.claims.common import is_noise
 from app.teaching.claims.render import number_label, number_value, render_text
 from app.teaching.lesson_schema import Resolve, Step
 from app.web.i18n import Translator
@@ -33,6 +36,8 @@ def _plain(numbers: dict, key: str) -> float | None:
     value = numbers[key]
     if value is None:
         return NOT_REACHED if _is_steps(key) else None
+    if is_noise(value):
+        return 0.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)

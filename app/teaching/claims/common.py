@@ -13,6 +13,10 @@ A value is one of
   - a list of Texts: phrases joined by the catalogue's `claim.sep.list` ("; " / "；").
 Everything stays plain data, so `dataclasses.asdict` saves a verdict as JSON and the saved dicts render
 the same way. Rendering happens in one place: app/teaching/claims/render.py.
+
+A figure measured near zero has a noise floor (`Verdict.floors`): below it, its digits are float32 rounding
+and change with the CPU's kernels and thread count, so it is saved and shown as the marker "<1e-07" ("below
+1e-7: rounding noise"), never as digits, and no verdict turns on it (the measurements compare with the floor).
 """
 
 from __future__ import annotations
@@ -40,6 +44,17 @@ PRECOMPUTE = "python -m app.lab.precompute"
 
 Number = float | int | str | None
 
+# Noise floors, measured (scripts in the docstrings of the claims that use them):
+# ‖∂loss/∂x‖ at a layer's input. reverse-pre-4x4 with its residual connections ablated: the decoder's last layer
+# gets 7.4e-9 in float32 (7.7e-9 on another CPU) where float64 gives 1.5e-17, i.e. zero up to rounding; real
+# gradients of these models are 1e-6 and up (7.3e-6 in the same ablation of reverse-post-2x2, equal in float64).
+GRADIENT_FLOOR = 1e-7
+# max |a − b| between two float32 computations of the same activations, logits or encodings, all of size 1–20:
+# measured up to 1.4e-5 (sinusoidal PE at 256 positions), 5e-6 (logits, parallel vs step by step).
+FLOAT32_FLOOR = 1e-4
+# A mean or std of float32 standardised vectors (size ~1): rounding moves it by ~1e-7.
+STATISTIC_FLOOR = 1e-6
+
 
 @dataclass
 class Text:
@@ -63,10 +78,15 @@ class Verdict:
     sources: list[str] = field(default_factory=list)  # "zoo:<model>", "sweep:<plan>", "run:<id>"
     conditions: list[dict] = field(default_factory=list)  # what each source was trained on (claims/conditions.py)
     runs: list[str] = field(default_factory=list)  # the keys (RunSpec.key) of every run its sweeps hold
+    floors: dict[str, float] = field(default_factory=dict)  # key of `numbers` -> its noise floor (module docstring)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict {self.verdict!r} is not one of {' | '.join(VERDICTS)}")
+        for key, floor in self.floors.items():
+            if key not in self.numbers:
+                raise ValueError(f"a noise floor for {key!r}, which is not among the numbers")
+            self.numbers[key] = floored(self.numbers[key], floor)
         self.summary = [self.summary] if isinstance(self.summary, Text) else list(self.summary)
         self.method = [self.method] if isinstance(self.method, Text) else list(self.method)
 
@@ -77,6 +97,43 @@ def num(value: Any, digits: int = 4) -> Number:
         return value
     value = finite(value)
     return None if value is None else float(f"{value:.{digits}g}")
+
+
+def noise_marker(floor: float) -> str:
+    """'<1e-07': a figure below its noise floor, as `numbers` saves it."""
+    return f"<{floor:.0e}"
+
+
+def floor_text(floor: float | str) -> str:
+    """A floor (or a noise marker's) as a sentence shows it: '1e-7', '0.02'."""
+    floor = float(floor.removeprefix("<")) if isinstance(floor, str) else floor
+    return f"{floor:g}" if floor >= 1e-3 else f"{floor:.0e}".replace("e-0", "e-")
+
+
+def round_up(floor: float) -> float:
+    """A derived floor (e.g. a ratio's) to one significant digit, upwards: 0.0137 -> 0.02."""
+    scale = 10 ** math.floor(math.log10(floor))
+    return math.ceil(floor / scale - 1e-9) * scale
+
+
+def is_noise(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("<")
+
+
+def below_floor(value: float | None, floor: float) -> bool:
+    return value is not None and abs(value) < floor
+
+
+def floored(value: Number, floor: float) -> Number:
+    """A figure as saved: the noise marker when it is below `floor`, else the figure."""
+    return noise_marker(floor) if isinstance(value, float | int) and below_floor(value, floor) else value
+
+
+def shown(value: float | None, floor: float, digits: int = 2) -> str | Text:
+    """A figure in a sentence that says so when it is below its noise floor ("below 1e-7: rounding noise")."""
+    if below_floor(value, floor):
+        return text("number.noise", floor=floor_text(floor))
+    return f2(value, digits)
 
 
 def f2(value: float | None, digits: int = 2) -> str:

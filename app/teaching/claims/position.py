@@ -10,7 +10,9 @@ import torch
 
 from app.lab.store import RunStore
 from app.teaching.claims.common import (
+    FLOAT32_FLOOR,
     Verdict,
+    below_floor,
     f2,
     greedy,
     heldout_batch,
@@ -21,6 +23,7 @@ from app.teaching.claims.common import (
     pct,
     series,
     share_range,
+    shown,
     steps_text,
     sweep_missing,
     text,
@@ -53,11 +56,14 @@ def measure_p1(store: RunStore | None) -> Verdict:
                "max_abs_added_between_layers": num(later_gap),
                "max_abs_diff_added_vs_pe_when_every_layer_switch_on": num(every_gap),
                "pe_norm_over_embedding_norm": num(share)}
-    ok = first_gap < 1e-6 and later_gap == 0 and every_gap < 1e-5
-    summary = text("claim.P1.summary", first_gap=f2(first_gap), later_gap=f2(later_gap), every_gap=f2(every_gap),
+    gaps = ("max_abs_diff_layer1_input_vs_embedding_plus_pe", "max_abs_added_between_layers",
+            "max_abs_diff_added_vs_pe_when_every_layer_switch_on")
+    ok = all(below_floor(gap, FLOAT32_FLOOR) for gap in (first_gap, later_gap, every_gap))
+    summary = text("claim.P1.summary", first_gap=shown(first_gap, FLOAT32_FLOOR),
+                   later_gap=shown(later_gap, FLOAT32_FLOOR), every_gap=shown(every_gap, FLOAT32_FLOOR),
                    share=f2(share))
     return Verdict("P1", "holds" if ok else "does_not_hold", numbers, summary, text("claim.P1.method"),
-                   ["zoo:reverse-post-4x4"])
+                   ["zoo:reverse-post-4x4"], floors=dict.fromkeys(gaps, FLOAT32_FLOOR))
 
 
 def _roughness(metrics: list[dict]) -> tuple[float, float]:
@@ -137,10 +143,13 @@ def measure_p3(store: RunStore | None) -> Verdict:
     numbers = {f"max_abs_error_offset_{k}": num(e) for k, e in errors.items()}
     numbers |= {"max_abs_error_all_offsets": num(worst), "max_abs_error_model_table_offset_1": num(model_error),
                 "max_abs_deviation_from_orthogonal": num(orthogonality), "positions": 256, "d_model": d}
-    verdict = "holds" if worst < 1e-4 and model_error < 1e-4 else "does_not_hold"
-    summary = text("claim.P3.summary", offsets=", ".join(map(str, OFFSETS)), d_model=str(d), worst=f2(worst),
-                   model_error=f2(model_error), orthogonality=f2(orthogonality))
-    return Verdict("P3", verdict, numbers, summary, text("claim.P3.method"), ["zoo:reverse-post-2x2"])
+    verdict = "holds" if below_floor(worst, FLOAT32_FLOOR) and below_floor(model_error, FLOAT32_FLOOR) \
+        else "does_not_hold"
+    summary = text("claim.P3.summary", offsets=", ".join(map(str, OFFSETS)), d_model=str(d),
+                   worst=shown(worst, FLOAT32_FLOOR), model_error=shown(model_error, FLOAT32_FLOOR),
+                   orthogonality=shown(orthogonality, FLOAT32_FLOOR))
+    floors = {key: FLOAT32_FLOOR for key in numbers if key.startswith("max_abs_")}
+    return Verdict("P3", verdict, numbers, summary, text("claim.P3.method"), ["zoo:reverse-post-2x2"], floors=floors)
 
 
 P4_PLAN = "position-encodings"

@@ -18,7 +18,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from app.teaching.claims import CLAIMS
-from app.teaching.claims.common import Text, sublayer_text
+from app.teaching.claims.common import Text, floor_text, is_noise, sublayer_text
 from app.teaching.claims.conditions import conditions_text
 from app.web.i18n import LANGUAGES, Translator
 
@@ -122,6 +122,8 @@ def number_value(key: str, value: Any, t: Translator) -> str:
         return str(value)
     if value in _VALUE_KEYS:
         return t(_VALUE_KEYS[value])
+    if is_noise(value):
+        return t("number.noise", floor=floor_text(value))
     if _SUBLAYER.fullmatch(value):
         return render_text(sublayer_text(value), t)
     if key.endswith("_task"):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from functools import cache, lru_cache
 
 import torch
 
 from app.lab.store import RunStore
 from app.teaching.claims.common import (
+    GRADIENT_FLOOR,
     SweepData,
     Text,
     Verdict,
     accuracy_numbers,
+    below_floor,
     f2,
     heldout_batch,
     heldout_pairs,
@@ -20,7 +21,9 @@ from app.teaching.claims.common import (
     merge_sweeps,
     num,
     pct,
+    round_up,
     share_range,
+    shown,
     steps_text,
     sublayer_text,
     teacher_forced_accuracy,
@@ -38,14 +41,27 @@ STACKS = ("encoder", "decoder")
 VANISH = 10.0  # "much larger share": the first/last gradient ratio falls at least this many times without residual
 
 
-def _ratio(grads: list[float]) -> float:
-    return grads[0] / grads[-1] if grads[-1] > 0 else float("inf")
+def _ratio(grads: list[float]) -> tuple[float | None, float]:
+    """The first/last layer gradient ratio and its noise floor (what a first layer's gradient at GRADIENT_FLOOR
+    would give). None when the last layer's gradient is itself rounding noise: nothing is left to compare."""
+    if below_floor(grads[-1], GRADIENT_FLOOR):
+        return None, 0.0
+    return grads[0] / grads[-1], GRADIENT_FLOOR / grads[-1]
 
 
-def _reading(ratios: dict[str, tuple[float | None, float | None]]) -> Text:
-    """What cutting the residual connections did to a stack's first/last ratio over the models, from the numbers
-    (the drop is the ratio with residual connections over the ratio without)."""
-    drops = [(on or 0.0) / off if off else float("inf") for on, off in ratios.values()]
+def _at_most(ratio: float | None, floor: float) -> float:
+    """What a ratio says for sure: below its floor it is at most the floor; undefined (every gradient vanished)
+    it is 0."""
+    return 0.0 if ratio is None else max(ratio, floor)
+
+
+def _drop(on: float | None, off: float) -> float:
+    """How many times smaller the ratio is with the residual connections cut (`off` as _at_most gives it)."""
+    return (on or 0.0) / off if off else float("inf")
+
+
+def _reading(drops: list[float]) -> Text:
+    """What cutting the residual connections did to a stack's first/last ratio over the models."""
     if min(drops) >= VANISH:
         return text("claim.R1.reading.vanishes")
     if max(drops) >= 2:
@@ -53,73 +69,86 @@ def _reading(ratios: dict[str, tuple[float | None, float | None]]) -> Text:
     return text("claim.R1.reading.unchanged")
 
 
-def _training_ratios(store: RunStore | None) -> dict[str, float] | None:
+def _ratio_shown(ratio: float | None, floor: float) -> str | Text:
+    return text("claim.R1.vanished") if ratio is None else shown(ratio, round_up(floor) if floor else 0.0)
+
+
+def _training_ratios(store: RunStore | None) -> dict[str, tuple[float | None, float]] | None:
     """First/last layer-input gradient ratio over the first 100 training steps of the deepest stored
-    pre_ln and no_residual runs (models trained that way, not ablated)."""
+    pre_ln and no_residual runs (models trained that way, not ablated): the mean over the steps, and its floor
+    when some step's ratio was below its own (0 when none was)."""
     sweep = load_sweep(store, "depth-residual-norm")
     depths = sweep.depths("pre_ln", "no_residual") if sweep else []
     if not depths:
         return None
-    out: dict[str, float] = {"depth": depths[-1]}
+    out: dict = {"depth": depths[-1]}
     for variant in ("pre_ln", "no_residual"):
         rows = [r for r in store.metrics(sweep.get(variant, depths[-1])["run_id"]) if r["step"] <= 100]
         for stack in STACKS:
-            ratios = [_ratio(r["layer_grad_norms"][stack]) for r in rows if r.get("layer_grad_norms")]
-            ratios = [r for r in ratios if math.isfinite(r)]
-            out[f"{variant}_{stack}"] = sum(ratios) / len(ratios) if ratios else float("nan")
+            steps = [_ratio(r["layer_grad_norms"][stack]) for r in rows if r.get("layer_grad_norms")]
+            steps = [(ratio, floor) for ratio, floor in steps if ratio is not None]
+            if not steps:
+                out[f"{variant}_{stack}"] = (None, 0.0)
+                continue
+            mean = sum(ratio for ratio, _ in steps) / len(steps)
+            noisy = any(ratio < floor for ratio, floor in steps)
+            out[f"{variant}_{stack}"] = (mean, round_up(sum(_at_most(*s) for s in steps) / len(steps)) if noisy
+                                         else 0.0)
     return out
 
 
 def measure_r1(store: RunStore | None) -> Verdict:
-    numbers: dict = {}
-    clean, any_drop = 0, False  # models whose encoder shows the drop (no attention bottleneck there); any drop
+    numbers, floors = {}, {}
+    ratios = {}  # (model key, stack, "on" | "off") -> (ratio, floor)
     for key, name in R1_MODELS.items():
         model, task = zoo(name)
         batch = heldout_batch(task)
-        ok_on = True
         for residual in (True, False):
             grads = layer_gradient_norms(model, batch.src, batch.tgt_in, batch.tgt_out,
                                          model.switches.replace(residual=residual))
             tag = "on" if residual else "off"
             for stack in STACKS:
-                numbers[f"{key}_{stack}_grad_first_residual_{tag}"] = num(grads[stack][0])
-                numbers[f"{key}_{stack}_grad_last_residual_{tag}"] = num(grads[stack][-1])
-                numbers[f"{key}_{stack}_first_over_last_residual_{tag}"] = num(_ratio(grads[stack]))
-        drops = {}
-        for stack in STACKS:
-            on = numbers[f"{key}_{stack}_first_over_last_residual_on"] or 0.0
-            off = numbers[f"{key}_{stack}_first_over_last_residual_off"] or 0.0
-            ok_on &= on >= 0.3
-            drops[stack] = on >= VANISH * off
-        clean += ok_on and drops["encoder"]
-        any_drop |= drops["encoder"] or drops["decoder"]
+                first, last, ratio = (f"{key}_{stack}_{q}_residual_{tag}" for q in ("grad_first", "grad_last",
+                                                                                    "first_over_last"))
+                numbers[first], numbers[last] = num(grads[stack][0]), num(grads[stack][-1])
+                floors[first] = floors[last] = GRADIENT_FLOOR
+                ratios[key, stack, tag] = _ratio(grads[stack])
+                numbers[ratio] = num(ratios[key, stack, tag][0])
+                if ratios[key, stack, tag][0] is not None:
+                    floors[ratio] = round_up(ratios[key, stack, tag][1])
+    drops = {(key, stack): _drop(ratios[key, stack, "on"][0], _at_most(*ratios[key, stack, "off"]))
+             for key in R1_MODELS for stack in STACKS}
+    # models whose encoder shows the drop (no attention bottleneck there), and whether any stack shows it
+    clean = sum((ratios[key, "encoder", "on"][0] or 0.0) >= 0.3 and (ratios[key, "decoder", "on"][0] or 0.0) >= 0.3
+                and drops[key, "encoder"] >= VANISH for key in R1_MODELS)
+    any_drop = any(d >= VANISH for d in drops.values())
     trained = _training_ratios(store)
     trained_agrees = None
     if trained:
         numbers["trained_depth"] = int(trained["depth"])
-        for k, v in trained.items():
-            if k != "depth":
-                numbers[f"trained_{k}_first_over_last"] = num(v)
-        trained_agrees = not trained["no_residual_decoder"] >= trained["pre_ln_decoder"]  # NaN: nothing left
+        for k, (ratio, floor) in ((k, v) for k, v in trained.items() if k != "depth"):
+            numbers[f"trained_{k}_first_over_last"] = num(ratio)
+            if floor:
+                floors[f"trained_{k}_first_over_last"] = floor
+        # what the no-residual run's ratio is at most, against the Pre-LN run's (undefined: nothing reached it)
+        trained_agrees = _at_most(*trained["no_residual_decoder"]) < (trained["pre_ln_decoder"][0] or 0.0)
     # Holds cleanly only where the encoder shows it too: the decoder's drop is partly the cut cross-attention skip.
     verdict = "holds" if clean == len(R1_MODELS) else "holds_with_caveats" if any_drop else "does_not_hold"
     if verdict == "holds" and trained_agrees is False:
         verdict = "holds_with_caveats"
-    p2, p4 = "post-2x2", "pre-4x4"
-    dec, enc = ({k: tuple(numbers[f"{k}_{stack}_first_over_last_residual_{t}"] for t in ("on", "off"))
-                 for k in R1_MODELS} for stack in STACKS[::-1])
-    dec_reading, enc_reading = _reading(dec), _reading(enc)
-    summary = [text("claim.R1.summary", dec_p2_on=f2(dec[p2][0]), dec_p4_on=f2(dec[p4][0]),
-                     dec_p2_off=f2(dec[p2][1]), dec_p4_off=f2(dec[p4][1]), enc_p2_on=f2(enc[p2][0]),
-                     enc_p4_on=f2(enc[p4][0]), enc_p2_off=f2(enc[p2][1]), enc_p4_off=f2(enc[p4][1]),
-                     dec_reading=dec_reading, enc_reading=enc_reading)]
+    dec_reading, enc_reading = (_reading([drops[key, stack] for key in R1_MODELS]) for stack in STACKS[::-1])
+    models = {"post-2x2": "p2", "pre-4x4": "p4"}  # the summary's placeholders: dec_p2_on, enc_p4_off, ...
+    shown_ratios = {f"{stack[:3]}_{models[key]}_{tag}": _ratio_shown(*ratios[key, stack, tag])
+                    for key in R1_MODELS for stack in STACKS for tag in ("on", "off")}
+    summary = [text("claim.R1.summary", **shown_ratios, dec_reading=dec_reading, enc_reading=enc_reading)]
     if dec_reading.key != enc_reading.key:  # the decoder's drop is partly the cut cross-attention skip
         summary.append(text("claim.R1.bottleneck"))
     if trained:
         summary.append(text("claim.R1.trained", depth=str(int(trained["depth"])),
-                            on=f2(trained["pre_ln_decoder"]), off=f2(trained["no_residual_decoder"])))
+                            on=_ratio_shown(*trained["pre_ln_decoder"]),
+                            off=_ratio_shown(*trained["no_residual_decoder"])))
     sources = [f"zoo:{n}" for n in R1_MODELS.values()] + (["sweep:depth-residual-norm"] if trained else [])
-    return Verdict("R1", verdict, numbers, summary, text("claim.R1.method"), sources)
+    return Verdict("R1", verdict, numbers, summary, text("claim.R1.method"), sources, floors=floors)
 
 
 R2_MODELS = ("reverse-pre-4x4", "reverse-post-4x4")  # trained with residual connections, 4+4 layers

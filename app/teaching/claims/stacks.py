@@ -9,13 +9,16 @@ import torch
 
 from app.lab.store import RunStore
 from app.teaching.claims.common import (
+    FLOAT32_FLOOR,
     Verdict,
+    below_floor,
     f2,
     find_done_runs,
     heldout_batch,
     heldout_pairs,
     num,
     pct,
+    shown,
     teacher_forced_accuracy,
     text,
     zoo,
@@ -48,7 +51,8 @@ def _chain(stack: str) -> tuple[dict, bool]:
         numbers |= {f"{key}_layers": n, f"{key}_output_shape": "×".join(map(str, next(iter(shapes)))),
                     f"{key}_max_abs_gap_between_layers": num(gap), f"{key}_parameters_between_layers": between,
                     f"{key}_identical_layer_structure": str(same_structure)}
-        ok &= shapes == {(width[0], width[1], model.config.d_model)} and gap == 0 and same_structure and between == 0
+        ok &= (shapes == {(width[0], width[1], model.config.d_model)} and below_floor(gap, FLOAT32_FLOOR)
+               and same_structure and between == 0)
     return numbers, ok
 
 
@@ -57,11 +61,12 @@ def _chain_verdict(claim: str, stack: str) -> Verdict:
     gaps = max(numbers[f"{k}_max_abs_gap_between_layers"] for k in DEEP_MODELS)
     shape = numbers["post-4x4_output_shape"]
     name = text(f"claim.stack.{stack}")
-    summary = text("claim.chain.summary", stack=name, shape=shape, gap=f2(gaps),
+    summary = text("claim.chain.summary", stack=name, shape=shape, gap=shown(gaps, FLOAT32_FLOOR),
                    between=str(numbers["post-4x4_parameters_between_layers"]))
     method = text("claim.chain.method", stack=name)
     return Verdict(claim, "holds" if ok else "does_not_hold", numbers, summary, method,
-                   [f"zoo:{n}" for n in DEEP_MODELS.values()])
+                   [f"zoo:{n}" for n in DEEP_MODELS.values()],
+                   floors={f"{k}_max_abs_gap_between_layers": FLOAT32_FLOOR for k in DEEP_MODELS})
 
 
 def measure_e1(store: RunStore | None) -> Verdict:
@@ -151,13 +156,14 @@ def measure_d2(store: RunStore | None) -> Verdict:
                "en_numbers_accuracy_memory_same_depth": num(scores["en"][1]),
                "zh_numbers_accuracy_memory_final": num(scores["zh"][0]),
                "zh_numbers_accuracy_memory_same_depth": num(scores["zh"][1])}
-    verdict = "holds" if final_gap < 1e-5 else "does_not_hold"
-    summary = text("claim.D2.summary", final_gap=f2(final_gap),
+    verdict = "holds" if below_floor(final_gap, FLOAT32_FLOOR) else "does_not_hold"
+    summary = text("claim.D2.summary", final_gap=shown(final_gap, FLOAT32_FLOOR),
                    same_depth_gap=f2(numbers["max_abs_diff_keys_vs_same_depth_layer"]),
                    en_final=pct(scores["en"][0]), en_same=pct(scores["en"][1]),
                    zh_final=pct(scores["zh"][0]), zh_same=pct(scores["zh"][1]))
     return Verdict("D2", verdict, numbers, summary, text("claim.D2.method"),
-                   ["zoo:en-numbers-2x2", "zoo:zh-numbers-2x2"])
+                   ["zoo:en-numbers-2x2", "zoo:zh-numbers-2x2"],
+                   floors={"max_abs_diff_keys_vs_final_encoder_output": FLOAT32_FLOOR})
 
 
 def measure_d3(store: RunStore | None) -> Verdict:
@@ -195,9 +201,10 @@ def measure_d3(store: RunStore | None) -> Verdict:
                     "unmasked_run_teacher_forced_token_accuracy": num(statistics.fmean(forced)) if forced else None,
                     "unmasked_run_greedy_heldout_accuracy": num(run.final.get("heldout_seq_accuracy"))}
         sources.append(f"run:{run.id}")
-    exact = step_gap < 1e-4 and future_gap < 1e-6
+    exact = below_floor(step_gap, FLOAT32_FLOOR) and below_floor(future_gap, FLOAT32_FLOOR)
     verdict = "holds" if exact else "does_not_hold"
-    summary = [text("claim.D3.summary", step_gap=f2(step_gap), future_gap=f2(future_gap),
+    summary = [text("claim.D3.summary", step_gap=shown(step_gap, FLOAT32_FLOOR),
+                    future_gap=shown(future_gap, FLOAT32_FLOOR),
                     unmasked_gap=f2(unmasked_future_gap), greedy_on=pct(greedy_on), greedy_off=pct(greedy_off),
                     forced_off=pct(forced_off))]
     if runs:
@@ -208,7 +215,9 @@ def measure_d3(store: RunStore | None) -> Verdict:
                             greedy=pct(gr)))
     else:
         summary.append(text("claim.D3.no_run"))
-    return Verdict("D3", verdict, numbers, summary, text("claim.D3.method"), sources)
+    return Verdict("D3", verdict, numbers, summary, text("claim.D3.method"), sources,
+                   floors=dict.fromkeys(("max_abs_diff_parallel_vs_step_by_step_logits",
+                                         "max_abs_change_earlier_logits_when_last_token_changes"), FLOAT32_FLOOR))
 
 
 MEASURES = {"E1": measure_e1, "E2": measure_e2, "D1": measure_d1, "D2": measure_d2, "D3": measure_d3,
