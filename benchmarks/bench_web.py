@@ -20,6 +20,14 @@ Four loads:
   server's throughput and how the queue grows once the cores are busy;
 - a class of 50: each learner keeps an input of its own and clicks a random combination of every switch
   (so nearly every click is a state nobody traced yet), 1-3 s apart, for `--class-seconds`.
+
+And the load a lecture hall makes, measured twice: `--hall-seconds` from the moment a freshly started server
+first answers `/` (the teacher starts it and the hall clicks at once), and again on the now warm server. 50
+learners, half of them reading Chinese pages, each opens the whole page on any of the four reverse-task zoo
+models (2+2 and 4+4 layers, Post-LN and Pre-LN) with a random 4-10 digit input, then clicks random switch
+combinations 1-3 s apart; one click in five also picks another model and input.
+
+    python benchmarks/bench_web.py --hall-only     just the hall, on the default worker pool
 """
 
 from __future__ import annotations
@@ -152,8 +160,90 @@ async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> d
     return {"times": times, "errors": errors, "misses": misses}
 
 
-def start_server(port: int, model_processes: int, data_dir: str) -> subprocess.Popen:
-    env = {**os.environ, "ADDNORM_MODEL_PROCESSES": str(model_processes), "ADDNORM_DATA_DIR": data_dir}
+HALL_MODELS = ("reverse-post-2x2", "reverse-pre-2x2", "reverse-post-4x4", "reverse-pre-4x4")
+
+
+async def hall(base: str, learners: int, seconds: float, seed: int = 11) -> dict:
+    """A lecture hall (the module's docstring): every learner starts within the first 2 s and opens the page (timed:
+    a first page must be fast too). Every response is checked."""
+    rng = random.Random(seed)
+    times: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=learners)) as client:
+        async def click(query: str, headers=HX) -> None:
+            start = time.perf_counter()
+            try:
+                response = await client.get(f"/playground?{query}", headers=headers)
+                if response.status_code != 200 or 'id="step-view"' not in response.text:
+                    errors.append(f"{response.status_code}")
+            except httpx.HTTPError as error:
+                errors.append(type(error).__name__)
+            times.append((time.perf_counter() - start) * 1000)
+
+        async def learner(own: random.Random):
+            def new_example() -> str:
+                digits = "".join(own.choice("0123456789") for _ in range(own.randint(4, 10)))
+                return f"model={own.choice(HALL_MODELS)}&input={digits}"
+            lang = own.choice(("en", "zh"))
+            example = new_example()
+            await asyncio.sleep(own.uniform(0, 2))
+            await click(f"{example}&lang={lang}", {"Accept-Encoding": "gzip"})  # the whole page, as a browser opens it
+            while True:
+                await asyncio.sleep(own.uniform(1.0, 3.0))
+                if time.perf_counter() > deadline:
+                    return
+                if own.random() < 0.2:
+                    example = new_example()
+                await click(f"{random_combination(own)}&{example}&lang={lang}")
+        await asyncio.gather(*(learner(random.Random(rng.random())) for _ in range(learners)))
+    return {"times": times, "errors": errors}
+
+
+def hall_line(name: str, result: dict, seconds: float, idle_ms: float) -> str:
+    times = result["times"]
+    return (f"{name}: {len(times)} requests ({len(times) / seconds:.1f}/s), {len(result['errors'])} errors "
+            f"{sorted(set(result['errors']))[:3] if result['errors'] else ''}\n"
+            f"    p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms, max {max(times):.0f} ms "
+            f"(static file idle p50 {idle_ms:.1f} ms; p50 = {pct(times, 50) / idle_ms:.0f}x, "
+            f"p95 = {pct(times, 95) / idle_ms:.0f}x static)")
+
+
+async def measure_hall(seconds: float, model_processes: int | None) -> None:
+    """The hall from a cold start (timed from the first answer on `/`, as a teacher sees the server up), then warm."""
+    port = free_port()
+    data_dir = tempfile.TemporaryDirectory(prefix="addnorm-bench-")
+    started = time.perf_counter()
+    server = start_server(port, model_processes, data_dir.name)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            try:
+                if httpx.get(base + "/", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise SystemExit("the server did not start")
+        up = time.perf_counter() - started
+        where = "the default worker pool" if model_processes is None else f"ADDNORM_MODEL_PROCESSES={model_processes}"
+        print(f"\n== a hall of 50 on {where}; the server answered / {up:.1f} s after start")
+        cold = await hall(base, 50, seconds)
+        idle_t, _ = await run_load(base, ["/static/css/app.css"] * 50, 1)
+        print(hall_line(f"first {seconds:.0f} s after start", cold, seconds, pct(idle_t, 50)))
+        warm = await hall(base, 50, seconds, seed=12)
+        print(hall_line("warm server", warm, seconds, pct(idle_t, 50)))
+    finally:
+        server.terminate()
+        server.wait(20)
+        data_dir.cleanup()
+
+
+def start_server(port: int, model_processes: int | None, data_dir: str) -> subprocess.Popen:
+    env = {**os.environ, "ADDNORM_DATA_DIR": data_dir}
+    if model_processes is not None:
+        env["ADDNORM_MODEL_PROCESSES"] = str(model_processes)
     return subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
                              "--log-level", "warning"], cwd=ROOT, env=env)
 
@@ -215,8 +305,13 @@ async def measure(requests: int, class_seconds: float, model_processes: int) -> 
         data_dir.cleanup()
 
 
-async def main(requests: int, class_seconds: float, model_processes: list[int]) -> None:
+async def main(requests: int, class_seconds: float, model_processes: list[int], hall_seconds: float,
+               hall_only: bool) -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    if hall_seconds > 0:
+        await measure_hall(hall_seconds, None)
+    if hall_only:
+        return
     for processes in model_processes:
         await measure(requests, class_seconds, processes)
 
@@ -227,5 +322,7 @@ if __name__ == "__main__":
     parser.add_argument("--class-seconds", type=float, default=60, help="length of the class-of-50 load (0: skip)")
     parser.add_argument("--model-processes", type=int, nargs="+", default=[0, 2],
                         help="ADDNORM_MODEL_PROCESSES values to compare (0: a thread of the web process)")
+    parser.add_argument("--hall-seconds", type=float, default=40, help="length of each hall load (0: skip)")
+    parser.add_argument("--hall-only", action="store_true", help="only the hall, cold and warm")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.class_seconds, args.model_processes))
+    asyncio.run(main(args.requests, args.class_seconds, args.model_processes, args.hall_seconds, args.hall_only))

@@ -38,7 +38,7 @@ def _r(value: float) -> float:
 def _list(t: torch.Tensor) -> list:
     """A tensor as nested lists rounded to 4 significant digits (in one go for large tensors, where
     a handful of tensor ops beat a Python call per value)."""
-    if t.numel() <= 256:
+    if t.numel() <= 64:  # below this a Python call per value is quicker than the tensor ops
         return [_list(row) for row in t] if t.dim() > 1 else [_r(v) for v in t.tolist()]
     t = torch.nan_to_num(t.detach().double(), nan=0.0, posinf=1e30, neginf=-1e30)
     k = 3 - torch.floor(torch.log10(t.abs().clamp_min(1e-300)))  # decimals that keep 4 digits

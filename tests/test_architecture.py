@@ -12,6 +12,7 @@ import pytest
 from jinja2 import Environment, FileSystemLoader
 
 from app.playground.architecture import ARCH_LABELS, WIDTH, architecture_layout
+from app.playground.architecture.text import in_language
 from model.config import ModelConfig, Switches
 from model.trace import build_steps
 from model.transformer import Seq2Seq
@@ -48,8 +49,8 @@ def layout_for(switches=None, n_enc=2, n_dec=3, current=0, trained=None):
 def render(layout, t=english):
     env = Environment(loader=FileSystemLoader(ROOT / "templates"), autoescape=True)
     template = env.from_string('{% from "partials/architecture.html" import architecture %}'
-                               "{{ architecture(layout, t) }}")
-    return template.render(layout=layout, t=t)
+                               "{{ architecture(layout) }}")
+    return template.render(layout=in_language(layout, t))
 
 
 def boxes(layout, **match):

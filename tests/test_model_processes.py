@@ -28,6 +28,23 @@ def pooled(tmp_path_factory):
         yield client
 
 
+def zoo_cache_size() -> int:
+    """In a worker: how many zoo models it holds loaded."""
+    from model.zoo import load_zoo_model
+
+    return load_zoo_model.cache_info().currsize
+
+
+def test_the_workers_are_warm_before_the_server_is_up(pooled):
+    """A hall clicking the moment the server answers waits for no model load: every zoo model is in each worker."""
+    from model.zoo import load_manifest
+
+    processes = pooled.app.state.model_processes
+    assert all(future.done() for future in processes._warming)  # noqa: SLF001 - the lifespan waited for them
+    loaded = pooled.portal.call(processes.run, "any", zoo_cache_size)  # on the app's event loop
+    assert loaded == len(load_manifest())
+
+
 def test_workers_serve_the_same_pages_as_threads(pooled):
     """The same partials as the routes' own functions give on a thread of this process."""
     from app.playground import routes

@@ -72,11 +72,16 @@ def _work(request: Request, state: PlaygroundState, fn, *args, memo: bool = Fals
 
 
 def warm_up() -> None:
-    """A model worker's first work: the default model loaded and the playground's template compiled."""
-    state = parse_state({"residual": "off"}, 10_000)  # ablated: every part of the page is drawn
-    for lang in ("en", "zh"):
-        _results_html(state, lang, "")
-    _results_html.cache_clear()  # its first page was a warm-up, not a learner's
+    """A model worker's first work, before the server says it is up: every zoo model loaded and drawn once in each
+    language, so a hall that clicks at once waits for no model load or template compile."""
+    from app.playground.registry import zoo_models
+
+    for entry in zoo_models():
+        state = parse_state({"model": entry.name, "residual": "off"}, 10_000)  # ablated: every part is drawn
+        for lang in ("en", "zh"):
+            _results_html(state, lang, "")
+            _page_context(state, lang)
+    _results_html.cache_clear()  # its first pages were a warm-up, not a learner's
 
 
 def _fields_to_replace(request: Request) -> str:

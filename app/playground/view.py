@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from app.playground import figures
 from app.playground.architecture import architecture_layout
+from app.playground.architecture.text import in_language
 from app.playground.registry import zoo_models
 from app.playground.state import PlaygroundState, choices
 from app.playground.traces import Resolved, gradients_for, resolve
@@ -238,8 +239,8 @@ def architecture_svg(r: Resolved, steps: list[dict], index: int, lang: str) -> M
         if svg is not None:
             _ARCH_SVGS.move_to_end(key)
             return svg
-    layout = architecture_layout(r.config, r.state.switches, steps, index, r.trained)
-    svg = templates.env.get_template("partials/architecture.html").module.architecture(layout, Translator(lang))
+    layout = in_language(architecture_layout(r.config, r.state.switches, steps, index, r.trained), Translator(lang))
+    svg = templates.env.get_template("partials/architecture.html").module.architecture(layout)
     with _ARCH_LOCK:
         _ARCH_SVGS[key] = svg
         if len(_ARCH_SVGS) > ARCH_SVGS_KEPT:

@@ -86,10 +86,16 @@ class ModelProcesses:
                                    initializer=_start_worker, initargs=self._init_args)
 
     def start(self) -> None:
-        """The workers start and warm up in the background; a request that comes sooner waits for its worker."""
+        """The workers start and warm up in the background (`ready` waits for them)."""
         self._workers = [self._new_worker() for _ in range(self.size)]
-        for worker in self._workers:
-            worker.submit(gc.collect)  # a pool starts its process on the first task
+        self._warming = [worker.submit(gc.collect) for worker in self._workers]  # a pool starts on its first task
+
+    async def ready(self) -> None:
+        """Every worker has warmed up (the lifespan waits for this: a hall clicking the moment the server is up
+        would otherwise queue behind model loads). A worker that failed to start is replaced on first use."""
+        for warming in self._warming:
+            with suppress(BrokenProcessPool):
+                await asyncio.wrap_future(warming)
 
     def stop(self) -> None:
         for worker in self._workers:

@@ -34,11 +34,18 @@ from app.web.errors import declare_refusals, install_error_handlers
 from app.web.learners import LearnerCookieMiddleware
 from app.web.security import SecurityMiddleware
 from app.web.settings import Settings, get_settings
+from app.web.templating import templates
 from model.zoo import default_entry, load_zoo_model
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTERS = (home.router, playground_routes.router, lab_routes.router, sweep_routes.router, teaching_routes.router,
            teacher_routes.router, student_routes.router, playground_api.router, docs.router)
+
+
+def warm_templates() -> None:
+    """Compiled before the server is up: the first whole page a learner opens should not wait for it."""
+    for name in ("home.html", "playground.html", "lesson.html", "claims.html", "class_student.html"):
+        templates.env.get_template(name)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.model_processes = ModelProcesses(settings.model_processes, settings.data_dir,
                                                            settings.torch_threads, playground_routes.warm_up)
                 app.state.model_processes.start()
+                await app.state.model_processes.ready()
+            warm_templates()
             # Classes have a store of their own: one that cannot be used turns classes off (503), nothing else.
             app.state.classes, app.state.classes_problem = open_class_store(settings.data_dir)
             app.state.class_hub = ClassHub(app.state.classes) if app.state.classes is not None else None

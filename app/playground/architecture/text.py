@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from app.web.i18n import LANGUAGES, labels
 from model.config import ModelConfig, Switches
 
@@ -26,6 +28,26 @@ def render_text(key: str, args: dict | None = None, lang: str = "en") -> str:
 
 def render_title(parts: list[dict], lang: str = "en") -> str:
     return " · ".join(render_text(p["key"], p["args"], lang) for p in parts)
+
+
+def in_language(layout: dict, t: Callable[..., str]) -> dict:
+    """The layout with every element's words put through the translator `t(key, **args)` (`label_text`,
+    `title_text`; an argument {"key": k} is translated first), here once rather than by a template macro per box:
+    the diagram is drawn for every new state, and the macros were most of its time."""
+    def words(key: str, args: dict | None) -> str:
+        return t(key, **{name: t(v["key"]) if isinstance(v, dict) else v for name, v in (args or {}).items()})
+
+    def title(parts: list[dict]) -> str:
+        return " · ".join(words(p["key"], p["args"]) for p in parts)
+
+    for item in (*layout["boxes"], *layout["labels"], *layout["skips"], *layout["arrows"], *layout["frames"]):
+        if "label_key" in item:
+            item["label_text"] = words(item["label_key"], item.get("label_args"))
+        if "title_parts" in item:
+            item["title_text"] = title(item["title_parts"])
+    layout["title_text"] = title(layout["title_parts"])
+    layout["desc_text"] = t(layout["desc_key"])
+    return layout
 
 
 def norm_name(norm: str) -> dict:
