@@ -62,9 +62,9 @@ def test_the_pe_rotation_is_exact():
     v = measure("P3")
     assert v.verdict == "holds" and v.numbers["max_abs_error_all_offsets"] == noise_marker(FLOAT32_FLOOR)
     rows = {key: value for key, _, value in verdict_view(v, Translator("en"))["numbers"]}
-    assert rows["max_abs_error_all_offsets"] == "below 1e-4: rounding noise"
+    assert rows["max_abs_error_all_offsets"] == "below 1e-4 (rounding noise)"
     assert rows["d_model"] == str(v.numbers["d_model"])  # other figures as measured
-    assert "低于 1e-4：舍入噪声" in render_text(v.summary, ZH)  # shown as such, not as digits
+    assert "低于 1e-4（舍入噪声）" in render_text(v.summary, ZH)  # shown as such, not as digits
 
 
 @pytest.mark.parametrize("claim_id", STORE_CLAIMS)

@@ -16,7 +16,7 @@ the same way. Rendering happens in one place: app/teaching/claims/render.py.
 
 A figure measured near zero has a noise floor (`Verdict.floors`): below it, its digits are float32 rounding
 and change with the CPU's kernels and thread count, so it is saved and shown as the marker "<1e-07" ("below
-1e-7: rounding noise"), never as digits, and no verdict turns on it (the measurements compare with the floor).
+1e-7 (rounding noise)"), never as digits, and no verdict turns on it (the measurements compare with the floor).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def floored(value: Number, floor: float) -> Number:
 
 
 def shown(value: float | None, floor: float, digits: int = 2) -> str | Text:
-    """A figure in a sentence that says so when it is below its noise floor ("below 1e-7: rounding noise")."""
+    """A figure in a sentence that says so when it is below its noise floor ("below 1e-7 (rounding noise)")."""
     if below_floor(value, floor):
         return text("number.noise", floor=floor_text(floor))
     return f2(value, digits)
