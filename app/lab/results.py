@@ -3,6 +3,9 @@ as metrics and probes without checkpoints, so a fresh install shows every claim 
 
     python -m app.lab.results            train what is missing, then write model/zoo/results/
     python -m app.lab.results --no-train write them from the runs already in the store
+    python -m app.lab.results --verdicts-only
+                                         measure verdicts.json again from the shipped runs (the claims'
+                                         code changed, the runs did not)
 
 They live beside the zoo in model/zoo/results/: `runs.json.gz` (the runs and the plans' sweeps, with the
 command, date, seeds and machine they came from), `verdicts.json` (the claim report measured from them by
@@ -219,16 +222,24 @@ class ResultSource:
 
 def main(argv: list[str] | None = None) -> int:
     from app.lab.precompute import precompute, probe_missing
-    from app.teaching.verdicts import compute_report
     from app.web.settings import get_settings
 
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-train", action="store_true", help="write them from the runs already in the store")
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one per core)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where to write them")
+    parser.add_argument("--verdicts-only", action="store_true",
+                        help="measure verdicts.json again from the runs shipped in --out; no store, no training")
     args = parser.parse_args(argv)
     settings = get_settings()
     started = time.time()
+    if args.verdicts_only:
+        shipped = read_shipped(args.out / RUNS_FILE)
+        if shipped is None:
+            parser.error(f"{args.out / RUNS_FILE} is missing: run {COMMAND} without --verdicts-only")
+        _write_verdicts(args.out, shipped)
+        print(f"wrote {args.out / VERDICTS_FILE} from {args.out / RUNS_FILE} in {time.time() - started:.0f} s")
+        return 0
     with store_to_train_in(settings.data_dir) as store:
         if not args.no_train:
             precompute(store, PLANS, args.workers, settings, seeds=SEEDS)  # probes what it did not train too
@@ -237,12 +248,19 @@ def main(argv: list[str] | None = None) -> int:
             probe_missing(store, [run.id for run in runs if run is not None])
         path = export_results(store, PLANS, SEEDS, settings, args.out)
     shipped = read_shipped(path)
-    report = {**compute_report(shipped, "shipped"), "results": shipped.digest, "about": shipped.about}
-    (args.out / VERDICTS_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    _write_verdicts(args.out, shipped)
     _write_readme(args.out, shipped)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(shipped.list(limit=100_000))} runs) and "
           f"{VERDICTS_FILE} in {time.time() - started:.0f} s")
     return 0
+
+
+def _write_verdicts(out_dir: Path, shipped: ShippedStore) -> None:
+    """The claim report measured from the shipped runs, beside them."""
+    from app.teaching.verdicts import compute_report
+
+    report = {**compute_report(shipped, "shipped"), "results": shipped.digest, "about": shipped.about}
+    (out_dir / VERDICTS_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def _write_readme(out_dir: Path, shipped: ShippedStore) -> None:

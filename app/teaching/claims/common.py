@@ -12,7 +12,8 @@ A value is one of
   - a Text: a phrase translated in its turn, e.g. `text("claim.stack.encoder")`;
   - a list of Texts: phrases joined by the catalogue's `claim.sep.list` ("; " / "；").
 Everything stays plain data, so `dataclasses.asdict` saves a verdict as JSON and the saved dicts render
-the same way. Rendering happens in one place: app/teaching/claims/render.py.
+the same way. Rendering happens in one place: app/teaching/claims/render.py. A claim measured on the
+precomputed sweeps also carries its `chart` (claims/charts.py): the same kind of plain data.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +33,9 @@ from app.web.numbers import finite
 from model.tasks import PAD, Batch, Task, collate
 from model.transformer import Seq2Seq
 from model.zoo import load_zoo_model
+
+if TYPE_CHECKING:
+    from app.teaching.claims.charts import Chart
 
 VERDICTS = ("holds", "holds_with_caveats", "does_not_hold", "mixed", "not_measured")  # mixed: the seeds disagree
 SEED = 7  # every held-out set drawn for a claim uses this seed, so the numbers repeat exactly
@@ -63,6 +67,7 @@ class Verdict:
     sources: list[str] = field(default_factory=list)  # "zoo:<model>", "sweep:<plan>", "run:<id>"
     conditions: list[dict] = field(default_factory=list)  # what each source was trained on (claims/conditions.py)
     runs: list[str] = field(default_factory=list)  # the keys (RunSpec.key) of every run its sweeps hold
+    chart: Chart | None = None  # claims read from sweeps: the measured quantity per condition (claims/charts.py)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
