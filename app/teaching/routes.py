@@ -88,8 +88,10 @@ def claims_api(board: VerdictsDep) -> dict:
     with their range over seeds and 95% interval) and a label for each in every language, `conditions` (in words
     and as data), `sources` and `runs` (the keys of the runs it read), `source` ("shipped" with the app or
     "measured here") and `measured` (when, on which machine; for shipped results, where they were trained);
-    summary and method in every language ({"en", "zh"}) and the catalogue keys they are made of. `fresh` is
-    false while the runs changed since it was measured (it is then being measured again: ask later)."""
+    `chart` (claims measured from the sweeps, else null: each condition's mean and lowest and highest seed,
+    and the cells the verdict compares, its labels as catalogue keys and values); summary and method in every
+    language ({"en", "zh"}) and the catalogue keys they are made of. `fresh` is false while the runs changed
+    since it was measured (it is then being measured again: ask later)."""
     report, fresh = board.current()
     source = (report or {}).get("source", "measured here")
     measured = {"at": (report or {}).get("computed_at"), "machine": (report or {}).get("machine"),

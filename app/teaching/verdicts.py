@@ -27,7 +27,9 @@ from app.web.i18n import Translator
 from app.web.settings import get_settings
 
 REPORT_FILE = "verdicts.json"
-REPORT_FORMAT = 2  # 2: summaries and methods are catalogue keys with values (1, unmarked: sentences per language)
+# 2: summaries and methods are catalogue keys with values (1, unmarked: sentences per language); 3: verdicts read
+# from sweeps carry their chart (an older report is measured again, so its cards get charts)
+REPORT_FORMAT = 3
 log = logging.getLogger(__name__)
 
 

@@ -7,13 +7,40 @@ const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemo
 function renderPlot(el) {
   // Hidden plots render when shown; live plots are drawn by training.js as their data streams in.
   if (!window.Plotly || el.dataset.rendered || el.dataset.live || el.offsetParent === null) return;
+  if (el.dataset.lazy && !el.dataset.near) { drawWhenNear(el); return; }
   const fig = JSON.parse(el.dataset.figure);
   el.dataset.rendered = "pending";
   const layout = presenting() ? enlarged(fig.layout) : fig.layout;
-  Plotly.newPlot(el, fig.data, fitLayout(el, layout), PLOT_CONFIG).then(() => {
+  Plotly.newPlot(el, fig.data, fitLayout(el, layout), PLOT_CONFIG).then(() => keepPlotTall(el)).then(() => {
     el.dataset.rendered = "true";
     highlightOnHover(el);
   });
+}
+
+// Lazy plots (a page of many charts, such as the claims) are drawn once they come within a screen's height of
+// the viewport, so the page does not draw them all at load.
+const nearViewport = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+  entries.forEach((entry) => {
+    if (!entry.isIntersecting) return;
+    nearViewport.unobserve(entry.target);
+    entry.target.dataset.near = "true";
+    renderPlot(entry.target);
+  });
+}, { rootMargin: "100% 0px" }) : null;
+
+function drawWhenNear(el) {
+  if (nearViewport) { nearViewport.observe(el); return; }
+  el.dataset.near = "true";
+  renderPlot(el);
+}
+
+// A figure whose legend wraps onto many rows (on a phone) is made taller, to keep the plot area at least
+// layout.meta.min_plot_height px high (Plotly takes the legend's room from the plot otherwise).
+function keepPlotTall(el) {
+  const min = el.layout && el.layout.meta && el.layout.meta.min_plot_height;
+  const size = el._fullLayout && el._fullLayout._size;
+  if (!min || !size || size.h >= min) return Promise.resolve();
+  return Plotly.relayout(el, { height: el.layout.height + Math.ceil(min - size.h) });
 }
 
 // ---- titles that fit the plot's width ------------------------------------------------------
@@ -82,7 +109,8 @@ window.addEventListener("resize", () => {
       if (!el.layout || !el.titleSource || el.offsetParent === null) return;
       const layout = fitLayout(el, { title: { ...el.layout.title }, margin: { ...el.layout.margin }, height: el.layout.height });
       if (layout.title.text !== el.layout.title.text || layout.margin.t !== el.layout.margin.t) {
-        Plotly.relayout(el, { title: layout.title, "margin.t": layout.margin.t, height: layout.height });
+        Plotly.relayout(el, { title: layout.title, "margin.t": layout.margin.t, height: layout.height })
+          .then(() => keepPlotTall(el));
       }
     });
   }, 200);

@@ -52,6 +52,7 @@ from app.playground.figures.attention import (  # noqa: F401
     attention_head_grid,
     attention_heatmap,
 )
+from app.playground.figures.claims import claim_chart, wrap_label  # noqa: F401
 from app.playground.figures.comparison import stream_comparison, sublayer_tokens  # noqa: F401
 from app.playground.figures.outputs import gradient_norms, logit_lens, output_probabilities  # noqa: F401
 from app.playground.figures.positions import embedding_vs_position, position_similarity, positional_heatmap  # noqa: F401

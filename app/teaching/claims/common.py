@@ -12,7 +12,8 @@ A value is one of
   - a Text: a phrase translated in its turn, e.g. `text("claim.stack.encoder")`;
   - a list of Texts: phrases joined by the catalogue's `claim.sep.list` ("; " / "；").
 Everything stays plain data, so `dataclasses.asdict` saves a verdict as JSON and the saved dicts render
-the same way. Rendering happens in one place: app/teaching/claims/render.py.
+the same way. Rendering happens in one place: app/teaching/claims/render.py. A claim measured on the
+precomputed sweeps also carries its `chart` (claims/charts.py): the same kind of plain data.
 
 A figure measured near zero has a noise floor (`Verdict.floors`): below it, its digits are float32 rounding
 and change with the CPU's kernels and thread count, so it is saved and shown as the marker "<1e-07" ("below
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +37,9 @@ from app.web.numbers import finite
 from model.tasks import PAD, Batch, Task, collate
 from model.transformer import Seq2Seq
 from model.zoo import load_zoo_model
+
+if TYPE_CHECKING:
+    from app.teaching.claims.charts import Chart
 
 VERDICTS = ("holds", "holds_with_caveats", "does_not_hold", "mixed", "not_measured")  # mixed: the seeds disagree
 SEED = 7  # every held-out set drawn for a claim uses this seed, so the numbers repeat exactly
@@ -79,6 +83,7 @@ class Verdict:
     conditions: list[dict] = field(default_factory=list)  # what each source was trained on (claims/conditions.py)
     runs: list[str] = field(default_factory=list)  # the keys (RunSpec.key) of every run its sweeps hold
     floors: dict[str, float] = field(default_factory=dict)  # key of `numbers` -> its noise floor (module docstring)
+    chart: Chart | None = None  # claims read from sweeps: the measured quantity per condition (claims/charts.py)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -7,6 +7,18 @@ import math
 
 from app.lab.store import RunStore
 from app.lab.sweeps import TARGET
+from app.teaching.claims.charts import (
+    LAYERS,
+    Cell,
+    Chart,
+    Decisive,
+    at_layers,
+    seeds_of,
+    steps_point,
+    sweep_series,
+    variant_label,
+    versus,
+)
 from app.teaching.claims.common import (
     SweepData,
     Text,
@@ -80,6 +92,21 @@ def _accuracies(sweep: SweepData, variant: str, depths: list[int]) -> list[Text]
     return [text("claim.layers_accuracy", depth=str(d), accuracy=pct(_acc(sweep.get(variant, d)))) for d in depths]
 
 
+ACCURACY = text("claim.chart.y.accuracy")
+
+
+def _pair(a: str, b: str, depth: int) -> Decisive:
+    """Variant a against variant b at one depth: what most depth verdicts turn on."""
+    return Decisive([Cell(a, depth), Cell(b, depth)], versus(variant_label(a), variant_label(b), at_layers(depth)))
+
+
+def _steps_chart(sweep: SweepData, variants: tuple[str, ...], depths: list[int], decisive: Decisive) -> Chart:
+    """Steps to the target by depth, one line per variant; a seed that never reached it went past the budget."""
+    return Chart(text("claim.chart.y.steps", target=pct(TARGET)), "steps",
+                 [sweep_series(sweep, v, depths, steps_point) for v in variants], decisive, seeds_of(sweep), LAYERS,
+                 limit=sweep.get(variants[0], depths[0])["steps"])
+
+
 def _final_loss(store: RunStore, row: dict) -> float | None:
     losses = [x for x in series(store.metrics(row["run_id"]), "loss")[-50:] if math.isfinite(x)]
     return sum(losses) / len(losses) if losses else None
@@ -125,7 +152,11 @@ def measure_r3(store: RunStore | None) -> Verdict:
         summary.append(text("claim.R3.trains_fine", depth=str(deep), steps=str(nores["steps"])))
     if deep < DEEP:
         summary.append(text("claim.short_of_six", depth=str(deep)))
-    return Verdict("R3", verdict, numbers, summary, method, sweep.sources(both))
+    lines = [sweep_series(sweep, "pre_ln", both), sweep_series(sweep, judged, depths)]
+    if judged != "no_residual":
+        lines.append(sweep_series(sweep, "no_residual", all_cut_depths))
+    chart = Chart(ACCURACY, "share", lines, _pair("pre_ln", judged, deep), seeds_of(sweep), LAYERS)
+    return Verdict("R3", verdict, numbers, summary, method, sweep.sources(both), chart=chart)
 
 
 def measure_r4(store: RunStore | None) -> Verdict:
@@ -161,7 +192,10 @@ def measure_r4(store: RunStore | None) -> Verdict:
         summary.append(text("claim.R4.never" if never else "claim.R4.depends"))
     elif verdict == "does_not_hold":
         summary.append(text("claim.R4.does_not_hold"))
-    return Verdict("R4", verdict, numbers, summary, method, sweep.sources(depths))
+    # the depth that keeps the verdict from "holds" (the first not near 30%), else the deepest
+    decider = next((d for d, o in zip(depths, outcomes, strict=True) if o != "near30"), depths[-1])
+    chart = _steps_chart(sweep, ("pre_ln", "no_residual"), depths, _pair("pre_ln", "no_residual", decider))
+    return Verdict("R4", verdict, numbers, summary, method, sweep.sources(depths), chart=chart)
 
 
 def _grad_ratio(store: RunStore, run_id: int, steps: int = 100) -> float | None:
@@ -192,11 +226,13 @@ def measure_n2(store: RunStore | None) -> Verdict:
         and a["steps_to_target"] > 1.2 * b["steps_to_target"])
     needs_help = _acc(post) < CONVERGED or slower(post, warm) or slower(post, pre)
     verdict = "holds_with_caveats" if needs_help else "holds"
+    rival = "post_ln_warmup" if slower(post, warm) and not slower(post, pre) else "pre_ln"  # what Post-LN lost to
     summary = [text("claim.N2.summary", depth=str(deep), target=pct(TARGET), post=pct(_acc(post)),
                     post_steps=steps_text(post), warm=pct(_acc(warm)), warm_steps=steps_text(warm),
                     pre=pct(_acc(pre)), pre_steps=steps_text(pre)),
                text("claim.N2.needs_help" if needs_help else "claim.N2.as_good"), _init_gradients(numbers)]
-    return Verdict("N2", verdict, numbers, summary, method, sweep.sources(depths))
+    chart = _steps_chart(sweep, variants, depths, _pair("post_ln", rival, deep))
+    return Verdict("N2", verdict, numbers, summary, method, sweep.sources(depths), chart=chart)
 
 
 # N4 under each initialisation the sweep trained: (with a norm, without one). Whether a model without any
@@ -272,7 +308,13 @@ def measure_n4(store: RunStore | None) -> Verdict:
     summary.append(text(f"claim.N4.{verdict}"))
     if depths[-1] < DEEP:
         summary.append(text("claim.short_of_six", depth=str(depths[-1])))
-    return Verdict("N4", verdict, numbers, summary, method, sweep.sources(depths))
+    lines = [sweep_series(sweep, v, depths) for init in inits for v in N4_INITS[init]]
+    if failing and training:  # the initialisation decides: no norm under the init that fails vs the one that trains
+        decisive = _pair(N4_INITS[failing[0]["init"]][1], N4_INITS[training[0]["init"]][1], depths[-1])
+    else:
+        decisive = _pair(*N4_INITS[inits[0]], depths[-1])
+    chart = Chart(ACCURACY, "share", lines, decisive, seeds_of(sweep), LAYERS)
+    return Verdict("N4", verdict, numbers, summary, method, sweep.sources(depths), chart=chart)
 
 
 MEASURES = {"R3": measure_r3, "R4": measure_r4, "N2": measure_n2, "N4": measure_n4}

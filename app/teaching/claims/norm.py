@@ -9,6 +9,17 @@ import statistics
 import torch
 
 from app.lab.store import RunStore
+from app.teaching.claims.charts import (
+    Cell,
+    Chart,
+    Decisive,
+    Point,
+    Series,
+    at_layers,
+    seed_point,
+    variant_label,
+    versus,
+)
 from app.teaching.claims.common import (
     FLOAT32_FLOOR,
     STATISTIC_FLOOR,
@@ -89,9 +100,14 @@ def _drift(metrics: list[dict]) -> tuple[float, float]:
     return (statistics.fmean(cvs) if cvs else nan, statistics.fmean(mean_drifts) if mean_drifts else nan)
 
 
-def _seed_drift(store: RunStore, row: dict) -> tuple[float, float]:
-    each = [_drift(store.metrics(run_id)) for run_id in row["run_ids"]]
-    return statistics.fmean(cv for cv, _ in each), statistics.fmean(m for _, m in each)
+def _seed_drifts(store: RunStore, row: dict) -> list[tuple[float, float]]:
+    """_drift of each of the cell's seeds."""
+    return [_drift(store.metrics(run_id)) for run_id in row["run_ids"]]
+
+
+def _drift_point(variant_name: str, each: list[tuple[float, float]]) -> Point:
+    cvs = [cv for cv, _ in each if math.isfinite(cv)]
+    return seed_point(variant_name, cvs) if cvs else Point(variant_name, None)
 
 
 def measure_n3(store: RunStore | None) -> Verdict:
@@ -105,7 +121,8 @@ def measure_n3(store: RunStore | None) -> Verdict:
     if not depths:
         return sweep_missing("N3", "depth-residual-norm", sweep, needs_runs(*variants), method)
     deep = depths[-1]
-    drift = {v: _seed_drift(store, sweep.get(v, deep)) for v in variants}
+    each = {v: _seed_drifts(store, sweep.get(v, deep)) for v in variants}
+    drift = {v: (statistics.fmean(cv for cv, _ in e), statistics.fmean(m for _, m in e)) for v, e in each.items()}
     numbers = {"depth": deep}
     for v in variants:
         numbers[f"{v}_input_std_drift_cv"] = num(drift[v][0])
@@ -117,7 +134,12 @@ def measure_n3(store: RunStore | None) -> Verdict:
                     seeds=str(len(sweep.get("pre_ln", deep)["seeds"]))),
                text("claim.N3.post_by_construction"),
                text("claim.N3.steadier" if steadier else "claim.N3.not_steadier")]
-    return Verdict("N3", verdict, numbers, summary, method, sweep.sources())
+    chart = Chart(text("claim.chart.y.drift"), "number",
+                  [Series("drift", text("claim.chart.y.drift"), [_drift_point(v, each[v]) for v in variants])],
+                  Decisive([Cell("drift", "pre_ln"), Cell("drift", "no_norm")],
+                           versus(variant_label("pre_ln"), variant_label("no_norm"), at_layers(deep))),
+                  seeds=len(sweep.get("pre_ln", deep)["seeds"]), categories={v: variant_label(v) for v in variants})
+    return Verdict("N3", verdict, numbers, summary, method, sweep.sources(), chart=chart)
 
 
 def _first_logits(model, task, pairs, switches) -> torch.Tensor:
@@ -188,9 +210,25 @@ def measure_n5(store: RunStore | None) -> Verdict:
     elif not breaks:
         worst = max(drops.values())
         summary.append(text("claim.N5.robust" if worst <= 0.05 else "claim.N5.small_drop", drop=pct(worst)))
-    return Verdict("N5", verdict, numbers, summary, method, sweep.sources() + ["zoo:reverse-pre-2x2"],
+    chart = _n5_chart(probe, rows, max(drops, key=drops.get), {way: name.get(way, way) for way in BN_WAYS})
+    return Verdict("N5", verdict, numbers, summary, method, sweep.sources() + ["zoo:reverse-pre-2x2"], chart=chart,
                    floors=dict.fromkeys(("layernorm_train_change_other_batchmates", "layernorm_train_change_alone"),
                                         FLOAT32_FLOOR))
+
+
+def _n5_chart(probe: dict, rows: dict, worst: str, names: dict[str, str]) -> Chart:
+    """BatchNorm's accuracy with each kind of statistics, beside the LayerNorm model's; decisive: the running
+    statistics it is evaluated with against the way of using the batch that costs most."""
+    ways = [Point(way, num(mean), num(low), num(high)) for way, (mean, low, high) in probe.items()]
+    layer = rows["pre_ln"]
+    layer_point = Point("layer_norm", num(layer["heldout_seq_accuracy"]), *map(num, layer["heldout_range"]))
+    layer_norm = text("claim.chart.N5.layer_norm")
+    categories = {way: text(f"number.q.{names[way]}") for way in BN_WAYS} | {"layer_norm": layer_norm}
+    return Chart(text("claim.chart.y.accuracy"), "share",
+                 [Series("batch_norm", variant_label("batch_norm"), ways), Series("pre_ln", layer_norm, [layer_point])],
+                 Decisive([Cell("batch_norm", "running_statistics"), Cell("batch_norm", worst)],
+                          text("claim.chart.N5.decisive", worst=categories[worst])),
+                 seeds=len(rows["batch_norm"]["seeds"]), categories=categories)
 
 
 MEASURES = {"N1": measure_n1, "N3": measure_n3, "N5": measure_n5}

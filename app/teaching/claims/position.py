@@ -9,6 +9,19 @@ import statistics
 import torch
 
 from app.lab.store import RunStore
+from app.teaching.claims.charts import (
+    LAYERS,
+    Cell,
+    Chart,
+    Decisive,
+    Point,
+    Series,
+    accuracy_point,
+    at_layers,
+    seed_point,
+    variant_label,
+    versus,
+)
 from app.teaching.claims.common import (
     FLOAT32_FLOOR,
     Verdict,
@@ -81,10 +94,21 @@ P2_PLAN = "pe-every-layer"
 P2_PAIRS = (("post", "post_ln", "post_ln_pe_every_layer"), ("pre", "pre_ln", "pe_every_layer"))
 
 
-def _mean_roughness(store: RunStore, row: dict) -> tuple[float, float]:
-    """_roughness averaged over the cell's seeds (inf when any seed diverged)."""
-    each = [_roughness(store.metrics(run_id)) for run_id in row["run_ids"]]
+def _seed_roughness(store: RunStore, row: dict) -> list[tuple[float, float]]:
+    """_roughness of each of the cell's seeds."""
+    return [_roughness(store.metrics(run_id)) for run_id in row["run_ids"]]
+
+
+def _mean_roughness(each: list[tuple[float, float]]) -> tuple[float, float]:
+    """Roughness averaged over the seeds (inf when any seed diverged), and the largest late loss of any."""
     return statistics.fmean(r for r, _ in each), max(m for _, m in each)
+
+
+def _roughness_point(depth: int, each: list[tuple[float, float]]) -> Point:
+    diverged = sum(not math.isfinite(r) for r, _ in each)
+    if diverged:
+        return Point(depth, None, note=text("claim.chart.diverged", count=str(diverged), seeds=str(len(each))))
+    return seed_point(depth, [r for r, _ in each])
 
 
 def measure_p2(store: RunStore | None) -> Verdict:
@@ -97,12 +121,16 @@ def measure_p2(store: RunStore | None) -> Verdict:
     if not pairs:
         return sweep_missing("P2", P2_PLAN, sweep, needs_runs("pre_ln", "pe_every_layer"), method)
     numbers, unstable, rougher, groups = {}, False, False, []
+    points, compared = {}, []  # the chart's cells; (unstable, ratio, once, every, depth) of each pair judged
     for arrangement, once_name, every_name, arr_depths in pairs:
         parts = []
         for d in arr_depths:
             once, every = sweep.get(once_name, d), sweep.get(every_name, d)
-            r_once, _ = _mean_roughness(store, once)
-            r_every, max_every = _mean_roughness(store, every)
+            each_once, each_every = _seed_roughness(store, once), _seed_roughness(store, every)
+            points[once_name, d] = _roughness_point(d, each_once)
+            points[every_name, d] = _roughness_point(d, each_every)
+            r_once, _ = _mean_roughness(each_once)
+            r_every, max_every = _mean_roughness(each_every)
             acc_once, acc_every = once["heldout_seq_accuracy"] or 0.0, every["heldout_seq_accuracy"] or 0.0
             if not math.isfinite(r_once) or acc_once < 0.5:  # no baseline to compare with: shown, not judged
                 parts.append(text("claim.P2.no_baseline", depth=str(d), acc_once=pct(acc_once)))
@@ -117,15 +145,25 @@ def measure_p2(store: RunStore | None) -> Verdict:
                         f"{key}_loss_roughness_pe_once": num(r_once),
                         f"{key}_loss_roughness_pe_every_layer": num(r_every),
                         f"{key}_roughness_ratio": num(ratio), f"{key}_max_late_loss_pe_every_layer": num(max_every)}
-            unstable |= (acc_every < acc_once - 0.1 or not math.isfinite(r_every)
-                         or (ratio >= 2 and acc_every < acc_once))
+            unstable_here = (acc_every < acc_once - 0.1 or not math.isfinite(r_every)
+                             or (ratio >= 2 and acc_every < acc_once))
+            unstable |= unstable_here
             rougher |= ratio >= 1.5
+            compared.append((unstable_here, ratio, once_name, every_name, d))
             parts.append(text("claim.P2.depth", depth=str(d), acc_every=pct(acc_every), acc_once=pct(acc_once),
                               steps_every=steps_text(every), steps_once=steps_text(once), ratio=f2(ratio)))
         groups.append(text("claim.P2.arrangement", arrangement=text(f"claim.P2.{arrangement}"), parts=parts))
     verdict = "holds" if unstable else "holds_with_caveats" if rougher else "does_not_hold"
     summary = [text("claim.P2.summary"), *groups, text(f"claim.P2.{verdict}")]
-    return Verdict("P2", verdict, numbers, summary, method, sweep.sources())
+    lines = [Series(v, variant_label(v), [points[v, d] for d in ds])
+             for _, once, every, ds in pairs for v in (once, every)]
+    decisive = None
+    if compared:  # the first pair that was unstable, else the one whose loss got roughest relative to PE once
+        _, _, once_name, every_name, d = max(compared, key=lambda c: (c[0], c[1]))
+        decisive = Decisive([Cell(once_name, d), Cell(every_name, d)],
+                            versus(variant_label(once_name), variant_label(every_name), at_layers(d)))
+    chart = Chart(text("claim.chart.y.roughness"), "number", lines, decisive, len(sweep.seeds), LAYERS)
+    return Verdict("P2", verdict, numbers, summary, method, sweep.sources(), chart=chart)
 
 
 def measure_p3(store: RunStore | None) -> Verdict:
@@ -190,7 +228,20 @@ def measure_p4(store: RunStore | None) -> Verdict:
                     none_out=pct(_long(rows["no_pe"], "seq_accuracy"))),
                text("claim.P4.better_than_learned" if beats_learned else "claim.P4.no_better"),
                text(f"claim.P4.{verdict}")]
-    return Verdict("P4", verdict, numbers, summary, method, sweep.sources())
+    chart = _p4_chart(rows, numbers)
+    return Verdict("P4", verdict, numbers, summary, method, sweep.sources(), chart=chart)
+
+
+def _p4_chart(rows: dict, numbers: dict) -> Chart:
+    """Exact answers on trained lengths and on longer inputs, per encoding; decisive: sinusoidal's two."""
+    long = [seed_point(v, [p["long_inputs"]["seq_accuracy"] for p in row["probes"]]) for v, row in rows.items()]
+    return Chart(text("claim.chart.y.exact"), "share",
+                 [Series("trained", text("number.q.trained_lengths"), [accuracy_point(v, r) for v, r in rows.items()]),
+                  Series("long", text("number.q.long_inputs"), long)],
+                 Decisive([Cell("trained", "pre_ln"), Cell("long", "pre_ln")],
+                          text("claim.chart.P4.decisive", trained=numbers["lengths_in_training"],
+                               long=numbers["long_lengths"])),
+                 seeds=len(rows["pre_ln"]["seeds"]), categories={v: text(f"claim.chart.P4.{v}") for v in rows})
 
 
 def measure_p5(store: RunStore | None) -> Verdict:

@@ -3,7 +3,7 @@ and where the keys of its `numbers` get readable labels.
 
     render_text(text, t)         -> str        a Text, a list of them, or their saved dicts
     number_label(key, t)         -> str        "first/last gradient ratio · reverse-post-2x2 · decoder · …"
-    verdict_view(verdict, t)     -> dict       what templates/partials/verdict.html shows
+    verdict_view(verdict, t)     -> dict       what templates/partials/verdict.html shows (its chart drawn)
     api_verdict(verdict)         -> dict       a saved verdict with its texts rendered in every language
 
 Everything accepts a live Verdict or the dict `dataclasses.asdict` made of it (the saved verdicts.json).
@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from app.playground import figures
 from app.teaching.claims import CLAIMS
 from app.teaching.claims.common import Text, floor_text, is_noise, sublayer_text
 from app.teaching.claims.conditions import conditions_text
@@ -139,11 +140,20 @@ def _fields(verdict: Any) -> dict:
     return asdict(verdict) if is_dataclass(verdict) else verdict
 
 
+def chart_figure(chart: dict | None, t: Translator) -> dict | None:
+    """A verdict's chart (claims/charts.py, as saved) as a Plotly figure in t's language; None without one."""
+    if not chart:
+        return None
+    with figures.language(t.lang):
+        return figures.claim_chart(chart, lambda text: render_text(text, t))
+
+
 def verdict_view(verdict: Any, t: Translator) -> dict:
-    """A verdict (live or saved) in t's language: claim, verdict, summary, method, and the numbers as
-    (key, label, value) rows."""
+    """A verdict (live or saved) in t's language: claim, verdict, summary, method, its chart as a figure (None
+    for a claim that reads no sweep), and the numbers as (key, label, value) rows."""
     v = _fields(verdict)
     return {"claim": v["claim"], "verdict": v["verdict"], "summary": render_text(v["summary"], t),
+            "figure": chart_figure(v.get("chart"), t),
             "method": render_text(v["method"], t), "sources": v.get("sources", []),
             "conditions": render_text(conditions_text(v.get("conditions", [])), t),
             "by_construction": CLAIMS.get(v["claim"], {}).get("kind") == "construction",

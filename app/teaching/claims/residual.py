@@ -7,6 +7,7 @@ from functools import cache, lru_cache
 import torch
 
 from app.lab.store import RunStore
+from app.teaching.claims.charts import LAYERS, Cell, Chart, Decisive, Reference, seeds_of, sweep_series
 from app.teaching.claims.common import (
     GRADIENT_FLOOR,
     SweepData,
@@ -289,7 +290,7 @@ def measure_r5(store: RunStore | None) -> Verdict:
                "token_accuracy_best_layer_skipped": num(skipped[best_layer]), "best_layer_to_skip": best_layer}
     numbers |= {f"F_over_x_{k}": num(v) for k, v in ratios.items()}
     sources = ["zoo:reverse-pre-4x4"]
-    sweep = _depth_accuracies(store)
+    sweep, chart = _depth_accuracies(store), None
     if sweep is None:
         pairs = heldout_pairs(task)
         shallow, _ = zoo("reverse-pre-2x2")
@@ -310,6 +311,8 @@ def measure_r5(store: RunStore | None) -> Verdict:
                        for d in depths]
     shallowest = min(acc)
     numbers["deep_over_shallow_accuracy"] = num(acc[max(acc)] / max(acc[shallowest], 1e-9))
+    if sweep is not None:
+        chart = _r5_chart(sweep, depths, shallowest, low[shallowest], min(depths[1:], key=acc.get))
     # not worse: no deeper model's accuracy lies below the shallowest one's 95% interval
     not_worse = all(acc[d] >= low[shallowest] - 1e-9 for d in acc)
     identity_layer = skipped[best_layer] >= base - 0.01
@@ -322,7 +325,17 @@ def measure_r5(store: RunStore | None) -> Verdict:
                     high=f2(max(ratios.values())), best_layer=sublayer_text(best_layer), base=pct(base),
                     skipped=pct(skipped[best_layer]),
                     reading=text("claim.R5.near_zero" if near_zero and identity_layer else "claim.R5.far_from_zero"))]
-    return Verdict("R5", verdict, numbers, summary, text("claim.R5.method"), sources)
+    return Verdict("R5", verdict, numbers, summary, text("claim.R5.method"), sources, chart=chart)
+
+
+def _r5_chart(sweep: SweepData, depths: list[int], shallowest: int, floor: float, weakest: int) -> Chart:
+    """Pre-LN's accuracy by depth; decisive: the weakest deeper model against the shallowest one's 95% interval
+    (drawn as a line at its lower end)."""
+    decisive = Decisive([Cell("pre_ln", shallowest), Cell("pre_ln", weakest)],
+                        text("claim.chart.R5.decisive", deep=str(weakest), shallow=str(shallowest)))
+    floor_line = Reference(num(floor), text("claim.chart.R5.floor", depth=str(shallowest)))
+    return Chart(text("claim.chart.y.accuracy"), "share", [sweep_series(sweep, "pre_ln", depths)], decisive,
+                 seeds_of(sweep), LAYERS, references=[floor_line])
 
 
 MEASURES = {"R1": measure_r1, "R2": measure_r2, "R5": measure_r5}
