@@ -3,13 +3,9 @@
 import atexit
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
 
 import pytest
-import uvicorn
 
 # Apps a test makes without settings of its own keep their state in a temporary directory, never in the
 # checkout's ./data (which `make run` uses).
@@ -72,22 +68,10 @@ def browser_type_launch_args(browser_type_launch_args):
 def live_server(tmp_path_factory):
     """The real app under uvicorn on a free loopback port, for the whole session, with a data directory of its own
     (another app's startup would otherwise take the runs it is training for abandoned)."""
-    from app.web.factory import create_app
+    from helpers import serving
+
     from app.web.settings import Settings
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # as a server runs: the playground's model on a worker process
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("data"), model_processes=1))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        if time.time() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(Settings(data_dir=tmp_path_factory.mktemp("data"), model_processes=1)) as url:
+        yield url

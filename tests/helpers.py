@@ -4,7 +4,12 @@
 import asyncio
 import math
 import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from app.lab.precompute import PLANS
 from app.lab.store import RunStore
@@ -36,6 +41,31 @@ TERMS_KEPT_IN_CHINESE = {"Add", "Norm", "logit", "lens", "teacher", "forcing", "
                          "Ioffe", "Szegedy", "Xiong", "Tenney", "Haviv", "Press",
                          "Residual", "Connection", "Positional", "Encoding", "Token", "Embedding", "SubLayer",
                          "three", "hundred", "twelve"}
+
+
+@contextmanager
+def serving(settings: Settings, what: str = "the test server") -> Iterator[str]:
+    """The real app under uvicorn on a free loopback port, on a thread; yields its base URL."""
+    import uvicorn
+
+    from app.web.factory import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60  # worker processes warm every zoo model first
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def english_words(text: str) -> list[str]:

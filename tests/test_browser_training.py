@@ -1,12 +1,9 @@
 """The training lab in a real browser: start a run, watch the curves grow over SSE, stop it."""
 
 import re
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
+from helpers import serving
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -104,23 +101,11 @@ def test_a_running_sweep_says_how_long_it_has_left(page: Page, live_server):
 @pytest.fixture(scope="module")
 def empty_lab(tmp_path_factory):
     """A second server with a run store of its own, still empty."""
-    from app.web.factory import create_app
     from app.web.settings import Settings
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("empty"), shipped_results=False))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline, "the second server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(Settings(data_dir=tmp_path_factory.mktemp("empty"), shipped_results=False),
+                 "the second server") as url:
+        yield url
 
 
 def test_the_empty_lab_says_what_it_does_and_what_to_try(page: Page, empty_lab):
