@@ -62,7 +62,6 @@ def _all_figures(t, pe_table):
                                                      key_axis=key_axis),
         "attention_distance_by_layer": F.attention_distance_by_layer(t),
         "residual_contributions": F.residual_contributions(t, "decoder"),
-        "residual_cosines": F.residual_cosines(t, "encoder"),
         "stream_norms": F.stream_norms(t, "decoder"),
         "norm_statistics": F.norm_statistics(sub["ffn"]["norm"], t["tgt_tokens"], "Decoder layer 2, feed-forward norm"),
         "norm_gamma_beta": F.norm_gamma_beta(sub["ffn"]["norm"], "Decoder layer 2: γ and β"),
@@ -189,8 +188,6 @@ def test_residual_off_sublayers_are_hatched_and_labelled(traces):
     assert attn["y"][1] == pytest.approx(sum(ratios) / len(ratios))
     assert attn["marker"]["color"] == F.COMPONENT_COLOURS["attention"]
     assert on["layout"]["xaxis"]["ticktext"] == ["L1 attn", "L1 FFN", "L2 attn", "L2 FFN"]
-    cosines = F.residual_cosines(traces["residual_off"], "decoder")
-    assert len(cosines["layout"]["annotations"]) == 6 and cosines["layout"]["yaxis"]["range"] == [-1.05, 1.05]
 
 
 def test_stream_norms_start_at_the_embedding_and_follow_every_sublayer(traces):
@@ -539,9 +536,8 @@ def test_compared_figures_share_their_y_range(traces):
 
 
 def test_compared_figures_on_a_fixed_scale_keep_it(traces):
-    pair = F.share_axes([F.residual_cosines(traces["intact"], "encoder"),
-                         F.residual_cosines(traces["norm_off"], "encoder")])
-    assert [fig["layout"]["yaxis"]["range"] for fig in pair] == [[-1.05, 1.05]] * 2
+    pair = F.share_axes([F.output_probabilities(traces["intact"]), F.output_probabilities(traces["norm_off"])])
+    assert [fig["layout"]["yaxis"]["range"] for fig in pair] == [[0, 1.05]] * 2  # probabilities: 0 to 1, always
 
 
 def test_compared_log_axes_share_range_and_ticks(traces):

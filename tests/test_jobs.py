@@ -41,12 +41,22 @@ def wait_for(predicate, timeout=60.0):
 
 
 def run_async(coroutine_function):
-    """asyncio.run in a thread of its own: Playwright's sync API may hold this thread's event loop."""
+    """asyncio.run in a thread of its own (Playwright's sync API may hold this thread's event loop); what it raised
+    is raised here."""
     result = {}
-    thread = threading.Thread(target=lambda: result.update(value=asyncio.run(coroutine_function())))
+
+    def run():
+        try:
+            result["value"] = asyncio.run(coroutine_function())
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            result["error"] = error
+
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join()
-    return result.get("value")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def collect(runner, run_id):
@@ -85,13 +95,14 @@ def test_concurrency_is_bounded_and_the_queue_has_positions(runner):
     ids = [runner.submit(spec(steps=60, seed=s))[0].id for s in range(3)]
     wait_for(lambda: runner.store.get(ids[0]).status == "running")
     assert runner.queue_position(ids[1]) == 1 and runner.queue_position(ids[2]) == 2
-    seen_running = set()
     while any(runner.store.get(i).status in ("queued", "running") for i in ids):
-        running = [i for i in ids if runner.store.get(i).status == "running"]
-        assert len(running) <= 1
-        seen_running.update(running)
+        assert sum(runner.store.get(i).status == "running" for i in ids) <= 1
         time.sleep(0.02)
-    assert [runner.store.get(i).status for i in ids] == ["done"] * 3
+    runs = [runner.store.get(i) for i in ids]
+    assert [r.status for r in runs] == ["done"] * 3
+    # one at a time, in the order queued: each started after the one before it finished
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert before.started_at < before.finished_at <= after.started_at
 
 
 def test_a_full_queue_is_refused_before_any_work(runner):

@@ -249,8 +249,18 @@ def test_mean_ablation_of_a_sublayer_replaces_it_by_its_mean():
 
 
 def test_greedy_decode_stops_and_pads_after_eos():
-    out = make_model().greedy_decode(SRC, 6)
-    assert out.shape[0] == 2 and out.shape[1] <= 6
+    """A batch whose answers end at different lengths: each row is its own greedy answer up to EOS, PAD after it,
+    and decoding stops once every row has ended."""
+    from model.tasks import EOS, PAD, collate
+    from model.zoo import load_zoo_model
+
+    model, task, _ = load_zoo_model("reverse-post-2x2")
+    batch = collate(task, [("3141", "1413"), ("27182818", "81828172")])
+    out = model.greedy_decode(batch.src, 12)
+    tok = task.tgt_tokenizer
+    assert out.shape == (2, 9)  # the longer answer and its EOS; not the 12 allowed
+    assert out[0].tolist() == tok.encode("1413") + [EOS] + [PAD] * 4
+    assert out[1].tolist() == tok.encode("81828172") + [EOS]
 
 
 def test_switch_validation_names_the_field_and_the_choices():

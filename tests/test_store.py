@@ -262,20 +262,6 @@ def test_list_newest_first_with_limit_and_status(store):
     assert store.list(status="running") == []
 
 
-def test_delete_removes_metrics_and_checkpoint(store):
-    run_id = store.create(make_spec()).id
-    store.add_metrics(run_id, [{"step": 1, "loss": 1.0}])
-    store.finish(run_id, "done", checkpoint=b"w")
-    keep = store.create(make_spec(seed=1)).id
-    store.delete(run_id)
-    assert store.get(run_id) is None
-    assert store.metrics(run_id) == []
-    assert store.checkpoint(run_id) is None
-    assert store.find_done(make_spec()) is None
-    assert store.get(keep) is not None
-    store.delete(run_id)  # deleting twice is harmless
-
-
 def test_steps_to_reach_follows_a_running_run_and_is_kept_once_it_ended(store):
     run_id = store.create(make_spec()).id
     store.mark_running(run_id)

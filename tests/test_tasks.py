@@ -344,6 +344,8 @@ def test_get_task_names_the_unknown_task_and_the_choices() -> None:
         get_task("rot13")
 
 
-def test_every_task_describes_itself() -> None:
+def test_every_task_describes_itself_with_an_example_it_answers() -> None:
     for task in TASKS.values():
-        assert task.title and "→" in task.description
+        assert task.title and task.title != task.description
+        example, answer = task.description.rsplit(": ", 1)[1].split(" → ")
+        assert task.target(example) == answer, task.name  # the example shown is the task's own answer

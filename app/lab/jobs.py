@@ -182,10 +182,6 @@ class RayJobRunner:
             job = self._jobs.get(run_id)
             return self._waiting.index(job) + 1 if job in self._waiting else None
 
-    def is_active(self, run_id: int) -> bool:
-        with self._lock:
-            return run_id in self._jobs
-
     async def events(self, run_id: int) -> AsyncIterator[Event]:
         """What has happened so far (from the store), then live events until the run ends."""
         inbox: asyncio.Queue = asyncio.Queue()

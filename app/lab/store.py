@@ -452,11 +452,6 @@ class RunStore:
                 log.warning("%s", error)
         return records
 
-    def delete(self, run_id: int) -> None:
-        """Remove a run with its metrics and checkpoint; deleting a missing run does nothing."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-
 
 # ---- opening the server's store: never stops the app --------------------------------------------------
 

@@ -88,10 +88,6 @@ def step_api_name(step: dict) -> str | None:
     return f"{step['stack']}.{step['layer']}.{step['sublayer']}"
 
 
-def _tokens_upto(trace: dict, position: int | None) -> list[str]:
-    return trace["tgt_tokens"] if position is None else trace["tgt_tokens"][: position + 1]
-
-
 def step_figures(trace: dict, step: dict, t) -> list[dict]:
     """The figures that explain one step (shown beside the architecture diagram)."""
     op, stack, layer, position = step["op"], step["stack"], step["layer"], step["position"]

@@ -12,7 +12,7 @@ Conventions, the same in every figure:
   text can add neither markup nor a "%{...}" placeholder.
 - One Okabe-Ito colour per component (COMPONENT_COLOURS). A sublayer whose residual connection is off gets a
   hatched bar and a "residual off" note; where both stacks share a chart, decoder bars are dotted.
-- ‖F(x)‖/‖x‖ and cos(F(x), x) are two figures with the same x axis: residual_contributions and residual_cosines.
+- ‖F(x)‖/‖x‖ per sublayer is residual_contributions; cos(F(x), x) per token is part of stream_comparison.
 - Every user-visible string is in LABELS (hover templates included), read from the label catalogue
   (app/web/labels/<lang>.json, keys chart.*). Entries with {fields} are filled with str.format; hover templates
   are used verbatim.
@@ -61,7 +61,6 @@ from app.playground.figures.stream import (  # noqa: F401
     norm_overview,
     norm_statistics,
     residual_contributions,
-    residual_cosines,
     stream_norms,
 )
 from app.playground.figures.training import (  # noqa: F401

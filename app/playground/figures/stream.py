@@ -59,12 +59,6 @@ def residual_contributions(trace: dict, stack: str) -> Figure:
                           LABELS["ratio_axis"], LABELS["hover_ratio"], rangemode="tozero")
 
 
-def residual_cosines(trace: dict, stack: str) -> Figure:
-    """cos(F(x), x) per sublayer, averaged over tokens: does the sublayer push along the stream or across it."""
-    return _sublayer_bars(trace, stack, "cos", LABELS["cos_title"].format(stack=LABELS[stack]),
-                          LABELS["cos_axis"], LABELS["hover_cos"], range=[-1.05, 1.05], zeroline=True)
-
-
 def stream_norms(trace: dict, stack: str) -> Figure:
     """‖x‖ of every token's stream at the input and after each sublayer's add & norm, one line per token."""
     steps, columns = [LABELS["embed_pe"]], [trace[stack][0]["resid_pre_norm"]]

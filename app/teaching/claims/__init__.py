@@ -17,31 +17,32 @@ from app.teaching.claims.common import SEED_VIEW, VERDICTS, Text, Verdict, load_
 from app.teaching.claims.conditions import conditions_of
 from app.teaching.claims.seeds import with_seed_agreement
 
-# Each claim's lesson and group; its statement is the catalogue's `claim.<id>.statement` (app/web/labels/).
-# "construction": the claim describes how the model is built, so its check holds by construction: it confirms
-# the code does what the note says, and is labelled so rather than passed off as an experiment.
-CLAIMS: dict[str, dict[str, str]] = {
-    "R1": {"lesson": "residual", "group": "R"},
-    "R2": {"lesson": "residual", "group": "R"},
-    "R3": {"lesson": "residual", "group": "R"},
-    "R4": {"lesson": "residual", "group": "R"},
-    "R5": {"lesson": "residual", "group": "R"},
-    "N1": {"lesson": "normalization", "group": "N", "kind": "construction"},
-    "N2": {"lesson": "normalization", "group": "N"},
-    "N3": {"lesson": "normalization", "group": "N"},
-    "N4": {"lesson": "normalization", "group": "N"},
-    "N5": {"lesson": "normalization", "group": "N"},
-    "E1": {"lesson": "encoder-stack", "group": "E", "kind": "construction"},
-    "E2": {"lesson": "encoder-stack", "group": "E"},
-    "P1": {"lesson": "positional-encoding", "group": "P", "kind": "construction"},
-    "P2": {"lesson": "positional-encoding", "group": "P"},
-    "P3": {"lesson": "positional-encoding", "group": "P", "kind": "construction"},
-    "P4": {"lesson": "positional-encoding", "group": "P"},
-    "P5": {"lesson": "positional-encoding", "group": "P"},
-    "D1": {"lesson": "decoder-stack", "group": "D", "kind": "construction"},
-    "D2": {"lesson": "decoder-stack", "group": "D", "kind": "construction"},
-    "D3": {"lesson": "training-vs-inference", "group": "D", "kind": "construction"},
-    "D4": {"lesson": "training-vs-inference", "group": "D"},
+# Each claim's kind; its statement is the catalogue's `claim.<id>.statement` (app/web/labels/), and the lesson steps
+# that show it name it (`claim` in app/teaching/lessons/*.json). "construction": the claim describes how the model is
+# built, so its check holds by construction: it confirms the code does what the note says, and is labelled so rather
+# than passed off as an experiment.
+CLAIMS: dict[str, str] = {
+    "R1": "measurement",
+    "R2": "measurement",
+    "R3": "measurement",
+    "R4": "measurement",
+    "R5": "measurement",
+    "N1": "construction",
+    "N2": "measurement",
+    "N3": "measurement",
+    "N4": "measurement",
+    "N5": "measurement",
+    "E1": "construction",
+    "E2": "measurement",
+    "P1": "construction",
+    "P2": "measurement",
+    "P3": "construction",
+    "P4": "measurement",
+    "P5": "measurement",
+    "D1": "construction",
+    "D2": "construction",
+    "D3": "construction",
+    "D4": "measurement",
 }
 
 _MEASURES = {**residual.MEASURES, **depth.MEASURES, **norm.MEASURES, **stacks.MEASURES, **position.MEASURES}

@@ -156,7 +156,7 @@ def verdict_view(verdict: Any, t: Translator) -> dict:
             "figure": chart_figure(v.get("chart"), t),
             "method": render_text(v["method"], t), "sources": v.get("sources", []),
             "conditions": render_text(conditions_text(v.get("conditions", [])), t),
-            "by_construction": CLAIMS.get(v["claim"], {}).get("kind") == "construction",
+            "by_construction": CLAIMS.get(v["claim"]) == "construction",
             "numbers": [(key, number_label(key, t), number_value(key, value, t))
                         for key, value in v["numbers"].items()]}
 
@@ -169,7 +169,7 @@ def api_verdict(verdict: Any, source: str = "measured here", measured: dict | No
     translators = [Translator(lang) for lang in LANGUAGES]
     conditions = v.get("conditions", [])
     seeds = max((len(c.get("seeds", [])) for c in conditions), default=0)
-    return {**v, "id": v["claim"], "kind": CLAIMS.get(v["claim"], {}).get("kind", "measurement"),
+    return {**v, "id": v["claim"], "kind": CLAIMS.get(v["claim"], "measurement"),
             "seeds": v["numbers"].get("seeds", seeds), "measured": measured or {},
             "source": "shipped" if source == "shipped" else "measured here",
             "conditions": {"data": conditions, **{t.lang: render_text(conditions_text(conditions), t)

@@ -218,7 +218,7 @@ def measure_r2(store: RunStore | None) -> Verdict:
     results = {}
     for name in R2_MODELS:
         key = name.removeprefix("reverse-")
-        cos_on, probe_on, cos_off, probe_off = results[name] = _zoo_identity(name)
+        cos_on, probe_on, _, probe_off = results[name] = _zoo_identity(name)
         numbers |= {f"{key}_cos_embedding_layer{i + 1}_residual_on": num(c) for i, c in enumerate(cos_on)}
         numbers |= {f"{key}_linear_probe_layer{i + 1}_residual_on": num(p) for i, p in enumerate(probe_on)}
         numbers |= {f"{key}_linear_probe_layer{i + 1}_residual_off": num(p) for i, p in enumerate(probe_off)}
