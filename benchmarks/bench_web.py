@@ -126,6 +126,19 @@ def random_combination(rng: random.Random) -> str:
     return "&".join(f"{name}={rng.choice(values)}" for name, values in SWITCHES.items())
 
 
+async def checked_click(client: httpx.AsyncClient, query: str, times: list[float], errors: list[str],
+                        headers=HX) -> None:
+    """One playground request, timed into `times`; a failed one (not 200, or no step view) noted in `errors`."""
+    start = time.perf_counter()
+    try:
+        response = await client.get(f"/playground?{query}", headers=headers)
+        if response.status_code != 200 or 'id="step-view"' not in response.text:
+            errors.append(f"{response.status_code}")
+    except httpx.HTTPError as error:
+        errors.append(type(error).__name__)
+    times.append((time.perf_counter() - start) * 1000)
+
+
 async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> dict:
     """`learners` learners for `seconds`: each opens the page on an input of its own (not timed), then
     clicks random switch combinations, reading each result for 1-3 s. Every response is checked."""
@@ -148,14 +161,7 @@ async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> d
                 query = f"{random_combination(own)}&input={digits}"
                 misses += query not in seen
                 seen.add(query)
-                start = time.perf_counter()
-                try:
-                    response = await client.get(f"/playground?{query}", headers=HX)
-                    if response.status_code != 200 or 'id="step-view"' not in response.text:
-                        errors.append(f"{response.status_code}")
-                except httpx.HTTPError as error:
-                    errors.append(type(error).__name__)
-                times.append((time.perf_counter() - start) * 1000)
+                await checked_click(client, query, times, errors)
         await asyncio.gather(*(learner(random.Random(rng.random())) for _ in range(learners)))
     return {"times": times, "errors": errors, "misses": misses}
 
@@ -172,14 +178,7 @@ async def hall(base: str, learners: int, seconds: float, seed: int = 11) -> dict
     deadline = time.perf_counter() + seconds
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=learners)) as client:
         async def click(query: str, headers=HX) -> None:
-            start = time.perf_counter()
-            try:
-                response = await client.get(f"/playground?{query}", headers=headers)
-                if response.status_code != 200 or 'id="step-view"' not in response.text:
-                    errors.append(f"{response.status_code}")
-            except httpx.HTTPError as error:
-                errors.append(type(error).__name__)
-            times.append((time.perf_counter() - start) * 1000)
+            await checked_click(client, query, times, errors, headers)
 
         async def learner(own: random.Random):
             def new_example() -> str:

@@ -79,8 +79,7 @@ def warm_up() -> None:
     for entry in zoo_models():
         state = parse_state({"model": entry.name, "residual": "off"}, 10_000)  # ablated: every part is drawn
         for lang in ("en", "zh"):
-            _results_html(state, lang, "")
-            _page_context(state, lang)
+            _results_html(state, lang, "")  # the whole page's context is the same work
     _results_html.cache_clear()  # its first pages were a warm-up, not a learner's
 
 

@@ -78,6 +78,7 @@ class ModelProcesses:
         self.size = processes
         self._init_args = (str(data_dir), torch_threads, warm_up)
         self._workers: list[ProcessPoolExecutor] = []
+        self._warming: list = []  # each worker's first task: done once it has warmed up
         self._memo: OrderedDict[tuple, object] = OrderedDict()
 
     def _new_worker(self) -> ProcessPoolExecutor:

@@ -127,7 +127,10 @@ def measure_r1(store: RunStore | None) -> Verdict:
     trained_agrees = None
     if trained:
         numbers["trained_depth"] = int(trained["depth"])
-        for k, (ratio, floor) in ((k, v) for k, v in trained.items() if k != "depth"):
+        for k, value in trained.items():
+            if k == "depth":
+                continue
+            ratio, floor = value
             numbers[f"trained_{k}_first_over_last"] = num(ratio)
             if floor:
                 floors[f"trained_{k}_first_over_last"] = floor
