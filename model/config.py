@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-NormType = Literal["layer", "rms", "batch", "none"]
 NormPosition = Literal["post", "pre"]
 PosEncoding = Literal["sinusoidal", "learned", "none"]
 Memory = Literal["final", "same_depth"]
@@ -29,10 +29,18 @@ SUBLAYERS_OF: dict[str, tuple[str, ...]] = {
 
 
 def setting(default: Any = MISSING, *, help: str, limits: tuple[float, float] | None = None,
-            open_low: bool = False, open_high: bool = False) -> Any:
-    """A field declared once: default, help text and, for a number, its limits (inclusive unless open)."""
+            open_low: bool = False, open_high: bool = False, choices: Callable[[], Iterable[str]] | None = None,
+            written_if_set: bool = False) -> Any:
+    """A field declared once: default, help text and, for a number, its limits (inclusive unless open).
+
+    choices: for a str field whose values are a registry (norm kinds, tasks) rather than a fixed Literal, a
+    function returning the names registered now, so a kind added at run time is a valid value at once.
+    written_if_set: for a field added after runs were stored, to_dict() leaves it out while it has its default,
+    so every stored spec, its key and every hash stay what they were.
+    """
     bounds = None if limits is None else (*limits, open_low, open_high)
-    return field(default=default, metadata={"help": help, "limits": bounds})
+    return field(default=default, metadata={"help": help, "limits": bounds, "choices": choices,
+                                            "written_if_set": written_if_set})
 
 
 def help_of(cls: type, name: str) -> str:
@@ -45,9 +53,40 @@ def type_of(cls: type, name: str) -> Any:
 
 
 def choices_of(cls: type, name: str) -> tuple:
-    """A Literal field's allowed values, for selects, flags and docs (empty for other fields)."""
+    """A Literal or registry field's allowed values, for selects, flags and docs (empty for other fields)."""
+    registry = _field(cls, name).metadata.get("choices")
+    if registry is not None:
+        return tuple(registry())
     kind = _field_annotations(cls)[name]
     return get_args(kind) if get_origin(kind) is Literal else ()
+
+
+def _field(cls: type, name: str):
+    return _fields_by_name(cls)[name]
+
+
+@cache
+def _fields_by_name(cls: type) -> dict[str, Any]:
+    return {f.name: f for f in fields(cls)}
+
+
+def norm_kinds() -> tuple[str, ...]:
+    """The norm kinds registered in model.norms (imported here when asked: model.norms needs torch)."""
+    from model.norms import NORMS
+
+    return tuple(NORMS)
+
+
+def residual_schemes() -> tuple[str, ...]:
+    from model.residuals import RESIDUAL_SCHEMES
+
+    return tuple(RESIDUAL_SCHEMES)
+
+
+def task_names() -> tuple[str, ...]:
+    from model.tasks import TASKS
+
+    return tuple(TASKS)
 
 
 QUOTE_CHARS = 40  # an error message quotes at most this much of a value it refuses
@@ -68,15 +107,18 @@ def _safe_repr(value: Any) -> str:
 
 
 class ConfigError(ValueError):
-    """A field has a value outside what it allows; `field` names it."""
+    """A field has a value outside what it allows: `field` names it, `message` says what it allows."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+    def __reduce__(self):  # raised in a worker process, it crosses back whole
+        return ConfigError, (self.field, self.message)
 
 
-def _check_literal(name: str, value: Any, annotation: Any) -> None:
-    allowed = get_args(annotation)
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         choices = " | ".join(str(a) for a in allowed)
         raise ConfigError(name, f"{quoted(value)} is not allowed; choose one of {choices}")
@@ -93,8 +135,8 @@ def _check_types(obj: Any) -> None:
     # Literal fields are checked by value; bool/int fields by type (bool is not an int here).
     for name, annotation in _field_annotations(type(obj)).items():
         value = getattr(obj, name)
-        if get_origin(annotation) is Literal:
-            _check_literal(name, value, annotation)
+        if get_origin(annotation) is Literal or _field(type(obj), name).metadata.get("choices"):
+            _check_choice(name, value, choices_of(type(obj), name))
         elif annotation is bool and not isinstance(value, bool):
             raise ConfigError(name, f"{quoted(value)} is not a boolean (true/false)")
         elif annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -116,9 +158,17 @@ def _check_limits(name: str, value: float, low: float, high: float, open_low: bo
 
 
 class _Serializable:
-    def to_dict(self) -> dict[str, Any]:
+    def values(self) -> dict[str, Any]:
+        """Every field, as to_dict() writes them but with the ones that are written only when set."""
         data = asdict(self)  # type: ignore[call-overload]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.values()
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.metadata.get("written_if_set") and data[f.name] == f.default:
+                del data[f.name]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
@@ -177,13 +227,16 @@ class Switches(_Serializable):
     residual_cross_attn: bool = setting(True, help="residual connections around cross-attention")
     residual_ffn: bool = setting(True, help="residual connections around the feed-forward sublayers")
     residual_off: tuple[str, ...] = setting((), help="per-layer overrides, e.g. encoder.1.ffn,decoder.0.cross_attn")
-    norm: NormType = setting("layer", help="the norm after (or before) each sublayer")
+    norm: str = setting("layer", help="the norm after (or before) each sublayer", choices=norm_kinds)
     norm_position: NormPosition = setting("post", help="post: LN(x + F(x)) as in the 2017 paper; pre: x + F(LN(x))")
     pos_encoding: PosEncoding = setting("sinusoidal", help="positional encoding added to the embeddings")
     pos_every_layer: bool = setting(False, help="add the positional encoding again at the input of every layer")
     causal_mask: bool = setting(True, help="decoder self-attention sees only earlier positions")
     memory: Memory = setting("final", help="what cross-attention reads: the final encoder output or the "
                                            "encoder layer at the same depth")
+    residual_scheme: str = setting("plain", help="what the residual adds: plain x + F(x), or a registered scheme "
+                                                 "(model/residuals.py)", choices=residual_schemes,
+                                   written_if_set=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.residual_off, (list, str)):
@@ -202,7 +255,7 @@ class Switches(_Serializable):
 
     def differences(self, other: Switches) -> dict[str, tuple[Any, Any]]:
         """{field: (self value, other value)} for fields that differ."""
-        mine, theirs = self.to_dict(), other.to_dict()
+        mine, theirs = self.values(), other.values()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
 
@@ -227,7 +280,7 @@ def parse_sublayer_name(item: str) -> tuple[str, int, str]:
 class TrainConfig(_Serializable):
     """How one run trains (model.train); the seed is the run's own, the others are shared by its seeds."""
 
-    task: str = setting("reverse", help="the toy task (model.tasks)")
+    task: str = setting("reverse", help="the toy task (model.tasks)", choices=task_names)
     steps: int = setting(600, help="the budget: a seed stops earlier when it reaches stop_at", limits=(1, 100_000))
     batch_size: int = setting(64, help="sequences per step and seed", limits=(1, 1024))
     lr: float = setting(1e-3, help="Adam's learning rate", limits=(0, 1), open_low=True)
@@ -245,7 +298,4 @@ class TrainConfig(_Serializable):
                                        "0 = train every step", limits=(0, 1))
 
     def __post_init__(self) -> None:
-        from model.tasks import get_task  # the task's name is checked against the tasks that exist
-
-        _check_types(self)
-        get_task(self.task)
+        _check_types(self)  # the task among the tasks registered now (model.tasks)

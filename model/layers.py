@@ -1,21 +1,22 @@
-"""Norms (chosen by name at call time), the feed-forward sublayer, embeddings and positional encodings."""
+"""The norm module (its kind chosen by name at call time), the feed-forward sublayer, embeddings and positional
+encodings."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model.hooks import HookPoint, any_hooked
+from model.norms import NormKind, norm_kind
 
 
 class Norm(nn.Module):
-    """One set of parameters (γ, β, running statistics) that can normalise as any norm type.
+    """One set of parameters (γ, β, running statistics) that can normalise as any norm kind (model/norms.py).
 
-    The type is an argument of forward, so a model trained with LayerNorm can be run with the
-    norm switched to "none" (identity) or another type without retraining.
+    The kind is an argument of forward, so a model trained with LayerNorm can be run with the
+    norm switched to "none" (identity) or another kind without retraining.
 
     Hooks: hook_in is the norm's input; hook_mean / hook_std are the statistics the norm divides
     by — per token (B, T, 1) for layer and rms (rms: mean 0, std = root mean square), per
@@ -47,65 +48,45 @@ class Norm(nn.Module):
 
     def forward(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, D); pad_mask: (B, T) True at padding (ignored by batch statistics)."""
-        if kind in ("layer", "rms") and not any_hooked(self._points):
-            return self._fused(x, kind)
+        norm = norm_kind(kind)
+        if not any_hooked(self._points):
+            fused = self._fused(x, norm)
+            if fused is not None:
+                return fused
         x = self.hook_in(x)
-        mean, std = self.statistics(x, kind, pad_mask)
+        mean, std = self._statistics(norm, x, pad_mask, update_running=True)
         mean = self.hook_mean(mean)
         std = self.hook_std(std)
-        if kind == "none":
+        if not norm.normalizes:
             return self.hook_out(self.hook_normalized(x))
         normalized = self.hook_normalized((x - mean) / std)
-        return self.hook_out(self._affine(normalized, kind))
+        return self.hook_out(self._affine(normalized, norm))
 
-    def _fused(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+    def _fused(self, x: torch.Tensor, norm: NormKind) -> torch.Tensor | None:
         # Nobody is looking inside: torch's fused kernels compute the same thing (tested) in one op.
-        if kind == "layer":
-            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
-        return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
+        return norm.fused(x, self.eps, self.weight, self.bias if norm.shifts else None)
 
     def quiet(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The same computation without firing hooks or updating running statistics."""
-        if kind == "none":
+        norm = norm_kind(kind)
+        if not norm.normalizes:
             return x
-        mean, std = self.statistics(x, kind, pad_mask, update_running=False)
-        return self._affine((x - mean) / std, kind)
+        mean, std = self._statistics(norm, x, pad_mask, update_running=False)
+        return self._affine((x - mean) / std, norm)
 
-    def _affine(self, normalized: torch.Tensor, kind: str) -> torch.Tensor:
-        if kind == "rms":  # RMSNorm has a scale only
+    def _affine(self, normalized: torch.Tensor, norm: NormKind) -> torch.Tensor:
+        if not norm.shifts:
             return normalized * self.weight
         return normalized * self.weight + self.bias
 
-    def statistics(
-        self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None, update_running: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if kind == "layer":
-            return x.mean(-1, keepdim=True), torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + self.eps)
-        if kind == "rms":
-            return torch.zeros_like(x[..., :1]), torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        if kind == "batch":
-            return self._batch_stats(x, pad_mask, update_running)
-        if kind == "none":  # shown on the page, not used
-            return x.mean(-1, keepdim=True), x.std(-1, keepdim=True, unbiased=False)
-        raise ValueError(f"norm: unknown kind {kind!r}")
+    def _statistics(self, norm: NormKind, x: torch.Tensor, pad_mask: torch.Tensor | None,
+                    update_running: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return norm.statistics(self, x, pad_mask, update_running)
 
-    def _batch_stats(
-        self, x: torch.Tensor, pad_mask: torch.Tensor | None, update_running: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.training and not self.batch_statistics_at_eval:
-            return self.running_mean.view(1, 1, -1), torch.sqrt(self.running_var.view(1, 1, -1) + self.eps)
-        keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        if pad_mask is not None and not self.count_padding:
-            keep = ~pad_mask
-        tokens = x[keep]  # (N, D): every real position of every sequence in the batch
-        mean = tokens.mean(0)
-        var = tokens.var(0, unbiased=False)
-        if update_running and self.training:
-            with torch.no_grad():
-                n = tokens.size(0)
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(var.detach() * n / max(n - 1, 1), self.momentum)
-        return mean.view(1, 1, -1), torch.sqrt(var.view(1, 1, -1) + self.eps)
+    def statistics(self, x: torch.Tensor, kind: str, pad_mask: torch.Tensor | None = None,
+                   update_running: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) this norm divides by, as the kind computes them."""
+        return self._statistics(norm_kind(kind), x, pad_mask, update_running)
 
 
 class FeedForward(nn.Module):

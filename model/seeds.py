@@ -17,10 +17,10 @@ import copy
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model.layers import Norm, PositionalEncoding
+from model.norms import NormKind
 from model.transformer import Seq2Seq
 
 # Gradients are views into one (K, P) buffer, so each is strided across seeds; autograd warns once that
@@ -35,12 +35,6 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 def _seed_of_rows(n_seeds: int, rows: int, device: torch.device) -> torch.Tensor:
     """(rows, 1): the seed each folded row belongs to."""
     return torch.arange(n_seeds, device=device).repeat_interleave(rows // n_seeds)[:, None]
-
-
-def _per_row(stat: torch.Tensor, rows: int) -> torch.Tensor:
-    """(K, D) per-seed statistics -> (rows, 1, D), one per folded row."""
-    K, D = stat.shape
-    return stat[:, None, None, :].expand(K, rows // K, 1, D).reshape(rows, 1, D)
 
 
 class SeedLinear(nn.Module):
@@ -85,8 +79,8 @@ class SeedPositionalEncoding(PositionalEncoding):
 
 
 class SeedNorm(Norm):
-    """A Norm whose γ, β and running statistics are (K, D); batch statistics are taken per seed. Training only:
-    the probes' ways of using BatchNorm (Norm.batch_statistics_at_eval, count_padding) run on one seed's model."""
+    """A Norm whose γ, β and running statistics are (K, D); a kind's statistics are its seed_statistics (per seed
+    for batch statistics). Training only: the probes' ways of using BatchNorm run on one seed's model."""
 
     def __init__(self, norms: list[Norm]):
         super().__init__(norms[0].weight.numel(), norms[0].eps, norms[0].momentum)
@@ -95,36 +89,21 @@ class SeedNorm(Norm):
         self.running_mean = _stack([n.running_mean for n in norms])
         self.running_var = _stack([n.running_var for n in norms])
 
-    def _fused(self, x: torch.Tensor, kind: str) -> torch.Tensor:
-        shape = x.shape[-1:]
-        normalized = F.layer_norm(x, shape, eps=self.eps) if kind == "layer" else F.rms_norm(x, shape, eps=self.eps)
-        return self._affine(normalized, kind)
+    def _fused(self, x: torch.Tensor, norm: NormKind) -> torch.Tensor | None:
+        normalized = norm.fused(x, self.eps)  # the kernel without γ, β: each seed's come after
+        return None if normalized is None else self._affine(normalized, norm)
 
-    def _affine(self, normalized: torch.Tensor, kind: str) -> torch.Tensor:
+    def _affine(self, normalized: torch.Tensor, norm: NormKind) -> torch.Tensor:
         K, D = self.weight.shape
         folded = normalized.reshape(K, -1, D)
-        if kind == "rms":
+        if not norm.shifts:
             out = folded * self.weight[:, None, :]
         else:
             out = torch.addcmul(self.bias[:, None, :], folded, self.weight[:, None, :])
         return out.view(normalized.shape)
 
-    def _batch_stats(self, x, pad_mask, update_running):
-        K, D = self.weight.shape
-        rows = x.size(0)
-        if not self.training:
-            return _per_row(self.running_mean, rows), torch.sqrt(_per_row(self.running_var, rows) + self.eps)
-        keep = torch.ones(x.shape[:2], dtype=x.dtype) if pad_mask is None else (~pad_mask).to(x.dtype)
-        weights = keep.reshape(K, -1, 1)  # (K, rows/K · T, 1): 1 at every real position of seed k
-        tokens = x.reshape(K, -1, D)
-        n = weights.sum(1)  # (K, 1)
-        mean = (tokens * weights).sum(1) / n  # (K, D)
-        var = ((tokens - mean[:, None, :]).pow(2) * weights).sum(1) / n
-        if update_running:
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), self.momentum)
-        return _per_row(mean, rows), torch.sqrt(_per_row(var, rows) + self.eps)
+    def _statistics(self, norm, x, pad_mask, update_running):
+        return norm.seed_statistics(self, x, pad_mask, update_running)
 
 
 def _seeded(module: nn.Module, peers: list[nn.Module]) -> nn.Module | None:
@@ -137,6 +116,8 @@ def _seeded(module: nn.Module, peers: list[nn.Module]) -> nn.Module | None:
         return SeedNorm(peers)
     if isinstance(module, PositionalEncoding):
         return SeedPositionalEncoding(peers)
+    if hasattr(module, "seed_stacked"):  # a module that says how (a learned residual scheme's, model/residuals.py)
+        return module.seed_stacked(peers)
     return None
 
 

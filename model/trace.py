@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 
 from model.config import SUBLAYERS_OF, Switches
+from model.norms import norm_kind
 from model.tasks import BOS, EOS, PAD, Task
 from model.transformer import EncoderOutput, Seq2Seq
 
@@ -66,7 +67,7 @@ def _norm_summary(cache: dict[str, torch.Tensor], prefix: str, norm, kind: str) 
         "after_mean": _list(after.mean(-1)),
         "after_std": _list(after.std(-1, unbiased=False)),
         "gamma": _list(norm.weight.detach()),
-        "beta": _list(norm.bias.detach()) if kind != "rms" else [0.0] * norm.bias.numel(),
+        "beta": _list(norm.bias.detach()) if norm_kind(kind).shifts else [0.0] * norm.bias.numel(),
     }
 
 

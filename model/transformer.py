@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from model.blocks import DecoderBlock, EncoderBlock, LayerInputs
-from model.config import ConfigError, ModelConfig, Switches, parse_sublayer_name
+from model.config import ConfigError, ModelConfig, Switches, parse_sublayer_name, quoted
 from model.hooks import HookedModule, HookPoint
 from model.layers import Norm, PositionalEncoding, TokenEmbedding
+from model.residuals import Residual, ResidualScheme, residual_scheme
 from model.tasks import BOS, EOS, PAD
 
 
@@ -24,10 +25,10 @@ class Stack(nn.Module):
     """N identical layers registered as "0", "1", … (so hook names read encoder.1.hook_resid_pre)
     and the final norm that a Pre-LN stack needs."""
 
-    def __init__(self, config: ModelConfig, block: type[nn.Module], n_layers: int):
+    def __init__(self, config: ModelConfig, block: type[nn.Module], n_layers: int, scheme: ResidualScheme):
         super().__init__()
         for i in range(n_layers):
-            self.add_module(str(i), block(config, i))
+            self.add_module(str(i), block(config, i, scheme))
         self.norm_final = Norm(config.d_model, eps=config.norm_eps)
         self.n_layers = n_layers
 
@@ -62,8 +63,10 @@ class Seq2Seq(HookedModule):
         self.hook_src_pos = HookPoint()
         self.hook_tgt_embed = HookPoint()
         self.hook_tgt_pos = HookPoint()
-        self.encoder = Stack(config, EncoderBlock, config.n_encoder_layers)
-        self.decoder = Stack(config, DecoderBlock, config.n_decoder_layers)
+        scheme = residual_scheme(self.switches.residual_scheme)
+        self.encoder = Stack(config, EncoderBlock, config.n_encoder_layers, scheme)
+        self.decoder = Stack(config, DecoderBlock, config.n_decoder_layers, scheme)
+        self._other_skips: dict[tuple[str, str], Residual] = {}  # schemes switched to at inference, per stack
         self.unembed = nn.Linear(config.d_model, config.tgt_vocab_size)
         self.hook_logits = HookPoint()
         self.setup_hooks()
@@ -72,7 +75,24 @@ class Seq2Seq(HookedModule):
         if switches is None:
             return self.switches
         check_switches_fit(switches, self.config)
+        if switches.residual_scheme != self.switches.residual_scheme:
+            self._check_scheme(switches.residual_scheme)
         return switches
+
+    def _check_scheme(self, name: str) -> None:
+        if residual_scheme(name).learned:
+            raise ConfigError("residual_scheme", f"{quoted(name)} learns weights with the model; this model was "
+                                                 f"trained with {quoted(self.switches.residual_scheme)}")
+
+    def _skip(self, switches: Switches, stack: str) -> Residual | None:
+        """The skip connection of a residual scheme the model was not built with (None: its own)."""
+        name = switches.residual_scheme
+        if name == self.switches.residual_scheme:
+            return None
+        if (name, stack) not in self._other_skips:
+            self._other_skips[name, stack] = residual_scheme(name).residual(self.config, stack,
+                                                                            self.config.n_layers(stack))
+        return self._other_skips[name, stack]
 
     def _final_norm_kind(self, switches: Switches) -> str:
         # Post-LN streams leave every layer already normalised; only Pre-LN needs a final norm.
@@ -82,7 +102,7 @@ class Seq2Seq(HookedModule):
         """src: (B, S) token ids, right-padded with PAD."""
         sw = self._switches(switches)
         pad_mask = src == PAD
-        inputs = LayerInputs(sw, pad_mask, self_attn_mask=~pad_mask[:, None, None, :])
+        inputs = LayerInputs(sw, pad_mask, self_attn_mask=~pad_mask[:, None, None, :], skip=self._skip(sw, "encoder"))
         x = self.hook_src_embed(self.src_embed(src))
         pe = self.hook_src_pos(self.pos(src.size(1), sw.pos_encoding, src.size(0)))
         x = x + pe
@@ -106,7 +126,8 @@ class Seq2Seq(HookedModule):
         if sw.causal_mask:
             causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()
             allowed = allowed & causal  # (B, 1, T, T)
-        inputs = LayerInputs(sw, pad_mask, self_attn_mask=allowed, cross_attn_mask=~memory.pad_mask[:, None, None, :])
+        inputs = LayerInputs(sw, pad_mask, self_attn_mask=allowed, cross_attn_mask=~memory.pad_mask[:, None, None, :],
+                             skip=self._skip(sw, "decoder"))
         x = self.hook_tgt_embed(self.tgt_embed(tgt_in))
         pe = self.hook_tgt_pos(self.pos(T, sw.pos_encoding, tgt_in.size(0)))
         x = x + pe

@@ -107,7 +107,7 @@ def test_steps_to_reach_reads_heldout_accuracy():
 def test_bad_training_config_is_refused_with_the_field_named():
     with pytest.raises(ConfigError, match="steps"):
         TrainConfig(steps=0)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ConfigError, match="task: 'poetry' is not allowed; choose one of reverse | copy"):
         TrainConfig(task="poetry")
 
 

@@ -21,7 +21,7 @@ from app.lab.store import RunSpec
 from app.playground.state import SWITCH_FIELDS, parse_switches, switch_doc
 from app.web.errors import BadInput, quoted
 from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of, type_of
-from model.tasks import TASKS, get_task
+from model.tasks import get_task
 from model.train import model_config_for
 from model.transformer import check_switches_fit
 
@@ -49,7 +49,7 @@ class LabField:
     def choices(self) -> tuple:
         if self.declared_in is None:
             return ()
-        return tuple(TASKS) if self.name == "task" else choices_of(self.declared_in, self.name)
+        return choices_of(self.declared_in, self.name)
 
     def doc(self) -> str:
         text = self.help or help_of(self.declared_in, self.name)
@@ -148,7 +148,7 @@ def build_spec(values: Mapping[str, Any], switches: Switches, settings=None, che
                                       if FIELDS[k].declared_in is TrainConfig},
                                    eval_every=max(10, min(50, values["steps"] // 12)))
     except ConfigError as error:
-        raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
+        raise BadInput(error.field, error.message) from None
     return RunSpec(values["task"], model_config.to_dict(), switches.to_dict(), train_config.to_dict())
 
 

@@ -22,8 +22,6 @@ from model.transformer import check_switches_fit
 
 ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 SWITCH_FIELDS = [f.name for f in fields(Switches)]
-DEFAULT_INPUTS = {"reverse": "31415926", "copy": "27182818", "sort": "31415926",
-                  "en_numbers": "three hundred twelve", "zh_numbers": "三百一十二"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
     try:
         return base.replace(**changes)
     except ConfigError as error:
-        raise BadInput(error.field, str(error).split(": ", 1)[1]) from error
+        raise BadInput(error.field, error.message) from error
 
 
 def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None,
@@ -86,10 +84,10 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
     if params.get("random"):
         text = task.sample(rng or random.Random(), split="heldout")[0]
     else:
-        text = params.get("input", DEFAULT_INPUTS[task.name])
+        text = params.get("input", task.example)
     text = text.strip()
     if not text:
-        raise BadInput("input", "is empty; type a few tokens, e.g. " + DEFAULT_INPUTS[task.name])
+        raise BadInput("input", "is empty; type a few tokens, e.g. " + task.example)
     if len(text) > max_input_chars:
         raise BadInput("input", f"has {len(text)} characters; at most {max_input_chars} are allowed", 413)
     try:
@@ -102,7 +100,7 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
     try:
         check_switches_fit(switches, ModelConfig.from_dict(entry.model_config))
     except ConfigError as error:
-        raise BadInput(error.field, str(error).split(": ", 1)[1]) from None
+        raise BadInput(error.field, error.message) from None
     step = _step(params["step"]) if "step" in params else default_step
     return PlaygroundState(entry.name, text, switches, step)
 

@@ -199,9 +199,9 @@ def residual_off_example(config: ModelConfig) -> str:
 def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
     """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
     controls = []
-    for name, value in switches.to_dict().items():
-        if name == "residual_off":
-            continue
+    for name, value in switches.values().items():
+        if name == "residual_off" or (not isinstance(value, bool) and len(choices(name)) < 2):
+            continue  # residual_off has its own field; a registry with one entry offers no choice
         trained_value = getattr(trained, name)
         # The per-sublayer residual switches do nothing while the master switch is off.
         overridden = name.startswith("residual_") and not switches.residual

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from fastapi import Request
 
+from model.norms import NORMS
+
 LANGUAGES = ("en", "zh")
 LABELS_DIR = Path(__file__).parent / "labels"
 
@@ -21,6 +23,17 @@ LABELS_DIR = Path(__file__).parent / "labels"
 def labels(lang: str) -> dict[str, str]:
     """Every UI, figure (chart.*) and diagram (arch.*) string of a language: one catalogue per language."""
     return json.loads((LABELS_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+
+
+_NAMED_BY_TITLE = ("value.", "arch.norm.")  # keys that name a norm kind by its registered name
+
+
+def registered_title(key: str) -> str | None:
+    """A norm kind the catalogues do not list (one registered by a test or an extension) is called by its title."""
+    for prefix in _NAMED_BY_TITLE:
+        if key.startswith(prefix) and key[len(prefix):] in NORMS:
+            return NORMS[key[len(prefix):]].title
+    return None
 
 
 def pick_language(request: Request) -> str:
@@ -83,7 +96,7 @@ class Translator:
         self._fallback = labels("en")
 
     def __call__(self, key: str, **values) -> str:
-        text = self._labels.get(key) or self._fallback.get(key) or key
+        text = self._labels.get(key) or self._fallback.get(key) or registered_title(key) or key
         return text.format(**values) if values else text
 
     def model_title(self, model) -> str:

@@ -7,7 +7,8 @@ machine and in every run, and training never sees an input that evaluation is sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from model.tasks.base import (  # noqa: F401
     DIGITS,
@@ -34,11 +35,12 @@ DIGIT_TOKENIZER = make_tokenizer(DIGITS, "char")
 DIGIT_MAX_TOKENS = 16  # above the training range, so length extrapolation can be tested
 
 
-def _digit_task(name: str, title: str, description: str, rule: Callable[[str], str]) -> DigitTask:
+def _digit_task(name: str, title: str, description: str, example: str, rule: Callable[[str], str]) -> DigitTask:
     return DigitTask(
         name=name,
         title=title,
         description=description,
+        example=example,
         src_tokenizer=DIGIT_TOKENIZER,
         tgt_tokenizer=DIGIT_TOKENIZER,
         min_len=4,
@@ -50,7 +52,7 @@ def _digit_task(name: str, title: str, description: str, rule: Callable[[str], s
 
 
 def _number_task(
-    name: str, title: str, description: str, src_tokenizer: Tokenizer, notation: str
+    name: str, title: str, description: str, example: str, src_tokenizer: Tokenizer, notation: str
 ) -> NumberTask:
     spell = english_words if src_tokenizer.kind == "word" else chinese_numeral
     spellings = tuple(spell(n) for n in range(1000))
@@ -59,6 +61,7 @@ def _number_task(
         name=name,
         title=title,
         description=description,
+        example=example,
         src_tokenizer=src_tokenizer,
         tgt_tokenizer=DIGIT_TOKENIZER,
         min_len=min(src_lengths),
@@ -77,24 +80,28 @@ TASKS: dict[str, Task] = {
             "reverse",
             "Reverse a digit string",
             "Write the digits in reverse order: 3141 → 1413",
+            "31415926",
             lambda digits: digits[::-1],
         ),
         _digit_task(
             "copy",
             "Copy a digit string",
             "Write the same digits again: 3141 → 3141",
+            "27182818",
             lambda digits: digits,
         ),
         _digit_task(
             "sort",
             "Sort the digits",
             "Write the digits in ascending order: 3141 → 1134",
+            "31415926",
             lambda digits: "".join(sorted(digits)),
         ),
         _number_task(
             "en_numbers",
             "English number words to digits",
             "Write a number given in English words as digits: three hundred twelve → 312",
+            "three hundred twelve",
             make_tokenizer([*EN_ONES, *EN_TENS[2:], "hundred"], "word", fold_case_and_hyphens=True),
             "in words",
         ),
@@ -102,6 +109,7 @@ TASKS: dict[str, Task] = {
             "zh_numbers",
             "Chinese numerals to digits",
             "Write a number given in Chinese numerals as digits: 三百一十二 → 312",
+            "三百一十二",
             make_tokenizer(ZH_DIGITS + "十百", "char"),
             "in standard Chinese numerals",
         ),
@@ -113,3 +121,19 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {' | '.join(TASKS)}")
     return TASKS[name]
+
+
+def register_task(task: Task) -> Task:
+    """A task every part of the app can use by its name: training, the lab's form, the playground."""
+    TASKS[task.name] = task
+    return task
+
+
+@contextmanager
+def registered_task(task: Task) -> Iterator[Task]:
+    """A task registered for the length of a `with` block (tests add one and take it away again)."""
+    register_task(task)
+    try:
+        yield task
+    finally:
+        TASKS.pop(task.name, None)

@@ -49,6 +49,7 @@ class Task(ABC):
     name: str
     title: str
     description: str  # one sentence with an example
+    example: str  # the input a page opens with
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
     min_len: int  # source length range used in training

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.web.i18n import LANGUAGES, labels
+from app.web.i18n import LANGUAGES, labels, registered_title
 from model.config import ModelConfig, Switches
 
 # The diagram's words, from the label catalogue (app/web/labels/<lang>.json, keys arch.*).
@@ -21,9 +21,11 @@ def text(key: str, **args) -> dict:
 
 def render_text(key: str, args: dict | None = None, lang: str = "en") -> str:
     """The text of a key in a language; an argument {"key": k} is translated first (as the template does)."""
-    labels = ARCH_LABELS[lang]
-    values = {name: labels[v["key"]] if isinstance(v, dict) else v for name, v in (args or {}).items()}
-    return labels[key].format(**values)
+    def word(k: str) -> str:
+        return ARCH_LABELS[lang].get(k) or registered_title(k) or k
+
+    values = {name: word(v["key"]) if isinstance(v, dict) else v for name, v in (args or {}).items()}
+    return word(key).format(**values)
 
 
 def render_title(parts: list[dict], lang: str = "en") -> str:

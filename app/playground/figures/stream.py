@@ -22,6 +22,7 @@ from app.playground.figures._base import (
     _note,
     _token_colour,
 )
+from model.norms import NORMS
 
 
 def _sublayers(trace: dict, stack: str) -> list[tuple[str, str, dict]]:
@@ -131,7 +132,8 @@ def norm_gamma_beta(norm_summary: dict, title: str) -> Figure:
                        "line": {"color": COMPONENT_COLOURS["norm"], "width": 2}}}
     data = [_bar(range(d), norm_summary["gamma"], LABELS["gamma"], COMPONENT_COLOURS["norm"], LABELS["hover_gamma"]),
             beta]
-    remark = {"rms": "rms_no_beta", "none": "norm_unused"}.get(norm_summary.get("kind", ""))
+    kind = NORMS.get(norm_summary.get("kind", ""))
+    remark = kind.remark if kind else None
     notes = [_note(LABELS[remark], x=1, y=1, xanchor="right", yanchor="bottom")] if remark else []
     return _figure(data, title, 320, annotations=notes, xaxis=_axis(LABELS["feature_axis"]),
                    yaxis=_axis(LABELS["param_axis"], zeroline=True))
