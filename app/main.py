@@ -1,5 +1,5 @@
 """The ASGI app: `uvicorn app.main:app`."""
 
-from app.web.factory import create_app
+from app.factory import create_app
 
 app = create_app()

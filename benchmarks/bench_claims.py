@@ -37,7 +37,7 @@ def main() -> int:
     os.environ["ADDNORM_SHIPPED_RESULTS"] = "1"
     from fastapi.testclient import TestClient
 
-    from app.web.factory import create_app
+    from app.factory import create_app
     from app.web.settings import Settings
 
     first, pages = [], {"/api/claims": [], "/claims": [], "/static/css/app.css": []}

@@ -48,7 +48,7 @@ def serving(settings: Settings, what: str = "the test server") -> Iterator[str]:
     """The real app under uvicorn on a free loopback port, on a thread; yields its base URL."""
     import uvicorn
 
-    from app.web.factory import create_app
+    from app.factory import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.factory import create_app
 from app.web.errors import ErrorBody
-from app.web.factory import create_app
 from app.web.params import MAX_ID
 from app.web.settings import Settings
 

@@ -5,8 +5,8 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import english_words_on_page, fresh_claims
 
+from app.factory import create_app
 from app.teaching.lesson_schema import load_lessons
-from app.web.factory import create_app
 from app.web.settings import Settings
 
 PAGES = ["/", "/playground", "/playground?model=zh-numbers-2x2", "/lessons", "/train", "/train/sweeps", "/claims",

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from helpers import GOOD, batch_norm_cells, english_words, fill_sweep, position_cells
 from helpers import depth_cells as _depth_cells
 
+from app import figures as F
+from app.factory import create_app
 from app.lab.results import RESULTS_DIR, RUNS_FILE, read_shipped, shipped_report
 from app.lab.store import RunStore
-from app.playground import figures as F
 from app.teaching.claims import measure
 from app.teaching.claims.common import Text, load_sweep, merge_sweeps
 from app.teaching.claims.render import chart_figure, render_text, verdict_view
-from app.web.factory import create_app
 from app.web.i18n import Translator, labels
 from app.web.settings import Settings
 

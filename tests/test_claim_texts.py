@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import english_words, fresh_claims, stored_claim_verdicts, visible_text
 
+from app.factory import create_app
 from app.teaching.claims import CLAIMS, measure_all
 from app.teaching.claims.common import Text
 from app.teaching.claims.render import number_label, number_parts, render_text, verdict_view
 from app.teaching.verdicts import REPORT_FORMAT, report_path
-from app.web.factory import create_app
 from app.web.i18n import Translator, labels
 from app.web.settings import Settings
 

@@ -13,8 +13,8 @@ from helpers import english_words_on_page
 from app.classroom import teacher_routes
 from app.classroom.sessions import student_cookie
 from app.classroom.store import ClassStore
+from app.factory import create_app
 from app.teaching.lesson_schema import get_lesson
-from app.web.factory import create_app
 from app.web.settings import Settings
 
 HX = {"HX-Request": "true"}

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import anyio
 
-from app.web.compute import model_limiter, run_model_work
+from app.playground.compute import model_limiter, run_model_work
 
 
 def peak_concurrency(threads: int, calls: int) -> int:

@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import rows
 
+from app.factory import create_app
 from app.lab.jobs import with_seed
 from app.lab.precompute import PLANS
 from app.lab.store import STORE_FILE, RunStore, StoreNotWritable, open_store
 from app.lab.sweeps import sweep_items
-from app.web.factory import create_app
 from app.web.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,15 +305,15 @@ def test_a_checkpoint_that_does_not_load_answers_503_naming_its_run(tmp_path):
 
 
 def test_the_command_line_tools_stop_with_one_line_naming_the_setting(tmp_path, monkeypatch):
-    from app.lab import precompute, results
-    from app.teaching import verdicts
+    from app.lab import precompute
+    from app.teaching import ship_results, verdicts
     from app.web.settings import get_settings
 
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("ADDNORM_DATA_DIR", str(tmp_path / "a-file" / "data"))
     get_settings.cache_clear()
     try:
-        for main, argv in ((precompute.main, ["--only", "causal-mask-off"]), (results.main, ["--no-train"]),
+        for main, argv in ((precompute.main, ["--only", "causal-mask-off"]), (ship_results.main, ["--no-train"]),
                            (verdicts.main, ["--no-train"])):
             with pytest.raises(SystemExit, match=r"^addnorm: ADDNORM_DATA_DIR=.*a-file/data cannot be created"):
                 main(argv)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from app.playground import figures as F
+from app import figures as F
 from model.config import Switches
 from model.layers import sinusoidal_table
 from model.tasks import get_task

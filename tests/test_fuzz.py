@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.web.factory import create_app
+from app.factory import create_app
 from app.web.settings import Settings
 
 EXAMPLES = 50  # per operation, positive (schema-valid) requests and then as many negative ones

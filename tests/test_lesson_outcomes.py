@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from helpers import GOOD, batch_norm_cells, depth_cells, fill_sweep, position_cells, rows
 from pydantic import ValidationError
 
+from app.factory import create_app
 from app.lab.store import RunSpec, RunStore
 from app.teaching.claims import measure
 from app.teaching.lesson_schema import Resolve, Step, load_lessons
 from app.teaching.outcomes import number_of, outcome, resolve
-from app.web.factory import create_app
 from app.web.i18n import Translator
 from app.web.settings import Settings
 from model.config import Switches

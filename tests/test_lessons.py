@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import fresh_claims
 
+from app.factory import create_app
 from app.teaching.claims import CLAIMS
 from app.teaching.lesson_schema import load_lessons, preset_problems
-from app.web.factory import create_app
 from app.web.i18n import labels
 from app.web.settings import Settings
 

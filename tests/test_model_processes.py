@@ -9,8 +9,8 @@ import signal
 import pytest
 from fastapi.testclient import TestClient
 
+from app.factory import create_app
 from app.web.errors import BadInput
-from app.web.factory import create_app
 from app.web.settings import Settings
 
 HX = {"HX-Request": "true"}

@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from app.web.factory import create_app
+from app.factory import create_app
 from app.web.i18n import labels
 
 HX = {"HX-Request": "true"}

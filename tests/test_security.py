@@ -6,8 +6,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from app.factory import create_app
 from app.teaching.verdicts import report_path
-from app.web.factory import create_app
 from app.web.settings import Settings
 
 # Long enough to be still training when the test has finished refusing requests to stop it.

@@ -7,6 +7,7 @@ import torch
 from fastapi.testclient import TestClient
 from helpers import GOOD, batch_norm_cells, depth_cells, fill_sweep, position_cells
 
+from app.factory import create_app
 from app.lab.precompute import PLANS
 from app.lab.results import (
     RESULTS_DIR,
@@ -19,7 +20,6 @@ from app.lab.results import (
 from app.lab.store import RunStore
 from app.teaching.claims import measure
 from app.teaching.claims.common import is_noise
-from app.web.factory import create_app
 from app.web.settings import Settings
 
 SEEDS = (0, 1)

@@ -6,7 +6,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app.web.factory import create_app
+from app.factory import create_app
 from app.web.settings import Settings
 
 SMALL = {"task": "copy", "layers": "1", "d_model": "16", "n_heads": "2", "d_ff": "32", "steps": "30",

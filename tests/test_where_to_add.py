@@ -10,8 +10,8 @@ import torch
 from fastapi.testclient import TestClient
 from torch import nn
 
+from app.factory import create_app
 from app.lab.store import RunSpec
-from app.web.factory import create_app
 from app.web.settings import Settings
 from model.checkpoint import checkpoint_bytes, load_checkpoint
 from model.config import ConfigError, Switches, TrainConfig, choices_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from app.playground.figures import FONT
-from app.playground.figures import escape_label as _esc
+from app.figures import FONT
+from app.figures import escape_label as _esc
 from app.teaching.lesson_schema import Step
 from app.web.i18n import Translator
 

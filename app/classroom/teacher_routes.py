@@ -33,10 +33,11 @@ from app.classroom.sessions import (
 )
 from app.classroom.store import ClassRow
 from app.classroom.views import roster, teacher_view
+from app.playground.compute import run_model_work
+from app.teaching.dependencies import ResultsDep
 from app.teaching.lesson_schema import get_lesson, load_lessons
 from app.teaching.outcomes import choice_text
-from app.web.compute import run_model_work
-from app.web.dependencies import ResultsDep, SettingsDep, TranslatorDep
+from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import BadInput, page_errors, quoted
 from app.web.forms import FormRoute, refuse_unknown_fields
 from app.web.i18n import asked_language

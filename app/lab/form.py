@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, create_model
 
 from app.lab.store import RunSpec
-from app.playground.state import SWITCH_FIELDS, parse_switches, switch_doc
+from app.switches import SWITCH_FIELDS, parse_switches, switch_controls, switch_doc
 from app.web.errors import BadInput, quoted
 from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of, type_of
 from model.tasks import get_task
@@ -196,6 +196,4 @@ def input_limits(settings) -> dict[str, dict[str, str]]:
 
 
 def switch_controls_for(switches: Switches) -> list[dict]:
-    from app.playground.view import switch_controls
-
     return switch_controls(switches, switches)

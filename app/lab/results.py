@@ -2,8 +2,7 @@
 as metrics and probes without checkpoints, so a fresh install shows every claim and lesson experiment.
 
     python -m app.lab.results            train what is missing, then write model/zoo/results/
-    python -m app.lab.results --no-train write them from the runs already in the store
-    python -m app.lab.results --verdicts-only   measure verdicts.json again from the shipped runs alone
+                                         (the command is app/teaching/ship_results.py)
 
 They live beside the zoo in model/zoo/results/: `runs.json.gz` (the runs and the plans' sweeps, with the
 command, date, seeds and machine they came from), `verdicts.json` (the claim report measured from them by
@@ -14,11 +13,12 @@ seed (`complete`), i.e. until a learner has measured them again here.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import gzip
 import hashlib
 import json
+import os
+import platform
 import sys
 import threading
 import time
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from app.lab.jobs import with_seed
 from app.lab.precompute import PLANS, SEEDS, same_cells
-from app.lab.store import RunSpec, RunStore, store_to_train_in
+from app.lab.store import RunSpec, RunStore
 from model.zoo import ZOO_DIR
 
 RESULTS_DIR = ZOO_DIR / "results"
@@ -59,8 +59,6 @@ def _round(value):
 
 def export_results(store: RunStore, plans: dict, seeds: tuple[int, ...], settings, out_dir: Path = RESULTS_DIR) -> Path:
     """Write every plan (as a sweep) and every seed's finished run of its cells to out_dir/runs.json.gz."""
-    from app.teaching.verdicts import machine
-
     sweeps, runs, seen = [], [], set()
     for name, items in plan_items(plans, settings, seeds).items():
         sweeps.append({"name": name, "items": [{**i, "spec": i["spec"].to_json()} for i in items]})
@@ -150,7 +148,7 @@ def _newest_sweeps(store: RunStore) -> dict[str, dict]:
     return newest
 
 
-def _specs(items: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, RunSpec]:
+def run_specs(items: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, RunSpec]:
     """Every run of the plans once (plans share cells), by key."""
     return {spec.key(): spec for plan in items.values() for item in plan
             for spec in (with_seed(item["spec"], seed) for seed in seeds)}
@@ -181,7 +179,7 @@ class ResultSource:
         newest = _newest_sweeps(self.local)
         here = {name: newest[name] for name, plan in items.items()
                 if name in newest and same_cells(newest[name]["items"], plan)}
-        runs = [self.local.finished_run(spec) for spec in _specs(items, self.seeds).values()]
+        runs = [self.local.finished_run(spec) for spec in run_specs(items, self.seeds).values()]
         started = min((sweep["created_at"] for sweep in here.values()), default=None)
         return {"items": items, "total": len(runs), "done": sum(r is not None for r in runs),
                 "complete": len(here) == len(items) and all(runs),
@@ -218,63 +216,15 @@ class ResultSource:
         return {"done": state["done"], "total": state["total"], "started": started, "eta_s": eta}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from app.lab.precompute import precompute, probe_missing
-    from app.web.settings import get_settings
+def machine() -> dict:
+    """Where results were measured: the figures depend on the machine only through float rounding, but say it."""
+    import torch
 
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-train", action="store_true", help="write them from the runs already in the store")
-    parser.add_argument("--workers", type=int, default=2, help="training processes at once (one per core)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where to write them")
-    parser.add_argument("--verdicts-only", action="store_true",
-                        help=f"measure {VERDICTS_FILE} again from the shipped runs, after a change to a claim's code")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    started = time.time()
-    if args.verdicts_only:
-        shipped = read_shipped(args.out / RUNS_FILE)
-        if shipped is None:
-            parser.error(f"{args.out / RUNS_FILE} is missing: run {COMMAND} first")
-        _write_report(args.out, shipped)
-        print(f"wrote {VERDICTS_FILE} in {time.time() - started:.0f} s")
-        return 0
-    with store_to_train_in(settings.data_dir) as store:
-        if not args.no_train:
-            precompute(store, PLANS, args.workers, settings, seeds=SEEDS)  # probes what it did not train too
-        else:  # runs trained before runs were probed: probe them from their checkpoints first
-            runs = (store.finished_run(spec) for spec in _specs(plan_items(PLANS, settings, SEEDS), SEEDS).values())
-            probe_missing(store, [run.id for run in runs if run is not None])
-        path = export_results(store, PLANS, SEEDS, settings, args.out)
-    shipped = read_shipped(path)
-    _write_report(args.out, shipped)
-    _write_readme(args.out, shipped)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(shipped.list(limit=100_000))} runs) and "
-          f"{VERDICTS_FILE} in {time.time() - started:.0f} s")
-    return 0
+    return {"host": platform.node(), "system": platform.platform(terse=True), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}
 
 
-def _write_report(out_dir: Path, shipped: ShippedStore) -> None:
-    from app.teaching.verdicts import compute_report
+if __name__ == "__main__":  # the command writes the verdicts too, so it lives with them, above the lab
+    from app.teaching.ship_results import main
 
-    report = {**compute_report(shipped, "shipped"), "results": shipped.digest, "about": shipped.about}
-    (out_dir / VERDICTS_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
-def _write_readme(out_dir: Path, shipped: ShippedStore) -> None:
-    about = shipped.about
-    m = about["machine"]
-    (out_dir / "README.md").write_text(
-        "# Shipped results\n\n"
-        "Every run the claim check and the lessons read, measured on "
-        f"{len(about['seeds'])} seeds ({', '.join(map(str, about['seeds']))}): metrics and probes, no checkpoints. "
-        f"Plans: {', '.join(about['plans'])} (app/lab/precompute.py says what each trains).\n\n"
-        f"- made on {about['created']} with `{about['command']}`\n"
-        f"- on {m['system']}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']}\n"
-        f"- `{RUNS_FILE}`: the runs (layer statistics kept for the first {FULL_ROWS_UNTIL} steps and at every "
-        "evaluation, scalars at every step); `verdicts.json`: the claim report measured from them.\n\n"
-        f"Run `{COMMAND}` to measure them again (it trains only runs missing from the store in "
-        "ADDNORM_DATA_DIR), or use \"Measure again here\" on the claims page.\n", encoding="utf-8")
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -13,6 +13,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import Field, create_model
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app import figures
+from app.lab.dependencies import RunnerDep, StoreDep
 from app.lab.form import (
     AB_OPTIONS,
     DEFAULT_SWITCHES,
@@ -30,9 +32,8 @@ from app.lab.jobs import ABANDONED, STOPPED_BEFORE_START, STOPPED_BY_LEARNER, Jo
 from app.lab.quotas import QuotaExceeded
 from app.lab.store import INTERRUPTED, RunRecord
 from app.lab.sweeps import SWEEP_STOPPED
-from app.playground import figures
-from app.playground.state import SWITCH_FIELDS, choices, parse_switches, switch_doc
-from app.web.dependencies import LanguageDep, LearnerDep, RunnerDep, SettingsDep, StoreDep, TranslatorDep
+from app.switches import SWITCH_FIELDS, choices, parse_switches, switch_doc
+from app.web.dependencies import LanguageDep, LearnerDep, SettingsDep, TranslatorDep
 from app.web.errors import BadInput, api_errors, page_errors
 from app.web.forms import FormRoute, refuse_unknown_fields
 from app.web.i18n import Translator

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ConfigDict, Field, create_model
 
+from app import figures
+from app.lab.dependencies import StoreDep, SweepsDep
 from app.lab.form import DEFAULTS, FIELDS, input_limits, parse_run_request, seeds_of
 from app.lab.precompute import PLANS
 from app.lab.store import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results, time_left
-from app.playground import figures
-from app.playground.state import SWITCH_FIELDS, switch_doc
-from app.web.dependencies import SettingsDep, StoreDep, SweepsDep, TranslatorDep
+from app.switches import SWITCH_FIELDS, switch_doc
+from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import BadInput, page_errors, quoted
 from app.web.forms import FormRoute, refuse_unknown_fields
 from app.web.i18n import Translator

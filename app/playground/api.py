@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import Field, create_model
 
+from app.playground.compute import run_model_work
 from app.playground.registry import BadModelName, model_info
 from app.playground.state import PlaygroundQuery, parse_state, query_params
 from app.playground.traces import full_trace_for
-from app.web.compute import run_model_work
 from app.web.dependencies import SettingsDep
 from app.web.errors import BadInput, api_errors
 from model.tasks import get_task

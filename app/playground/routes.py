@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse
 from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.playground.compute import run_playground_work
 from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, query_params
 from app.playground.view import LATER_PANELS, panel, playground_context, step_context, step_span
-from app.web.compute import run_playground_work
 from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import page_errors
 from app.web.i18n import Translator, asked_language

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, create_model
 
 from app.playground.registry import BadModelName, default_model, model_info
+from app.switches import SWITCH_FIELDS, parse_switches, switch_doc
 from app.web.errors import BadInput, quoted
 from app.web.params import MAX_ID, parse_whole
-from model.config import ConfigError, ModelConfig, Switches, choices_of, help_of, type_of
+from model.config import ConfigError, ModelConfig, Switches
 from model.tasks import UnknownTokenError, get_task
 from model.transformer import check_switches_fit
-
-ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
-SWITCH_FIELDS = [f.name for f in fields(Switches)]
 
 
 @dataclass(frozen=True)
@@ -46,28 +44,6 @@ class PlaygroundState:
 
     def query(self, **changes) -> str:
         return urlencode(self.params(**changes))
-
-
-def switch_doc(name: str) -> str:
-    """A switch's help and allowed values, from its declaration in model/config.py (for API docs)."""
-    allowed = choices_of(Switches, name) or (("on", "off") if type_of(Switches, name) is bool else ())
-    return help_of(Switches, name) + (f": {' | '.join(allowed)}" if allowed else "")
-
-
-def _switch_value(name: str, raw: str):
-    if type_of(Switches, name) is bool:
-        if raw.lower() not in ON_OFF:
-            raise BadInput(name, f"{quoted(raw)} is not allowed; use on or off")
-        return ON_OFF[raw.lower()]
-    return raw
-
-
-def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
-    changes = {name: _switch_value(name, params[name]) for name in SWITCH_FIELDS if name in params}
-    try:
-        return base.replace(**changes)
-    except ConfigError as error:
-        raise BadInput(error.field, error.message) from error
 
 
 def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None,
@@ -131,8 +107,3 @@ PlaygroundQuery = create_model(
 def query_params(query: BaseModel) -> dict[str, str]:
     """The parameters a request gave (the ones it left out take the model's own values)."""
     return {k: v for k, v in query.model_dump().items() if v is not None and k in PlaygroundQuery.model_fields}
-
-
-def choices(name: str) -> tuple[str, ...]:
-    """The allowed values of a Literal switch, for building selects."""
-    return choices_of(Switches, name)

@@ -14,12 +14,13 @@ from urllib.parse import urlencode
 
 from markupsafe import Markup
 
-from app.playground import figures
+from app import figures
 from app.playground.architecture import architecture_layout
 from app.playground.architecture.text import in_language
 from app.playground.registry import zoo_models
-from app.playground.state import PlaygroundState, choices
+from app.playground.state import PlaygroundState
 from app.playground.traces import Resolved, gradients_for, resolve
+from app.switches import switch_controls
 from app.web.i18n import Translator
 from app.web.templating import templates
 from model.config import ModelConfig, Switches
@@ -194,25 +195,6 @@ def train_query(state: PlaygroundState, task: str) -> str:
 def residual_off_example(config: ModelConfig) -> str:
     """Sublayer names as residual_off takes them (layers count from 0), for this model's depth."""
     return f"encoder.{config.n_encoder_layers - 1}.ffn, decoder.0.cross_attn"
-
-
-def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
-    """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
-    controls = []
-    for name, value in switches.values().items():
-        if name == "residual_off" or (not isinstance(value, bool) and len(choices(name)) < 2):
-            continue  # residual_off has its own field; a registry with one entry offers no choice
-        trained_value = getattr(trained, name)
-        # The per-sublayer residual switches do nothing while the master switch is off.
-        overridden = name.startswith("residual_") and not switches.residual
-        entry = {"name": name, "changed": value != trained_value, "overridden": overridden}
-        if isinstance(value, bool):
-            entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"),
-                         trained="on" if trained_value else "off")
-        else:
-            entry.update(kind="select", value=value, choices=choices(name), trained=trained_value)
-        controls.append(entry)
-    return controls
 
 
 def _step_figures(trace: dict, step: dict, t) -> dict:

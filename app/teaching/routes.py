@@ -6,12 +6,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.lab.dependencies import SweepsDep
+from app.playground.compute import run_model_work
 from app.teaching.claims import CLAIMS
 from app.teaching.claims.render import api_verdict, verdict_view
+from app.teaching.dependencies import ResultsDep, VerdictsDep
 from app.teaching.lesson_schema import get_lesson, load_lessons
 from app.teaching.widgets import run_step
-from app.web.compute import run_model_work
-from app.web.dependencies import ResultsDep, SettingsDep, SweepsDep, TranslatorDep, VerdictsDep
+from app.web.dependencies import SettingsDep, TranslatorDep
 from app.web.errors import BadInput, page_errors, quoted
 from app.web.forms import FormRoute
 from app.web.templating import is_htmx, render

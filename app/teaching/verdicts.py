@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from app.lab.results import ResultSource, shipped_report
+from app.lab.results import ResultSource, machine, shipped_report
 from app.lab.store import RunStore, store_to_train_in
 from app.teaching.claims import measure_all
 from app.teaching.claims.render import render_text
@@ -49,14 +47,6 @@ def compute_report(store: RunStore, source: str = "measured here") -> dict:
         "runs_in_store": len(runs),
         "verdicts": {claim: asdict(v) for claim, v in verdicts.items()},
     }
-
-
-def machine() -> dict:
-    """Where a report was measured: the figures depend on the machine only through float rounding, but say it."""
-    import torch
-
-    return {"host": platform.node(), "system": platform.platform(terse=True), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def save_report(settings, report: dict) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from app import figures
 from app.lab.results import ResultSource
 from app.lab.sweeps import TARGET, VARIANTS, sweep_results
-from app.playground import figures
 from app.playground.registry import model_info
 from app.playground.state import parse_state
 from app.playground.traces import full_trace_for

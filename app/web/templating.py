@@ -8,12 +8,10 @@ from urllib.parse import urlencode
 from fastapi import Request, Response
 from jinja2_fragments.fastapi import Jinja2Blocks
 
-from app.lab.store import FINAL_STATUSES, STATUSES
 from app.web.i18n import Translator, asked_language, pick_language
 
 ROOT = Path(__file__).resolve().parents[2]
 templates = Jinja2Blocks(directory=ROOT / "templates")
-templates.env.globals.update(run_statuses=STATUSES, final_statuses=FINAL_STATUSES)
 MAX_KEPT_VALUE = 300  # longer than any value a page accepts (inputs are at most ADDNORM_MAX_INPUT_CHARS)
 
 

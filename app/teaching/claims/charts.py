@@ -1,7 +1,7 @@
 """A verdict's chart: what a training claim measured per condition, its spread over seeds, and the comparison
 the verdict turns on. Plain data like the rest of a Verdict (labels are catalogue Texts, see common.py), so it
 is saved with it in verdicts.json; the Plotly figure is drawn from it in one place
-(app/playground/figures/claims.py).
+(app/figures/claims.py).
 
     Chart(y=text("claim.chart.y.accuracy"), unit="share", x=LAYERS, seeds=5,
           series=[Series("pre_ln", text("variant.pre_ln"), [Point(2, 0.99, 0.98, 1.0), ...]), ...],

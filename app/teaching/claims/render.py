@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from app.playground import figures
+from app import figures
 from app.teaching.claims import CLAIMS
 from app.teaching.claims.common import Text, floor_text, is_noise, sublayer_text
 from app.teaching.claims.conditions import conditions_text

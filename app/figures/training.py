@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from app.playground.figures._base import (
+from app.figures._base import (
     LABELS,
     METRIC_COLOURS,
     Figure,

@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from app.playground.figures._base import LABELS, Figure, _axis, _esc, _figure, _index_axis
-from app.playground.figures.training import SWEEP_COLOURS
+from app.figures._base import LABELS, Figure, _axis, _esc, _figure, _index_axis
+from app.figures.training import SWEEP_COLOURS
 from app.web.numbers import finite
 
 Say = Callable[[Any], str]

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from app.playground.figures._base import (
+from app.figures._base import (
     COMPONENT_COLOURS,
     DECODER_PATTERN,
     HEADS_PER_ROW,

@@ -1,5 +1,5 @@
-"""create_app: settings, the lifespan (stores, job runner, sweeps, model limiter, class watchers), routers, error
-pages."""
+"""create_app, the composition root: settings, the lifespan (stores, job runner, sweeps, model limiter, class
+watchers), routers, error pages. The one module that imports every feature; no feature imports it."""
 
 import gc
 from contextlib import asynccontextmanager, nullcontext
@@ -20,16 +20,16 @@ from app.lab.cluster import ray_instance
 from app.lab.jobs import RayJobRunner
 from app.lab.quotas import Quotas
 from app.lab.results import ResultSource, shipped_store
-from app.lab.store import open_store
+from app.lab.store import FINAL_STATUSES, STATUSES, open_store
 from app.lab.store_errors import install_store_error_handlers
 from app.lab.sweeps import SweepScheduler
 from app.playground import api as playground_api
 from app.playground import routes as playground_routes
+from app.playground.compute import ModelProcesses, model_limiter
 from app.playground.registry import use_store
 from app.teaching import routes as teaching_routes
 from app.teaching.verdicts import VerdictBoard
 from app.web import docs, home
-from app.web.compute import ModelProcesses, model_limiter
 from app.web.errors import declare_refusals, install_error_handlers
 from app.web.learners import LearnerCookieMiddleware
 from app.web.security import SecurityMiddleware
@@ -37,7 +37,9 @@ from app.web.settings import Settings, get_settings
 from app.web.templating import templates
 from model.zoo import default_entry, load_zoo_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+# The lab's run statuses, for every page that lists runs (the lab's, a lesson's, the teacher's).
+templates.env.globals.update(run_statuses=STATUSES, final_statuses=FINAL_STATUSES)
 ROUTERS = (home.router, playground_routes.router, lab_routes.router, sweep_routes.router, teaching_routes.router,
            teacher_routes.router, student_routes.router, playground_api.router, docs.router)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.playground.figures._base import (
+from app.figures._base import (
     COMPONENT_COLOURS,
     DECODER_PATTERN,
     LABELS,

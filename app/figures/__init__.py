@@ -22,7 +22,7 @@ Conventions, the same in every figure:
   one chosen by `with language("zh"): ...` (a ContextVar, default "en"); a missing key falls back to English.
 """
 
-from app.playground.figures._base import (  # noqa: F401
+from app.figures._base import (  # noqa: F401
     COMPONENT_COLOURS,
     DECODER_PATTERN,
     FONT,
@@ -46,24 +46,24 @@ from app.playground.figures._base import (  # noqa: F401
     log_tick_values,
     share_axes,
 )
-from app.playground.figures.attention import (  # noqa: F401
+from app.figures.attention import (  # noqa: F401
     attention_axis_titles,
     attention_distance_by_layer,
     attention_head_grid,
     attention_heatmap,
 )
-from app.playground.figures.claims import claim_chart, wrap_label  # noqa: F401
-from app.playground.figures.comparison import stream_comparison, sublayer_tokens  # noqa: F401
-from app.playground.figures.outputs import gradient_norms, logit_lens, output_probabilities  # noqa: F401
-from app.playground.figures.positions import embedding_vs_position, position_similarity, positional_heatmap  # noqa: F401
-from app.playground.figures.stream import (  # noqa: F401
+from app.figures.claims import claim_chart, wrap_label  # noqa: F401
+from app.figures.comparison import stream_comparison, sublayer_tokens  # noqa: F401
+from app.figures.outputs import gradient_norms, logit_lens, output_probabilities  # noqa: F401
+from app.figures.positions import embedding_vs_position, position_similarity, positional_heatmap  # noqa: F401
+from app.figures.stream import (  # noqa: F401
     norm_gamma_beta,
     norm_overview,
     norm_statistics,
     residual_contributions,
     stream_norms,
 )
-from app.playground.figures.training import (  # noqa: F401
+from app.figures.training import (  # noqa: F401
     SWEEP_COLOURS,
     gradient_heatmap,
     seed_curves,

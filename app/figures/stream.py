@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.playground.figures._base import (
+from app.figures._base import (
     COMPONENT_COLOURS,
     LABELS,
     RESIDUAL_OFF_PATTERN,

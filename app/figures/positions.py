@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from app.playground.figures._base import (
+from app.figures._base import (
     COMPONENT_COLOURS,
     LABELS,
     TOKENS_OF,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.playground.figures._base import (
+from app.figures._base import (
     COMPONENT_COLOURS,
     DECODER_PATTERN,
     LABELS,

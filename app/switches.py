@@ -1,0 +1,60 @@
+"""The switches as requests give them and pages show them: on/off and named values parsed into Switches (a
+BadInput naming the switch otherwise), each switch's documentation from its declaration in model/config.py,
+and the controls that draw them. The playground, the lab and the lessons all read switches through here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+
+from app.web.errors import BadInput, quoted
+from model.config import ConfigError, Switches, choices_of, help_of, type_of
+
+ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+SWITCH_FIELDS = [f.name for f in fields(Switches)]
+
+
+def switch_doc(name: str) -> str:
+    """A switch's help and allowed values, from its declaration in model/config.py (for API docs)."""
+    allowed = choices_of(Switches, name) or (("on", "off") if type_of(Switches, name) is bool else ())
+    return help_of(Switches, name) + (f": {' | '.join(allowed)}" if allowed else "")
+
+
+def _switch_value(name: str, raw: str):
+    if type_of(Switches, name) is bool:
+        if raw.lower() not in ON_OFF:
+            raise BadInput(name, f"{quoted(raw)} is not allowed; use on or off")
+        return ON_OFF[raw.lower()]
+    return raw
+
+
+def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
+    changes = {name: _switch_value(name, params[name]) for name in SWITCH_FIELDS if name in params}
+    try:
+        return base.replace(**changes)
+    except ConfigError as error:
+        raise BadInput(error.field, error.message) from error
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The allowed values of a Literal switch, for building selects."""
+    return choices_of(Switches, name)
+
+
+def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
+    """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
+    controls = []
+    for name, value in switches.values().items():
+        if name == "residual_off" or (not isinstance(value, bool) and len(choices(name)) < 2):
+            continue  # residual_off has its own field; a registry with one entry offers no choice
+        trained_value = getattr(trained, name)
+        # The per-sublayer residual switches do nothing while the master switch is off.
+        overridden = name.startswith("residual_") and not switches.residual
+        entry = {"name": name, "changed": value != trained_value, "overridden": overridden}
+        if isinstance(value, bool):
+            entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"),
+                         trained="on" if trained_value else "off")
+        else:
+            entry.update(kind="select", value=value, choices=choices(name), trained=trained_value)
+        controls.append(entry)
+    return controls
