@@ -18,7 +18,6 @@ import asyncio
 import gc
 import multiprocessing
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +27,7 @@ from typing import TypeVar
 
 import anyio
 from anyio.to_thread import run_sync
+from cachetools import LRUCache
 from fastapi import Request
 
 from app.web.errors import BadInput
@@ -79,7 +79,7 @@ class ModelProcesses:
         self._init_args = (str(data_dir), torch_threads, warm_up)
         self._workers: list[ProcessPoolExecutor] = []
         self._warming: list = []  # each worker's first task: done once it has warmed up
-        self._memo: OrderedDict[tuple, object] = OrderedDict()
+        self._memo: LRUCache[tuple, object] = LRUCache(maxsize=MEMO_SIZE)
 
     def _new_worker(self) -> ProcessPoolExecutor:
         # spawn: a forked copy of a web process (threads, Ray's connections, an event loop) is not safe to run
@@ -111,8 +111,7 @@ class ModelProcesses:
         too (small, rendered partials), so a state asked for again is served without waiting for its worker."""
         memo_key = (fn.__module__, fn.__qualname__, args)
         if memo and memo_key in self._memo:
-            self._memo.move_to_end(memo_key)
-            return self._memo[memo_key]
+            return self._memo[memo_key]  # reading it makes it the most recently used
         index = zlib.crc32(key.encode()) % self.size
         try:
             result = await self._submit(index, fn, args)
@@ -124,9 +123,7 @@ class ModelProcesses:
                 self._replace(index)
                 raise WorkerLost() from None
         if memo:
-            self._memo[memo_key] = result
-            if len(self._memo) > MEMO_SIZE:
-                self._memo.popitem(last=False)
+            self._memo[memo_key] = result  # the least recently used goes once MEMO_SIZE are kept
         return result
 
     async def _submit(self, index: int, fn, args):

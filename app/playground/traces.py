@@ -1,4 +1,5 @@
-"""Traces for the playground and the API, cached by (model, input, switches).
+"""Traces for the playground and the API, cached by (model, input, switches); Switches are frozen, so they are
+the key themselves.
 
 A classroom tends to flip the same switches on the same examples, so most requests are hits. The
 gradients (a backward pass, a fifth of a trace's cost) are kept apart: the playground computes them
@@ -24,27 +25,26 @@ def _bad_input(error: Exception) -> BadInput:
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
-def _cached_trace(model_name: str, text: str, switches_json: str) -> dict:
+def _cached_trace(model_name: str, text: str, switches: Switches) -> dict:
     """Without gradients (see gradients_for)."""
     model, task, _ = load_model(model_name)
     try:
-        return trace(model, task, text, Switches.from_json(switches_json), with_gradients=False)
+        return trace(model, task, text, switches, with_gradients=False)
     except (UnknownTokenError, ValueError) as error:
         raise _bad_input(error) from None
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
-def _cached_gradients(model_name: str, text: str, switches_json: str) -> dict | None:
+def _cached_gradients(model_name: str, text: str, switches: Switches) -> dict | None:
     model, task, _ = load_model(model_name)
     try:
-        return expected_gradients(model, task, text, Switches.from_json(switches_json))
+        return expected_gradients(model, task, text, switches)
     except (UnknownTokenError, ValueError) as error:
         raise _bad_input(error) from None
 
 
-def _switches(state: PlaygroundState, intact: bool) -> str:
-    model, _, _ = load_model(state.model)
-    return (model.switches if intact else state.switches).to_json()
+def _switches(state: PlaygroundState, intact: bool) -> Switches:
+    return load_model(state.model)[0].switches if intact else state.switches
 
 
 def trace_for(state: PlaygroundState, intact: bool = False) -> dict:
@@ -66,21 +66,21 @@ def full_trace_for(state: PlaygroundState, intact: bool = False) -> dict:
 def _intact_streams(model_name: str, text: str) -> dict:
     """The intact model's layer streams on an input: every ablation of it is compared with them."""
     model, task, _ = load_model(model_name)
-    intact = _cached_trace(model_name, text, model.switches.to_json())
+    intact = _cached_trace(model_name, text, model.switches)
     return layer_streams(model, task, text, model.switches, intact["output_tokens"])
 
 
 @lru_cache(maxsize=get_settings().trace_cache_size)
-def _cached_comparison(model_name: str, text: str, switches_json: str) -> dict:
+def _cached_comparison(model_name: str, text: str, switches: Switches) -> dict:
     model, task, _ = load_model(model_name)
-    intact = _cached_trace(model_name, text, model.switches.to_json())
-    return compare_streams(model, task, text, Switches.from_json(switches_json), intact["output_tokens"],
+    intact = _cached_trace(model_name, text, model.switches)
+    return compare_streams(model, task, text, switches, intact["output_tokens"],
                            _intact_streams(model_name, text))
 
 
 def comparison_for(state: PlaygroundState) -> dict:
     """Intact vs ablated streams, layer by layer, on the same inputs."""
-    return _cached_comparison(state.model, state.input, state.switches.to_json())
+    return _cached_comparison(state.model, state.input, state.switches)
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Resolved:
 
     @cached_property
     def intact(self) -> dict | None:
-        return trace_for(self.state, intact=True) if self.ablated else None
+        return _cached_trace(self.state.model, self.state.input, self.trained) if self.ablated else None
 
     @cached_property
     def comparison(self) -> dict | None:
@@ -112,5 +112,6 @@ class Resolved:
 
 
 def resolve(state: PlaygroundState) -> Resolved:
+    """The request's one model lookup (a trace already cached needs no other)."""
     model, _, entry = load_model(state.model)
     return Resolved(state, entry, model.switches, trace_for(state))

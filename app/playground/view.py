@@ -7,11 +7,11 @@ context serves the full page, its partials and the Play stream.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import asdict
 from functools import lru_cache
 from urllib.parse import urlencode
 
+from cachetools import LRUCache, cached
 from markupsafe import Markup
 
 from app import figures
@@ -202,28 +202,20 @@ def _step_figures(trace: dict, step: dict, t) -> dict:
         return {"step_figures": step_figures(trace, step, t), "step_heads": step_heads(trace, step, t)}
 
 
-_ARCH_SVGS: OrderedDict[tuple, Markup] = OrderedDict()
 ARCH_SVGS_KEPT = 512
-_ARCH_LOCK = threading.Lock()
 
 
+def _diagram_key(r: Resolved, steps: list[dict], index: int, lang: str) -> tuple:
+    return (r.entry.name, r.state.switches, r.trained, len(steps), index, lang)
+
+
+@cached(LRUCache(maxsize=ARCH_SVGS_KEPT), key=_diagram_key, lock=threading.Lock())
 def architecture_svg(r: Resolved, steps: list[dict], index: int, lang: str) -> Markup:
     """The diagram, drawn: it depends on the model, the switches, how many steps there are and which is current,
     not on the input, so learners flipping the same switches share it (drawing it costs more than a trace's
     summaries)."""
-    key = (r.entry.name, r.state.switches, r.trained, len(steps), index, lang)
-    with _ARCH_LOCK:
-        svg = _ARCH_SVGS.get(key)
-        if svg is not None:
-            _ARCH_SVGS.move_to_end(key)
-            return svg
     layout = in_language(architecture_layout(r.config, r.state.switches, steps, index, r.trained), Translator(lang))
-    svg = templates.env.get_template("partials/architecture.html").module.architecture(layout)
-    with _ARCH_LOCK:
-        _ARCH_SVGS[key] = svg
-        if len(_ARCH_SVGS) > ARCH_SVGS_KEPT:
-            _ARCH_SVGS.popitem(last=False)
-    return svg
+    return templates.env.get_template("partials/architecture.html").module.architecture(layout)
 
 
 def step_index(state: PlaygroundState, steps: list[dict]) -> int:
