@@ -1,5 +1,6 @@
-"""Encoder and decoder layers. The sublayer wiring is the whole point of the app, so it is written
-out once, in `add_and_norm`, where the two arrangements read like their equations."""
+"""The layer of any stack (`Block`, its sublayers from the stack's spec in model/stacks.py). The sublayer wiring is
+the whole point of the app, so it is written out once, in `add_and_norm`, where the two arrangements read like
+their equations."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import torch
 from torch import nn
 
 from model.attention import MultiHeadAttention
-from model.config import SUBLAYERS_OF, ModelConfig, Switches
+from model.config import ModelConfig, Switches
 from model.hooks import HookPoint
 from model.layers import FeedForward, Norm
 from model.residuals import Residual, ResidualScheme
+from model.stacks import StackSpec
 
 
 @dataclass
@@ -50,17 +52,34 @@ def _norm(config: ModelConfig) -> Norm:
     return Norm(config.d_model, eps=config.norm_eps)
 
 
-class _Block(nn.Module):
-    """What every layer shares: its index and, per sublayer, the skip connection of the model's residual scheme."""
+def _sublayer_module(config: ModelConfig, kind: str) -> nn.Module:
+    if kind == "ffn":
+        return FeedForward(config.d_model, config.d_ff)
+    return MultiHeadAttention(config.d_model, config.n_heads)  # self_attn; cross_attn reads Q here, K/V from memory
 
-    stack: str
 
-    def __init__(self, config: ModelConfig, index: int, scheme: ResidualScheme):
+class Block(nn.Module):
+    """One layer of a stack, its sublayers as the stack's spec lists them (model/stacks.py). Each sublayer has
+    its norm (`norm_<kind>`), its module (`self_attn`, `cross_attn`, `ffn`), the hook on its output
+    (`hook_<kind>_out`), the stream hook after its add & norm, and the skip connection of the model's residual
+    scheme (`skip[<kind>]`). Made in this order, so the weights start the same under a seed as they always did."""
+
+    def __init__(self, config: ModelConfig, spec: StackSpec, index: int, scheme: ResidualScheme):
         super().__init__()
+        self.stack = spec.name
         self.index = index
-        n_layers = config.n_layers(self.stack)
-        self.skip = nn.ModuleDict({kind: scheme.residual(config, self.stack, n_layers)
-                                   for kind in SUBLAYERS_OF[self.stack]})
+        self.skip = nn.ModuleDict({kind: scheme.residual(config, spec.name, config.n_layers(spec.name))
+                                   for kind in spec.sublayers})
+        setattr(self, spec.streams[0], HookPoint())
+        for kind, after in zip(spec.sublayers, spec.streams[1:], strict=True):
+            setattr(self, f"norm_{kind}", _norm(config))
+            setattr(self, kind, _sublayer_module(config, kind))
+            setattr(self, f"hook_{kind}_out", HookPoint())
+            setattr(self, after, HookPoint())
+        # Names, not modules: stacking seeds (model/seeds.py) replaces the norms and linears after construction.
+        self._first = spec.streams[0]
+        self._plan = tuple((kind, f"norm_{kind}", f"hook_{kind}_out", after)
+                           for kind, after in zip(spec.sublayers, spec.streams[1:], strict=True))
 
     def _skip(self, kind: str, inputs: LayerInputs) -> Residual | None:
         """The `x +` of a sublayer, None when its residual is switched off."""
@@ -68,71 +87,20 @@ class _Block(nn.Module):
             return None
         return inputs.skip if inputs.skip is not None else self.skip[kind]
 
+    def _sublayer(self, kind: str, inputs: LayerInputs,
+                  memory: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        module = self._modules[kind]
+        if kind == "self_attn":
+            return lambda h: module(h, h, inputs.self_attn_mask)
+        if kind == "cross_attn":  # queries from this stack, keys and values from the encoder's memory
+            return lambda h: module(h, memory, inputs.cross_attn_mask)
+        return module
 
-class EncoderBlock(_Block):
-    stack = "encoder"
-
-    def __init__(self, config: ModelConfig, index: int, scheme: ResidualScheme):
-        super().__init__(config, index, scheme)
-        self.hook_resid_pre = HookPoint()
-        self.norm_self_attn = _norm(config)
-        self.self_attn = MultiHeadAttention(config.d_model, config.n_heads)
-        self.hook_self_attn_out = HookPoint()
-        self.hook_resid_mid = HookPoint()
-        self.norm_ffn = _norm(config)
-        self.ffn = FeedForward(config.d_model, config.d_ff)
-        self.hook_ffn_out = HookPoint()
-        self.hook_resid_post = HookPoint()
-
-    def forward(self, x: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        def residual(kind: str) -> Residual | None:
-            return self._skip(kind, inputs)
-
-        def self_attention(h: torch.Tensor) -> torch.Tensor:
-            return self.self_attn(h, h, inputs.self_attn_mask)
-
-        x = self.hook_resid_pre(x)
-        x = add_and_norm(x, self_attention, self.norm_self_attn, self.hook_self_attn_out, residual("self_attn"), inputs)
-        x = self.hook_resid_mid(x)
-        x = add_and_norm(x, self.ffn, self.norm_ffn, self.hook_ffn_out, residual("ffn"), inputs)
-        return self.hook_resid_post(x)
-
-
-class DecoderBlock(_Block):
-    stack = "decoder"
-
-    def __init__(self, config: ModelConfig, index: int, scheme: ResidualScheme):
-        super().__init__(config, index, scheme)
-        self.hook_resid_pre = HookPoint()
-        self.norm_self_attn = _norm(config)
-        self.self_attn = MultiHeadAttention(config.d_model, config.n_heads)  # masked (causal)
-        self.hook_self_attn_out = HookPoint()
-        self.hook_resid_mid = HookPoint()
-        self.norm_cross_attn = _norm(config)
-        self.cross_attn = MultiHeadAttention(config.d_model, config.n_heads)  # Q: decoder, K/V: memory
-        self.hook_cross_attn_out = HookPoint()
-        self.hook_resid_mid_cross = HookPoint()
-        self.norm_ffn = _norm(config)
-        self.ffn = FeedForward(config.d_model, config.d_ff)
-        self.hook_ffn_out = HookPoint()
-        self.hook_resid_post = HookPoint()
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, inputs: LayerInputs) -> torch.Tensor:
-        def residual(kind: str) -> Residual | None:
-            return self._skip(kind, inputs)
-
-        def self_attention(h: torch.Tensor) -> torch.Tensor:
-            return self.self_attn(h, h, inputs.self_attn_mask)
-
-        def cross_attention(h: torch.Tensor) -> torch.Tensor:
-            return self.cross_attn(h, memory, inputs.cross_attn_mask)
-
-        x = self.hook_resid_pre(x)
-        x = add_and_norm(x, self_attention, self.norm_self_attn, self.hook_self_attn_out, residual("self_attn"), inputs)
-        x = self.hook_resid_mid(x)
-        x = add_and_norm(
-            x, cross_attention, self.norm_cross_attn, self.hook_cross_attn_out, residual("cross_attn"), inputs
-        )
-        x = self.hook_resid_mid_cross(x)
-        x = add_and_norm(x, self.ffn, self.norm_ffn, self.hook_ffn_out, residual("ffn"), inputs)
-        return self.hook_resid_post(x)
+    def forward(self, x: torch.Tensor, inputs: LayerInputs, memory: torch.Tensor | None = None) -> torch.Tensor:
+        modules = self._modules
+        x = modules[self._first](x)
+        for kind, norm, hook_out, after in self._plan:
+            x = add_and_norm(x, self._sublayer(kind, inputs, memory), modules[norm], modules[hook_out],
+                             self._skip(kind, inputs), inputs)
+            x = modules[after](x)
+        return x

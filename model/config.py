@@ -15,6 +15,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from model.stacks import STACKS
+
 NormPosition = Literal["post", "pre"]
 PosEncoding = Literal["sinusoidal", "learned", "none"]
 Memory = Literal["final", "same_depth"]
@@ -22,10 +24,7 @@ InitScheme = Literal["default", "xavier", "small"]  # how weights start; see mod
 SublayerKind = Literal["self_attn", "cross_attn", "ffn"]
 Stack = Literal["encoder", "decoder"]
 
-SUBLAYERS_OF: dict[str, tuple[str, ...]] = {
-    "encoder": ("self_attn", "ffn"),
-    "decoder": ("self_attn", "cross_attn", "ffn"),
-}
+SUBLAYERS_OF: dict[str, tuple[str, ...]] = {spec.name: spec.sublayers for spec in STACKS.values()}
 
 
 def setting(default: Any = MISSING, *, help: str, limits: tuple[float, float] | None = None,

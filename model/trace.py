@@ -19,8 +19,9 @@ from collections.abc import Callable
 
 import torch
 
-from model.config import SUBLAYERS_OF, Switches
+from model.config import Switches
 from model.norms import norm_kind
+from model.stacks import STACKS
 from model.tasks import BOS, EOS, PAD, Task
 from model.transformer import EncoderOutput, Seq2Seq
 
@@ -47,6 +48,10 @@ def _list(t: torch.Tensor) -> list:
     small = torch.round(t * 10.0 ** k.clamp_min(0)) / 10.0 ** k.clamp_min(0)
     large = torch.round(t / 10.0 ** (-k).clamp_min(0)) * 10.0 ** (-k).clamp_min(0)
     return torch.where(k >= 0, small, large).tolist()
+
+
+def _stack_names(model: Seq2Seq) -> list[str]:
+    return [spec.name for spec in model.stacks]
 
 
 def _eval_mode(model: Seq2Seq) -> None:
@@ -104,25 +109,16 @@ def _sublayer_summary(cache, model: Seq2Seq, stack: str, layer: int, kind: str, 
     return summary
 
 
-_STREAMS = {  # sublayer -> (stream before it, stream after its add & norm)
-    "encoder": {"self_attn": ("hook_resid_pre", "hook_resid_mid"), "ffn": ("hook_resid_mid", "hook_resid_post")},
-    "decoder": {
-        "self_attn": ("hook_resid_pre", "hook_resid_mid"),
-        "cross_attn": ("hook_resid_mid", "hook_resid_mid_cross"),
-        "ffn": ("hook_resid_mid_cross", "hook_resid_post"),
-    },
-}
-
-
 def _stack_summary(cache, model: Seq2Seq, stack: str, switches: Switches) -> list[dict]:
+    spec = STACKS[stack]
     layers = []
     for i in range(model.config.n_layers(stack)):
         layers.append({
             "resid_pre_norm": _token_norms(cache[f"{stack}.{i}.hook_resid_pre"]),
             "resid_post_norm": _token_norms(cache[f"{stack}.{i}.hook_resid_post"]),
             "sublayers": {
-                kind: _sublayer_summary(cache, model, stack, i, kind, *_STREAMS[stack][kind], switches)
-                for kind in SUBLAYERS_OF[stack]
+                kind: _sublayer_summary(cache, model, stack, i, kind, *spec.around(kind), switches)
+                for kind in spec.sublayers
             },
         })
     return layers
@@ -224,7 +220,7 @@ def layer_gradient_norms(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor
     norms = {n: (0.0 if g is None else g.norm().item()) for n, g in zip(names, grads, strict=True)}
     return {
         stack: [_r(norms.get(f"{stack}.{i}.hook_resid_pre", 0.0)) for i in range(model.config.n_layers(stack))]
-        for stack in ("encoder", "decoder")
+        for stack in _stack_names(model)
     } | {"loss": _r(loss.item())}
 
 
@@ -236,7 +232,7 @@ def build_steps(model: Seq2Seq, n_positions: int, switches: Switches) -> list[di
         steps.append({"index": len(steps), "position": None, "layer": None, "sublayer": None, **step})
 
     def layer_steps(stack: str, layer: int, position: int | None) -> None:
-        for kind in SUBLAYERS_OF[stack]:
+        for kind in STACKS[stack].sublayers:
             add(stack=stack, layer=layer, sublayer=kind, op="sublayer", position=position)
             add(stack=stack, layer=layer, sublayer=kind, op="add_norm", position=position)
 
@@ -362,7 +358,7 @@ def _decoder_input(task: Task, model: Seq2Seq, src: torch.Tensor, intact_output:
 
 @torch.no_grad()
 def _streams(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, switches: Switches) -> dict[str, torch.Tensor]:
-    names = [f"{stack}.{i}.hook_resid_post" for stack in ("encoder", "decoder")
+    names = [f"{stack}.{i}.hook_resid_post" for stack in _stack_names(model)
              for i in range(model.config.n_layers(stack))]
     _, cache = model.run_with_cache(src, tgt_in, switches, names_filter=names)
     return {name: value[0] for name, value in cache.items()}  # (T, D) each
@@ -392,7 +388,7 @@ def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches
         intact = _streams(model, src, tgt_in, model.switches)
     changed = _streams(model, src, tgt_in, ablated)
     result: dict = {"decoder_input": ["<bos>"] + [task.tgt_tokenizer.token(i) for i in tgt_in[0, 1:].tolist()]}
-    for stack in ("encoder", "decoder"):
+    for stack in _stack_names(model):
         result[stack] = []
         for i in range(model.config.n_layers(stack)):
             a, b = intact[f"{stack}.{i}.hook_resid_post"], changed[f"{stack}.{i}.hook_resid_post"]

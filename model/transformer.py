@@ -13,11 +13,12 @@ from functools import cached_property, partial
 import torch
 from torch import nn
 
-from model.blocks import DecoderBlock, EncoderBlock, LayerInputs
+from model.blocks import Block, LayerInputs
 from model.config import ConfigError, ModelConfig, Switches, parse_sublayer_name, quoted
 from model.hooks import HookedModule, HookPoint
 from model.layers import Norm, PositionalEncoding, TokenEmbedding
 from model.residuals import Residual, ResidualScheme, residual_scheme
+from model.stacks import DECODER, ENCODER, ENCODER_DECODER, StackSpec
 from model.tasks import BOS, EOS, PAD
 
 
@@ -25,10 +26,12 @@ class Stack(nn.Module):
     """N identical layers registered as "0", "1", … (so hook names read encoder.1.hook_resid_pre)
     and the final norm that a Pre-LN stack needs."""
 
-    def __init__(self, config: ModelConfig, block: type[nn.Module], n_layers: int, scheme: ResidualScheme):
+    def __init__(self, config: ModelConfig, spec: StackSpec, scheme: ResidualScheme):
         super().__init__()
+        self.spec = spec
+        n_layers = config.n_layers(spec.name)
         for i in range(n_layers):
-            self.add_module(str(i), block(config, i, scheme))
+            self.add_module(str(i), Block(config, spec, i, scheme))
         self.norm_final = Norm(config.d_model, eps=config.norm_eps)
         self.n_layers = n_layers
 
@@ -64,8 +67,9 @@ class Seq2Seq(HookedModule):
         self.hook_tgt_embed = HookPoint()
         self.hook_tgt_pos = HookPoint()
         scheme = residual_scheme(self.switches.residual_scheme)
-        self.encoder = Stack(config, EncoderBlock, config.n_encoder_layers, scheme)
-        self.decoder = Stack(config, DecoderBlock, config.n_decoder_layers, scheme)
+        self.stacks = ENCODER_DECODER  # the family: its stacks, in the order the data flows through them
+        self.encoder = Stack(config, ENCODER, scheme)
+        self.decoder = Stack(config, DECODER, scheme)
         self._other_skips: dict[tuple[str, str], Residual] = {}  # schemes switched to at inference, per stack
         self.unembed = nn.Linear(config.d_model, config.tgt_vocab_size)
         self.hook_logits = HookPoint()
@@ -123,7 +127,7 @@ class Seq2Seq(HookedModule):
         T = tgt_in.size(1)
         pad_mask = tgt_in == PAD
         allowed = ~pad_mask[:, None, None, :]  # (B, 1, 1, T)
-        if sw.causal_mask:
+        if sw.causal_mask and DECODER.causal:
             causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()
             allowed = allowed & causal  # (B, 1, T, T)
         inputs = LayerInputs(sw, pad_mask, self_attn_mask=allowed, cross_attn_mask=~memory.pad_mask[:, None, None, :],
@@ -134,7 +138,7 @@ class Seq2Seq(HookedModule):
         for i, layer in enumerate(self.decoder.layers()):
             if i > 0 and sw.pos_every_layer:
                 x = x + pe
-            x = layer(x, self.memory_for_layer(memory, i, sw), inputs)
+            x = layer(x, inputs, self.memory_for_layer(memory, i, sw))
         x = self.decoder.norm_final(x, self._final_norm_kind(sw), pad_mask)
         return self.hook_logits(self.unembed(x))
 

@@ -186,3 +186,27 @@ def test_a_new_task_is_one_registration(tmp_path):
         assert 'value="123456"' in page
     with pytest.raises(ConfigError):
         TrainConfig(task="rotate")  # gone again with the block
+
+
+def test_a_stack_is_data_its_block_follows_the_spec():
+    from model.blocks import Block, LayerInputs
+    from model.residuals import residual_scheme
+    from model.stacks import STACKS, StackSpec
+
+    ffn_only = StackSpec("encoder", ("ffn",), ("hook_resid_pre", "hook_resid_post"), causal=False)
+    block = Block(CONFIG, ffn_only, 0, residual_scheme("plain")).eval()
+    assert [n for n, _ in block.named_children() if n.startswith(("norm_", "hook_"))] == \
+        ["hook_resid_pre", "norm_ffn", "hook_ffn_out", "hook_resid_post"]
+    x = torch.randn(1, 3, CONFIG.d_model)
+    inputs = LayerInputs(Switches(), torch.zeros(1, 3, dtype=torch.bool), torch.ones(1, 1, 1, 3, dtype=torch.bool))
+    with torch.no_grad():
+        by_hand = torch.nn.functional.layer_norm(x + block.ffn(x), x.shape[-1:])
+        torch.testing.assert_close(block(x, inputs), by_hand)
+    model = Seq2Seq(CONFIG)
+    for spec in model.stacks:  # the model's layers are made from its family's specs
+        assert spec is STACKS[spec.name]
+        layer = model._modules[spec.name].layers()[0]
+        assert all(hasattr(layer, name) for name in spec.streams)
+        assert all(hasattr(layer, f"norm_{kind}") for kind in spec.sublayers)
+    with pytest.raises(ValueError, match="one stream hook"):
+        StackSpec("encoder", ("ffn",), ("hook_resid_pre",), causal=False)

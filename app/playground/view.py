@@ -25,6 +25,7 @@ from app.web.i18n import Translator
 from app.web.templating import templates
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
+from model.stacks import ENCODER_DECODER
 
 
 def _add_norm_case(step: dict, switches: Switches) -> tuple[bool, str | None]:
@@ -144,7 +145,7 @@ def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, di
         return figures.positional_heatmap(pe), figures.position_similarity(pe)
 
 
-STACKS = ("encoder", "decoder")
+STACKS = tuple(spec.name for spec in ENCODER_DECODER)  # the family these pages draw (model/stacks.py)
 
 
 PANELS = ("residual", "attention", "norm", "position", "output", "gradients", "compare")

@@ -87,8 +87,8 @@ class _LayerProbe:
     """Hooks on every layer input (hook_resid_pre). Per seed: mean and std over real tokens, and after
     backward the gradient norm; kept as tensors so that a step moves its numbers to Python once."""
 
-    def __init__(self, config: ModelConfig):
-        self.stacks = {stack: config.n_layers(stack) for stack in ("encoder", "decoder")}
+    def __init__(self, model: Seq2Seq):
+        self.stacks = {spec.name: model.config.n_layers(spec.name) for spec in model.stacks}
         self.names = [f"{stack}.{i}.hook_resid_pre" for stack, n in self.stacks.items() for i in range(n)]
         self.hooks = [(self.names, self.hook)]
 
@@ -147,7 +147,7 @@ class MultiSeedRun:
         self.history: dict[int, list[StepMetrics]] = {s: [] for s in self.seeds}
         self.results: dict[int, SeedResult] = {}
         self._final_states: dict[int, dict[str, torch.Tensor]] = {}
-        self._probe = _LayerProbe(model_config)
+        self._probe = _LayerProbe(self.model)
         self._cancel = threading.Event()
 
     def cancel(self) -> None:

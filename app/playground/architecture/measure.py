@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from model.config import SUBLAYERS_OF, ModelConfig, Switches
+from model.stacks import ENCODER_DECODER
 
-STACKS = ("encoder", "decoder")
+STACKS = tuple(spec.name for spec in ENCODER_DECODER)  # the family these pages draw (model/stacks.py)
 
 # Geometry, in SVG user units (px at 1:1).
 WIDTH = 520
