@@ -20,8 +20,9 @@ from app.lab.cluster import ray_instance
 from app.lab.jobs import RayJobRunner
 from app.lab.quotas import Quotas
 from app.lab.results import ResultSource, shipped_store
-from app.lab.store import FINAL_STATUSES, STATUSES, open_store
+from app.lab.runs import FINAL_STATUSES, STATUSES
 from app.lab.store_errors import install_store_error_handlers
+from app.lab.store_opening import open_store
 from app.lab.sweeps import SweepScheduler
 from app.playground import api as playground_api
 from app.playground import routes as playground_routes

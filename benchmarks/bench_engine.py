@@ -182,7 +182,7 @@ def _print_outcomes(runs) -> None:
     by_config: dict[str, list] = {}
     for run in runs:
         spec = run.spec
-        name = (f"{spec.model_config['n_encoder_layers']}+{spec.model_config['n_decoder_layers']} "
+        name = (f"{spec.model.n_encoder_layers}+{spec.model.n_decoder_layers} "
                 f"{run.label.split(':', 1)[-1].split('×')[0].strip()}")
         by_config.setdefault(name, []).append(run)
     for name, group in sorted(by_config.items()):

@@ -46,7 +46,8 @@ from loopback import free_port, pct  # noqa: E402 - benchmarks/loopback.py: a sc
 
 from app.lab.cluster import ray_instance  # noqa: E402
 from app.lab.jobs import RayJobRunner  # noqa: E402
-from app.lab.store import RunSpec, RunStore  # noqa: E402
+from app.lab.runs import RunSpec  # noqa: E402
+from app.lab.store import RunStore  # noqa: E402
 from app.web.settings import Settings  # noqa: E402
 from model.config import Switches  # noqa: E402
 from model.tasks import get_task  # noqa: E402
@@ -66,7 +67,7 @@ def make_spec(steps: int, seed: int) -> RunSpec:
     model_config = model_config_for(task, d_model=SIZES["d_model"], n_heads=SIZES["n_heads"], d_ff=SIZES["d_ff"],
                                     n_encoder_layers=SIZES["layers"], n_decoder_layers=SIZES["layers"])
     train_config = TrainConfig(task="reverse", steps=steps, batch_size=64, seed=seed, eval_every=100_000)
-    return RunSpec("reverse", model_config.to_dict(), Switches(norm_position="pre").to_dict(), train_config.to_dict())
+    return RunSpec(model_config, Switches(norm_position="pre"), train_config)
 
 
 def steps_per_s(elapsed: dict[int, float], steps: int) -> float:
@@ -76,12 +77,10 @@ def steps_per_s(elapsed: dict[int, float], steps: int) -> float:
 
 
 def train_direct(spec: RunSpec) -> float:
-    from model.config import ModelConfig
 
-    run = TrainingRun(ModelConfig.from_dict(spec.model_config), Switches.from_dict(spec.switches),
-                      TrainConfig.from_dict(spec.train_config))
+    run = TrainingRun(spec.model, spec.switches, spec.train)
     elapsed = {m.step: m.elapsed_s for m in run}
-    return steps_per_s(elapsed, spec.train_config["steps"])
+    return steps_per_s(elapsed, spec.train.steps)
 
 
 async def train_via_runner(runner: RayJobRunner, spec: RunSpec) -> tuple[float, float]:
@@ -101,7 +100,7 @@ async def train_via_runner(runner: RayJobRunner, spec: RunSpec) -> tuple[float, 
     wall = time.perf_counter() - start
     if final is None or final.kind != "done":
         raise RuntimeError(f"run {record.id} ended as {final and final.kind}: {final and final.data}")
-    return steps_per_s(elapsed, spec.train_config["steps"]), wall
+    return steps_per_s(elapsed, spec.train.steps), wall
 
 
 def bench_runner(steps: int, repeats: int, rng: random.Random) -> None:

@@ -12,9 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from app.lab.precompute import PLANS
+from app.lab.runs import RunSpec
 from app.lab.store import RunStore
 from app.lab.sweeps import sweep_items
 from app.web.settings import Settings
+from model.config import Switches, TrainConfig
+from model.tasks import get_task
+from model.train import model_config_for
 
 # ---- English words in Chinese text ------------------------------------------------------------------
 
@@ -112,6 +116,11 @@ def fresh_claims(client, timeout: float = 60.0) -> dict:
 # ---- fake sweeps ----------------------------------------------------------------------------------
 
 
+def spec_with(task: str = "reverse", seed: int = 0, **switches) -> RunSpec:
+    """A run of `task` at the lab's default sizes, with the given switches."""
+    return RunSpec(model_config_for(get_task(task)), Switches(**switches), TrainConfig(task=task, seed=seed))
+
+
 def rows(depth: int, acc: float = 1.0, reach: int | None = 100, steps: int = 600, noise: float = 0.0,
          drift: float = 0.0, grad_ratio: float = 2.0) -> list[dict]:
     out = []
@@ -137,8 +146,6 @@ GOOD = {"acc": 1.0, "reach": 100}
 def fill_sweep(store: RunStore, plan: str, cells: dict, seeds: tuple[int, ...] = (0,)) -> None:
     """cells: {(variant, depth): keyword arguments of rows, the same for every seed, or a list of them, one per
     seed (None: that seed unrun)}; cells not given stay unrun."""
-    from app.lab.jobs import with_seed
-
     base, depths, variants = PLANS[plan]
     items = sweep_items(base, depths, variants, Settings(), seeds)
     store.create_sweep(plan, items)
@@ -151,7 +158,7 @@ def fill_sweep(store: RunStore, plan: str, cells: dict, seeds: tuple[int, ...] =
             if kwargs is not None:
                 kwargs = dict(kwargs)
                 probes = kwargs.pop("probes", None)
-                run = store.create(with_seed(item["spec"], seed))
+                run = store.create(item["spec"].with_seed(seed))
                 store.add_metrics(run.id, rows(item["depth"], **kwargs))
                 if probes is not None:
                     store.set_probes(run.id, probes)
@@ -195,9 +202,7 @@ STORE_CLAIMS = ("R1", "R2", "R3", "R4", "R5", "N2", "N3", "N4", "N5", "P2", "P4"
 def stored_claim_verdicts(tmp_path) -> list:
     """Verdicts of the claims that read the run store, from empty, partial and filled stores chosen so that
     every optional sentence of their summaries appears at least once."""
-    from app.lab.store import RunSpec
     from app.teaching.claims import measure
-    from model.config import Switches
 
     failing = {"acc": 0.2, "reach": None}
     stores = {
@@ -227,7 +232,7 @@ def stored_claim_verdicts(tmp_path) -> list:
             for plan, cells in plans.items():
                 fill_sweep(store, plan, cells)
             if name == "failing":
-                run = store.create(RunSpec("reverse", {}, Switches(causal_mask=False).to_dict(), {}))
+                run = store.create(spec_with(causal_mask=False))
                 store.add_metrics(run.id, [{**row, "heldout_seq_accuracy": 0.04} for row in rows(2)])
                 store.finish(run.id, "done")
                 verdicts.append(measure("D3", store))

@@ -2,7 +2,7 @@
 runs in the store (not_measured without them, and computed from whatever metrics are stored)."""
 
 import pytest
-from helpers import GOOD, batch_norm_cells, position_cells
+from helpers import GOOD, batch_norm_cells, position_cells, spec_with
 from helpers import depth_cells as _depth_cells
 from helpers import fill_sweep as _fill
 from helpers import rows as _rows
@@ -211,10 +211,8 @@ def test_n5_reads_how_the_batch_norm_runs_answer_with_each_kind_of_statistics(tm
 
 
 def test_d3_reports_a_stored_run_trained_without_the_mask(tmp_path):
-    from app.lab.store import RunSpec
-    from model.config import Switches
 
-    spec = RunSpec("reverse", {}, Switches(causal_mask=False).to_dict(), {})
+    spec = spec_with(causal_mask=False)
     with RunStore(tmp_path / "runs.sqlite3") as store:
         run = store.create(spec)
         store.add_metrics(run.id, [{**row, "heldout_seq_accuracy": 0.04} for row in _rows(2)])

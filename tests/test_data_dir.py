@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from helpers import rows
 
 from app.factory import create_app
-from app.lab.jobs import with_seed
 from app.lab.precompute import PLANS
-from app.lab.store import STORE_FILE, RunStore, StoreNotWritable, open_store
+from app.lab.store import RunStore, StoreNotWritable
+from app.lab.store_opening import STORE_FILE, open_store
 from app.lab.sweeps import sweep_items
 from app.web.settings import Settings
 
@@ -35,7 +35,7 @@ def specs(n: int) -> list:
     """n real run specs (the lab's own shapes), all different."""
     base, _, variants = PLANS["depth-residual-norm"]
     # seed 99: no plan's run, so the claims measured in the background never read them
-    return [with_seed(item["spec"], 99) for item in sweep_items(base, [2], list(variants), Settings())][:n]
+    return [item["spec"].with_seed(99) for item in sweep_items(base, [2], list(variants), Settings())][:n]
 
 
 def make_store(path: Path, steps: tuple[int, ...] = (600, 600, 600)) -> list[int]:
@@ -51,7 +51,7 @@ def make_store(path: Path, steps: tuple[int, ...] = (600, 600, 600)) -> list[int
 
 
 def store_errors(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "app.lab.store" and r.levelno >= logging.ERROR]
+    return [r.getMessage() for r in caplog.records if r.name == "app.lab.store_opening" and r.levelno >= logging.ERROR]
 
 
 # ---- a data directory that cannot be used ---------------------------------------------------------------
@@ -73,7 +73,7 @@ def _under_proc(tmp_path):
 @pytest.mark.parametrize("make_dir", [_a_file, _under_a_file, _under_proc])
 def test_a_data_dir_that_cannot_be_used_gives_one_line_naming_the_setting_and_the_path(tmp_path, caplog, make_dir):
     data_dir, why = make_dir(tmp_path)
-    with caplog.at_level(logging.ERROR, logger="app.lab.store"):
+    with caplog.at_level(logging.ERROR, logger="app.lab.store_opening"):
         opened = open_store(data_dir)
     with opened.store as store:
         message = store.read_only
@@ -87,7 +87,7 @@ def test_a_data_dir_that_cannot_be_used_gives_one_line_naming_the_setting_and_th
 def test_without_a_usable_data_dir_everything_but_training_works(tmp_path, caplog):
     data_dir = tmp_path / "data"
     data_dir.write_text("not a directory")
-    with caplog.at_level(logging.ERROR, logger="app.lab.store"):
+    with caplog.at_level(logging.ERROR, logger="app.lab.store_opening"):
         app = create_app(Settings(data_dir=data_dir, shipped_results=True))
         with TestClient(app) as client:
             for page in ("/", "/playground?input=31415", "/lessons", "/lessons/residual", "/claims",
@@ -212,7 +212,7 @@ def test_a_damaged_store_is_moved_aside_and_a_new_one_started(tmp_path, caplog, 
     wal = Path(f"{path}-wal")
     wal.write_bytes(os.urandom(5000))  # what SQLite kept beside it goes with it
     damaged, damaged_wal = path.read_bytes(), wal.read_bytes()
-    with caplog.at_level(logging.ERROR, logger="app.lab.store"), \
+    with caplog.at_level(logging.ERROR, logger="app.lab.store_opening"), \
             TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         [moved] = [p for p in tmp_path.iterdir() if p.name.startswith("runs.damaged-") and p.suffix == ".sqlite3"]
         assert moved.read_bytes() == damaged and Path(f"{moved}-wal").read_bytes() == damaged_wal

@@ -11,7 +11,8 @@ from test_jobs import spec, wait_for
 
 from app.lab.jobs import RayJobRunner
 from app.lab.quotas import Quotas
-from app.lab.store import FINAL_STATUSES, RunSpec, RunStore
+from app.lab.runs import FINAL_STATUSES, RunSpec
+from app.lab.store import RunStore
 from model.config import Switches
 from model.tasks import get_task
 from model.train import TrainConfig, model_config_for
@@ -65,7 +66,7 @@ def big_spec(steps: int) -> RunSpec:
     task = get_task("copy")
     config = model_config_for(task, d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=12, n_decoder_layers=12)
     train = TrainConfig(task="copy", steps=steps, batch_size=4, eval_every=steps, eval_size=4)
-    return RunSpec("copy", config.to_dict(), Switches().to_dict(), train.to_dict())
+    return RunSpec(config, Switches(), train)
 
 
 def test_a_worker_killed_around_its_checkpoint_never_leaves_the_run_hanging(runner):

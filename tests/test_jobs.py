@@ -8,7 +8,8 @@ import time
 import pytest
 
 from app.lab.jobs import ABANDONED, JobRequest, QueueFull, RayJobRunner
-from app.lab.store import RunSpec, RunStore
+from app.lab.runs import RunSpec
+from app.lab.store import RunStore
 from model.checkpoint import load_checkpoint
 from model.config import Switches
 from model.tasks import get_task
@@ -19,7 +20,7 @@ def spec(steps=20, seed=0) -> RunSpec:
     task = get_task("copy")
     config = model_config_for(task, d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1)
     train = TrainConfig(task="copy", steps=steps, batch_size=16, eval_every=10, eval_size=20, seed=seed)
-    return RunSpec("copy", config.to_dict(), Switches(norm_position="pre").to_dict(), train.to_dict())
+    return RunSpec(config, Switches(norm_position="pre"), train)
 
 
 @pytest.fixture
@@ -197,7 +198,7 @@ def test_several_seeds_train_as_one_job_each_stored_as_its_own_run(runner):
     ids = [record.id for record, replayed in results]
     assert len(set(ids)) == 3 and not any(replayed for _, replayed in results)
     wait_for(lambda: all(runner.store.get(i).status == "done" for i in ids))
-    assert [runner.store.get(i).spec.train_config["seed"] for i in ids] == [0, 1, 2]
+    assert [runner.store.get(i).spec.train.seed for i in ids] == [0, 1, 2]
     assert all(runner.store.get(i).has_checkpoint and runner.store.get(i).steps_done == 20 for i in ids)
     alone, replayed = runner.submit(spec(steps=20, seed=1))
     assert replayed and alone.id == ids[1]  # a one-seed request finds that seed's run by its spec

@@ -6,17 +6,16 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import GOOD, batch_norm_cells, depth_cells, fill_sweep, position_cells, rows
+from helpers import GOOD, batch_norm_cells, depth_cells, fill_sweep, position_cells, rows, spec_with
 from pydantic import ValidationError
 
 from app.factory import create_app
-from app.lab.store import RunSpec, RunStore
+from app.lab.store import RunStore
 from app.teaching.claims import measure
 from app.teaching.lesson_schema import Resolve, Step, load_lessons
 from app.teaching.outcomes import number_of, outcome, resolve
 from app.web.i18n import Translator
 from app.web.settings import Settings
-from model.config import Switches
 
 PREDICT = [(lesson.slug, step) for lesson in load_lessons() for step in lesson.steps if step.predict]
 FAILING = {"acc": 0.2, "reach": None}
@@ -137,7 +136,7 @@ def stores(tmp_path_factory):
         store = RunStore(path / f"{name}.sqlite3")
         for plan, plan_cells in cells.items():
             fill_sweep(store, plan, plan_cells)
-        run = store.create(RunSpec("reverse", {}, Switches(causal_mask=False).to_dict(), {}))
+        run = store.create(spec_with(causal_mask=False))
         store.add_metrics(run.id, [{**row, "heldout_seq_accuracy": 0.04 if name == "failing" else 0.97}
                                    for row in rows(2)])
         store.finish(run.id, "done")

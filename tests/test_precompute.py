@@ -20,7 +20,7 @@ def test_precompute_fills_the_store_with_every_seed_and_is_idempotent(tmp_path):
         assert len(first["tiny"]) == 4 * 3
         records = [store.get(i) for i in first["tiny"]]
         assert all(r.status == "done" and r.has_checkpoint and r.steps_done == 15 for r in records)
-        assert sorted(r.spec.train_config["seed"] for r in records) == [0] * 4 + [1] * 4 + [2] * 4
+        assert sorted(r.spec.train.seed for r in records) == [0] * 4 + [1] * 4 + [2] * 4
         # each trained model was probed when its run ended (model.train.probes)
         assert all(0 <= r.probes["long_inputs"]["seq_accuracy"] <= 1 for r in records)
         assert [s["name"] for s in store.sweeps()] == ["tiny"]
@@ -30,19 +30,15 @@ def test_precompute_fills_the_store_with_every_seed_and_is_idempotent(tmp_path):
 
 def test_seeds_trained_together_store_what_a_lone_run_of_that_seed_gives(tmp_path):
     """Each stored seed is the run a one-seed job of the same spec would have made."""
-    from app.lab.jobs import with_seed
     from app.lab.sweeps import sweep_items
     from app.lab.training_task import train_seeds
-    from model.config import ModelConfig, Switches
-    from model.train import TrainConfig, TrainingRun
+    from model.train import TrainingRun
 
     spec = sweep_items(*TINY["tiny"][:1], [1], ["pre_ln"], Settings())[0]["spec"]
-    configs = (ModelConfig.from_dict(spec.model_config), Switches.from_dict(spec.switches),
-               TrainConfig.from_dict(spec.train_config))
+    configs = (spec.model, spec.switches, spec.train)
     rows = [row for item in train_seeds(*configs, [0, 1]) if item[0] == "metrics" for row in item[1]]
-    alone = with_seed(spec, 1)
-    lone = list(TrainingRun(ModelConfig.from_dict(alone.model_config), Switches.from_dict(alone.switches),
-                            TrainConfig.from_dict(alone.train_config)))
+    alone = spec.with_seed(1)
+    lone = list(TrainingRun(alone.model, alone.switches, alone.train))
     assert [row["loss"] for row in rows if row["seed"] == 1] == pytest.approx([m.loss for m in lone], rel=1e-4)
 
 

@@ -1,6 +1,5 @@
 """Store quotas: a run's checkpoint size is known before it trains, and the limits are checked against it."""
 
-import json
 
 import pytest
 from test_job_faults import big_spec
@@ -9,16 +8,15 @@ from test_jobs import spec
 from app.lab.quotas import QuotaExceeded, Quotas, checkpoint_mb
 from app.lab.store import RunStore
 from model.checkpoint import checkpoint_bytes
-from model.config import ModelConfig, Switches
-from model.train import TrainConfig, new_model
+from model.train import new_model
 
 
 @pytest.mark.parametrize("make", [spec, lambda: big_spec(steps=2)])
 def test_the_estimated_checkpoint_size_is_the_real_one(make):
     run = make()
-    model = new_model(ModelConfig.from_dict(run.model_config), Switches.from_dict(run.switches), seed=0)
-    real = len(checkpoint_bytes(model, TrainConfig.from_dict(run.train_config), [])) / (1 << 20)
-    estimate = checkpoint_mb(json.dumps(run.model_config, sort_keys=True))
+    model = new_model(run.model, run.switches, seed=0)
+    real = len(checkpoint_bytes(model, run.train, [])) / (1 << 20)
+    estimate = checkpoint_mb(run.model)
     assert real <= estimate <= real * 1.1 + 0.1
 
 

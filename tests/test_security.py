@@ -47,11 +47,11 @@ def started_run(response) -> int:
 def test_a_same_origin_post_starts_a_run(client):
     as_learner(client, "same-origin")
     run_id = started_run(client.post("/train/runs", data=SMALL_RUN, headers={"origin": "http://testserver"}))
-    assert client.app.state.store.get(run_id).spec.train_config["seed"] == 7
+    assert client.app.state.store.get(run_id).spec.train.seed == 7
     # Sec-Fetch-Site alone (no Origin) says the same
     again = started_run(client.post("/train/runs", data={**SMALL_RUN, "seed": "8"},
                                     headers={"sec-fetch-site": "same-origin"}))
-    assert client.app.state.store.get(again).spec.train_config["seed"] == 8
+    assert client.app.state.store.get(again).spec.train.seed == 8
 
 
 def test_a_cross_site_post_starts_stops_and_measures_nothing(client):

@@ -199,19 +199,16 @@ def test_a_shipped_cell_trained_again_here_falls_inside_the_shipped_band(real):
     """One cell (Post-LN, 2+2 layers) trained again here on two of its seeds: each lands inside the range of
     held-out accuracy and of steps to 99% that the five shipped seeds span (on another machine or torch build
     the figures may move a little; they must not leave the band)."""
-    from app.lab.jobs import with_seed
     from app.lab.sweeps import TARGET
     from app.teaching.claims.common import load_sweep
-    from model.config import ModelConfig, Switches, TrainConfig
     from model.train import MultiSeedRun, steps_to_reach
 
     torch.set_num_threads(1)  # as the training workers run
     shipped = load_sweep(real, "depth-residual-norm").get("post_ln", 2)
     sweep = next(s for s in real.sweeps(limit=100) if s["name"] == "depth-residual-norm")
     item = next(i for i in sweep["items"] if (i["variant"], i["depth"]) == ("post_ln", 2))
-    spec = with_seed(item["spec"], 0)
-    run = MultiSeedRun(ModelConfig.from_dict(spec.model_config), Switches.from_dict(spec.switches),
-                       TrainConfig.from_dict(spec.train_config), [0, 1])
+    spec = item["spec"].with_seed(0)
+    run = MultiSeedRun(spec.model, spec.switches, spec.train, [0, 1])
     for _ in run:
         pass
     low, high = shipped["heldout_range"]

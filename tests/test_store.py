@@ -1,24 +1,22 @@
 """The run store against a real SQLite file in tmp_path: lifecycle, replay lookup, persistence, threads."""
 
+import hashlib
+import json
 import re
 import sqlite3
 import threading
 from contextlib import closing
 
 import pytest
+from helpers import spec_with
 
-from app.lab.store import INTERRUPTED, SCHEMA_VERSION, RunSpec, RunStore
+from app.lab.runs import INTERRUPTED, RunSpec
+from app.lab.store import SCHEMA_VERSION, RunStore
+from model.config import TrainConfig
 
 
 def make_spec(seed: int = 0, residual: bool = True, task: str = "reverse") -> RunSpec:
-    # Plain dicts shaped like the real to_dict() output; the store only hashes and stores them.
-    return RunSpec(
-        task=task,
-        model_config={"d_model": 32, "n_heads": 2, "n_layers": 2, "src_vocab": 14, "tgt_vocab": 14},
-        switches={"residual": residual, "norm": "layer", "norm_position": "post", "pos_encoding": "sinusoidal"},
-        train_config={"task": task, "steps": 100, "batch_size": 16, "lr": 1e-3, "warmup_steps": 0, "seed": seed,
-                      "eval_every": 50, "eval_size": 20, "grad_clip": 0.0},
-    )
+    return spec_with(task, seed=seed, residual=residual)
 
 
 @pytest.fixture
@@ -29,12 +27,35 @@ def store(tmp_path):
 
 def test_spec_key_is_canonical_and_sensitive():
     spec = make_spec()
-    shuffled = RunSpec(task=spec.task, model_config=dict(reversed(spec.model_config.items())),
-                       switches=dict(reversed(spec.switches.items())), train_config=spec.train_config)
+    data = json.loads(spec.to_json())
+    shuffled = RunSpec.from_json(json.dumps({k: dict(reversed(v.items())) if isinstance(v, dict) else v
+                                             for k, v in reversed(data.items())}, indent=1))
     assert len(spec.key()) == 16 and int(spec.key(), 16) >= 0
-    assert shuffled.key() == spec.key()
+    assert shuffled.key() == spec.key() and shuffled == spec
     assert make_spec(seed=1).key() != spec.key()
     assert make_spec(residual=False).key() != spec.key()
+
+
+def test_a_stored_spec_keeps_its_key_where_the_code_has_since_added_a_setting():
+    # a spec written before a setting existed names no value for it: the typed config reads the default, and the
+    # key (and each seed's key) stays the stored one, so the store's finished runs are still found
+    data = json.loads(make_spec().to_json())
+    del data["train_config"]["warmup_steps"]
+    old = RunSpec.from_json(json.dumps(data))
+    assert old.train.warmup_steps == TrainConfig().warmup_steps
+    stored_text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert old.key() == hashlib.sha256(stored_text.encode()).hexdigest()[:16]
+    assert old.key() != make_spec().key()
+    data["train_config"]["seed"] = 4
+    assert old.with_seed(4).key() == RunSpec.from_json(json.dumps(data)).key()
+    assert old.with_seed(4).train.seed == 4
+
+
+def test_a_spec_that_is_not_one_is_refused():
+    good = json.loads(make_spec().to_json())
+    for bad in ({**good, "extra": 1}, {**good, "task": "copy"}, {**good, "switches": {"norm": "group"}}):
+        with pytest.raises(ValueError):
+            RunSpec.from_json(json.dumps(bad))
 
 
 def test_create_is_queued(store):

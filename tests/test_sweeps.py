@@ -60,13 +60,11 @@ def test_a_variant_changes_exactly_what_it_names():
 
     base, _ = parse_run_request({"task": "copy", "steps": "100", "seed": "3"}, Settings())
     spec = variant_spec(base, VARIANTS["post_ln_warmup"], 4)
-    changed = {k for k in base.switches if base.switches[k] != spec.switches[k]}
-    changed |= {k for k in base.train_config if base.train_config[k] != spec.train_config[k]}
-    changed |= {k for k in base.model_config if base.model_config[k] != spec.model_config[k]}
-    assert base.switches["norm_position"] == "post"  # so Post-LN + warm-up changes only the warm-up and the depth
+    changed = {f for k, v in base.to_dict().items() if k != "task" for f in v if v[f] != spec.to_dict()[k][f]}
+    assert base.switches.norm_position == "post"  # so Post-LN + warm-up changes only the warm-up and the depth
     assert changed == {"warmup_steps", "n_encoder_layers", "n_decoder_layers"}
-    assert spec.train_config["warmup_steps"] == 200 and spec.model_config["n_decoder_layers"] == 4
-    assert variant_spec(base, VARIANTS["no_residual"], 2).switches["residual"] is False
+    assert spec.train.warmup_steps == 200 and spec.model.n_decoder_layers == 4
+    assert variant_spec(base, VARIANTS["no_residual"], 2).switches.residual is False
 
 
 def test_a_whole_sweep_can_be_stopped_and_stays_stopped_after_a_restart(tmp_path):

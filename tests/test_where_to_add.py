@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from torch import nn
 
 from app.factory import create_app
-from app.lab.store import RunSpec
+from app.lab.runs import RunSpec
 from app.web.settings import Settings
 from model.checkpoint import checkpoint_bytes, load_checkpoint
 from model.config import ConfigError, Switches, TrainConfig, choices_of
@@ -98,8 +98,7 @@ def _playground(tmp_path, run: MultiSeedRun, seed: int, params: str = "") -> str
     """The playground page of `run`'s seed, stored as a finished run of the lab."""
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         store = client.app.state.store
-        spec = RunSpec(run.train_config.task, CONFIG.to_dict(), run.switches.to_dict(),
-                       replace(run.train_config, seed=seed).to_dict())
+        spec = RunSpec(CONFIG, run.switches, replace(run.train_config, seed=seed))
         record = store.create(spec)
         store.finish(record.id, "done", checkpoint=checkpoint_bytes(run.model_of(seed), run.train_config,
                                                                       run.history[seed]))

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, create_model
 
-from app.lab.store import RunSpec
+from app.lab.runs import RunSpec
 from app.switches import SWITCH_FIELDS, parse_switches, switch_controls, switch_doc
 from app.web.errors import BadInput, quoted
 from model.config import ConfigError, ModelConfig, Switches, TrainConfig, choices_of, help_of, type_of
@@ -149,7 +149,7 @@ def build_spec(values: Mapping[str, Any], switches: Switches, settings=None, che
                                    eval_every=max(10, min(50, values["steps"] // 12)))
     except ConfigError as error:
         raise BadInput(error.field, error.message) from None
-    return RunSpec(values["task"], model_config.to_dict(), switches.to_dict(), train_config.to_dict())
+    return RunSpec(model_config, switches, train_config)
 
 
 def seeds_of(form: Mapping[str, Any]) -> tuple[int, ...]:

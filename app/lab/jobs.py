@@ -11,7 +11,6 @@ store and tells the subscribers.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from collections import deque
@@ -25,9 +24,9 @@ from ray.exceptions import RayError, TaskCancelledError
 
 from app.lab.cluster import training_slots
 from app.lab.quotas import Quotas
-from app.lab.store import FINAL_STATUSES, RunRecord, RunSpec, RunStore, RunUnreadable
+from app.lab.runs import FINAL_STATUSES, RunRecord, RunSpec
+from app.lab.store import RunStore, RunUnreadable
 from app.lab.training_task import training_task
-from model.config import ModelConfig, Switches, TrainConfig
 
 STOPPED_BY_LEARNER = "stopped by the learner"
 ABANDONED = "abandoned: nobody was watching"
@@ -53,10 +52,6 @@ class JobRequest:
     label: str = ""
     background: bool = False  # a sweep's: trains on whether or not anyone watches
     learner: str | None = None  # whose queue share it takes
-
-
-def with_seed(spec: RunSpec, seed: int) -> RunSpec:
-    return dataclasses.replace(spec, train_config={**spec.train_config, "seed": seed})
 
 
 @dataclass
@@ -127,18 +122,18 @@ class RayJobRunner:
         self.store.require_writable()
         plans = []
         for request in requests:
-            seeds = request.seeds or (request.spec.train_config["seed"],)
-            stored = {s: self.store.find_done(with_seed(request.spec, s)) for s in seeds}
+            seeds = request.seeds or (request.spec.train.seed,)
+            stored = {s: self.store.find_done(request.spec.with_seed(s)) for s in seeds}
             plans.append((request, seeds, [s for s in seeds if stored[s] is None], stored))
         new = [(request, missing) for request, _, missing, _ in plans if missing]
-        self.quotas.check([with_seed(request.spec, s) for request, missing in new for s in missing], self.store)
+        self.quotas.check([request.spec.with_seed(s) for request, missing in new for s in missing], self.store)
         created: dict[tuple[int, int], RunRecord] = {}  # (request, seed) -> its new run
         with self._lock:
             self._check_room(new)
             try:
                 for request, missing in new:
                     for seed in missing:
-                        created[id(request), seed] = self.store.create(with_seed(request.spec, seed), request.label)
+                        created[id(request), seed] = self.store.create(request.spec.with_seed(seed), request.label)
             except Exception:  # the store failed half-way: what was created must not wait forever (A/B: neither)
                 for record in created.values():
                     with suppress(Exception):
@@ -282,8 +277,7 @@ class RayJobRunner:
         """Start the job's task and read its stream to the end, whatever the end is."""
         spec = job.spec
         job.generator = training_task.options(num_returns="streaming").remote(
-            ModelConfig.from_dict(spec.model_config), Switches.from_dict(spec.switches),
-            TrainConfig.from_dict(spec.train_config), list(job.runs))
+            spec.model, spec.switches, spec.train, list(job.runs))
         if job.cancel_reason:  # cancelled while it was being started
             ray.cancel(job.generator)
         checkpoints: dict[int, bytes] = {}

@@ -18,8 +18,10 @@ import time
 
 from app.lab.cluster import ray_instance
 from app.lab.form import build_spec
-from app.lab.jobs import JobRequest, RayJobRunner, with_seed
-from app.lab.store import FINAL_STATUSES, RunSpec, RunStore, store_to_train_in
+from app.lab.jobs import JobRequest, RayJobRunner
+from app.lab.runs import FINAL_STATUSES, RunSpec
+from app.lab.store import RunStore
+from app.lab.store_opening import store_to_train_in
 from app.lab.sweeps import TARGET, sweep_items
 from app.web.settings import get_settings
 from model.config import Switches
@@ -54,11 +56,11 @@ def _work(store: RunStore, plans: dict, seeds: tuple[int, ...], settings) -> lis
             store.create_sweep(name, items)
         for item in items:
             spec = item["spec"]
-            missing = [s for s in seeds if store.find_done(with_seed(spec, s)) is None]
-            if missing and with_seed(spec, 0).key() not in work:
-                work[with_seed(spec, 0).key()] = (spec, f"{name}: {item['variant']} × {item['depth']}", missing)
+            missing = [s for s in seeds if store.find_done(spec.with_seed(s)) is None]
+            if missing and spec.with_seed(0).key() not in work:
+                work[spec.with_seed(0).key()] = (spec, f"{name}: {item['variant']} × {item['depth']}", missing)
     # deepest first: the longest jobs start early, so the last minutes are not one worker alone
-    return sorted(work.values(), key=lambda w: -w[0].model_config["n_encoder_layers"])
+    return sorted(work.values(), key=lambda w: -w[0].model.n_encoder_layers)
 
 
 def same_cells(a: list[dict], b: list[dict]) -> bool:
@@ -90,7 +92,7 @@ def precompute(store: RunStore, plans: dict, workers: int = 2, settings=None, lo
     for name, (base, depths, variants) in plans.items():
         ids[name] = [store.run_for(spec).id
                      for item in sweep_items(base, depths, variants, settings)
-                     for spec in (with_seed(item["spec"], s) for s in seeds)]
+                     for spec in (item["spec"].with_seed(s) for s in seeds)]
     probe_missing(store, sorted(set().union(*ids.values())), log)
     return ids
 
@@ -125,7 +127,7 @@ def _wait_for(store: RunStore, jobs: list[list[int]], log) -> None:
     log()
     failed = [store.get(i) for job in jobs for i in job if store.get(i).status != "done"]
     for record in failed:
-        log(f"{record.label} (seed {record.spec.train_config['seed']}): {record.status}, {record.error}")
+        log(f"{record.label} (seed {record.spec.train.seed}): {record.status}, {record.error}")
 
 
 def main(argv: list[str] | None = None) -> int:

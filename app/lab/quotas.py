@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 
-from app.lab.store import RunSpec, RunStore
+from app.lab.runs import RunSpec
+from app.lab.store import RunStore
+from model.config import ModelConfig
 
 BYTES_PER_PARAMETER = 4  # float32; a checkpoint is the weights and buffers plus a few kilobytes of metadata
 METADATA_BYTES = 64 << 10  # configs and final metrics
@@ -18,15 +19,15 @@ class QuotaExceeded(Exception):
 
 
 @lru_cache(maxsize=256)
-def checkpoint_mb(model_config_json: str) -> float:
+def checkpoint_mb(config: ModelConfig) -> float:
     """The size of a run's checkpoint, from its model's parameter count (built on the meta device: no memory)."""
     import torch
 
-    from model.config import ModelConfig, Switches
+    from model.config import Switches
     from model.transformer import Seq2Seq
 
     with torch.device("meta"):
-        model = Seq2Seq(ModelConfig.from_json(model_config_json), Switches())
+        model = Seq2Seq(config, Switches())
     tensors = model.state_dict().values()  # weights and buffers, as the checkpoint holds them
     size = sum(t.numel() for t in tensors) * BYTES_PER_PARAMETER + len(tensors) * BYTES_PER_TENSOR + METADATA_BYTES
     return size / (1 << 20)
@@ -38,7 +39,7 @@ class Quotas:
     max_store_mb: float = 2000.0
 
     def check(self, specs: list[RunSpec], store: RunStore) -> None:
-        sizes = [checkpoint_mb(json.dumps(spec.model_config, sort_keys=True)) for spec in specs]
+        sizes = [checkpoint_mb(spec.model) for spec in specs]
         for size in sizes:
             if size > self.max_checkpoint_mb:
                 raise QuotaExceeded(f"this model's checkpoint would take {size:.0f} MB; this server keeps at most "

@@ -25,9 +25,9 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from app.lab.jobs import with_seed
 from app.lab.precompute import PLANS, SEEDS, same_cells
-from app.lab.store import RunSpec, RunStore
+from app.lab.runs import RunSpec
+from app.lab.store import RunStore
 from model.zoo import ZOO_DIR
 
 RESULTS_DIR = ZOO_DIR / "results"
@@ -64,7 +64,7 @@ def export_results(store: RunStore, plans: dict, seeds: tuple[int, ...], setting
         sweeps.append({"name": name, "items": [{**i, "spec": i["spec"].to_json()} for i in items]})
         for item in items:
             for seed in seeds:
-                spec = with_seed(item["spec"], seed)
+                spec = item["spec"].with_seed(seed)
                 record = store.finished_run(spec)
                 if record is None:
                     raise RuntimeError(f"{name}: {item['variant']} × {item['depth']} seed {seed} has no finished "
@@ -151,7 +151,7 @@ def _newest_sweeps(store: RunStore) -> dict[str, dict]:
 def run_specs(items: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, RunSpec]:
     """Every run of the plans once (plans share cells), by key."""
     return {spec.key(): spec for plan in items.values() for item in plan
-            for spec in (with_seed(item["spec"], seed) for seed in seeds)}
+            for spec in (item["spec"].with_seed(seed) for seed in seeds)}
 
 
 class ResultSource:

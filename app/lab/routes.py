@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -30,7 +29,7 @@ from app.lab.form import (
 )
 from app.lab.jobs import ABANDONED, STOPPED_BEFORE_START, STOPPED_BY_LEARNER, JobRequest, QueueFull
 from app.lab.quotas import QuotaExceeded
-from app.lab.store import INTERRUPTED, RunRecord
+from app.lab.runs import INTERRUPTED, RunRecord
 from app.lab.sweeps import SWEEP_STOPPED
 from app.switches import SWITCH_FIELDS, choices, parse_switches, switch_doc
 from app.web.dependencies import LanguageDep, LearnerDep, SettingsDep, TranslatorDep
@@ -63,10 +62,10 @@ def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
     streamed metrics (so every trace the page fills in already exists)."""
     records = [record for record, _ in seeds]
     record = records[0]
-    config = record.spec.model_config
+    config = record.spec.model
     placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, "heldout_seq_accuracy": 0.0,
-                   "layer_grad_norms": {"encoder": [1.0] * config["n_encoder_layers"],
-                                        "decoder": [1.0] * config["n_decoder_layers"]}}
+                   "layer_grad_norms": {"encoder": [1.0] * config.n_encoder_layers,
+                                        "decoder": [1.0] * config.n_decoder_layers}}
     with figures.language(lang):
         return {"run": record, "seed_runs": records, "replayed": all(replayed for _, replayed in seeds),
                 "reason": reason_text(record.error, Translator(lang)),
@@ -191,13 +190,13 @@ async def run_events(request: Request, run_id: RunId, store: StoreDep, runner: R
 
 @router.get("/api/runs", tags=["api"], summary="Stored training runs, newest first", responses=api_errors(422))
 def list_runs(store: StoreDep, limit: int = 50) -> list[dict]:
-    return [asdict(r) for r in store.list(limit=min(max(limit, 1), 500))]
+    return [r.to_dict() for r in store.list(limit=min(max(limit, 1), 500))]
 
 
 @router.get("/api/runs/{run_id}/metrics", tags=["api"], summary="Every step's metrics of a run",
             responses=api_errors(404, 422))
 def run_metrics(run_id: RunId, store: StoreDep) -> dict:
-    return {"run": asdict(_record(store, run_id)), "metrics": store.metrics(run_id)}
+    return {"run": _record(store, run_id).to_dict(), "metrics": store.metrics(run_id)}
 
 
 def _record(store, run_id: int) -> RunRecord:

@@ -1,36 +1,28 @@
 """The run store: every training run, its metrics and its checkpoint, in one SQLite file.
 
-This module is the only code that touches the file. A run is defined by a RunSpec; identical specs
-share a key, so a finished run can be replayed instead of trained again (find_done).
-
-The server opens it with open_store, which never stops the app: a damaged store is moved aside and a new one
-started; a store or data directory that cannot be written is opened read-only (or not at all), and every
-write then raises StoreNotWritable saying why. A run that cannot be read raises RunUnreadable naming it.
+This module is the only code that touches the file. A run is defined by a RunSpec (app/lab/runs.py); identical
+specs share a key, so a finished run can be replayed instead of trained again (find_done). The server opens the
+store with open_store (app/lab/store_opening.py), which never stops the app. A store opened read-only (or an empty
+one in memory) raises StoreNotWritable on every write, saying why; a run that cannot be read raises RunUnreadable
+naming it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
-FINAL_STATUSES = ("done", "failed", "cancelled")
+from app.lab.runs import FINAL_STATUSES, INTERRUPTED, STATUSES, RunRecord, RunSpec
+
 SCHEMA_VERSION = 3  # 2: sweeps.stopped_at; 3: runs.probes
-INTERRUPTED = "interrupted: the server stopped before this run finished"
-STORE_FILE = "runs.sqlite3"  # in the data directory
-DATA_DIR_SETTING = "ADDNORM_DATA_DIR"
-SIDE_FILES = ("-wal", "-shm")  # SQLite's files beside the store, which belong to it
 log = logging.getLogger(__name__)
 
 
@@ -101,53 +93,6 @@ def _check_status(status: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"status {status!r} is not allowed; choose one of {' | '.join(allowed)}")
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """What defines a training run; two runs with the same spec would produce the same numbers."""
-
-    task: str
-    model_config: dict[str, Any]  # ModelConfig.to_dict()
-    switches: dict[str, Any]  # Switches.to_dict()
-    train_config: dict[str, Any]  # TrainConfig.to_dict()
-
-    def to_json(self) -> str:
-        # Canonical form: sorted keys and no spaces, so equal specs give equal text and equal keys.
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-
-    def key(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_json(cls, text: str) -> RunSpec:
-        return cls(**json.loads(text))
-
-
-@dataclass
-class RunRecord:
-    id: int
-    key: str
-    spec: RunSpec
-    status: str
-    label: str  # free text such as "A: residual on"
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    error: str | None  # why it failed or was cancelled
-    final: dict[str, Any] | None  # the metrics row with the highest step
-    steps_done: int
-    has_checkpoint: bool
-    probes: dict[str, Any] | None = None  # measured on the trained model (model/train/probes.py)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        data = dict(row)
-        data["spec"] = RunSpec.from_json(data["spec"])
-        data["final"] = json.loads(data["final"]) if data["final"] is not None else None
-        data["probes"] = json.loads(data["probes"]) if data.get("probes") is not None else None
-        data["has_checkpoint"] = bool(data["has_checkpoint"])
-        return cls(**data)
-
-
 class RunStore:
     """Thread-safe access to the run database.
 
@@ -164,7 +109,7 @@ class RunStore:
         self.path = Path(path)
         self.read_only: str | None = None  # why writes are refused; None: the store can be written
         if read_only:
-            self._conn = _connect_read_only(self.path)
+            self._conn = connect_read_only(self.path)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: no implicit transactions; _write() opens each one explicitly.
@@ -453,92 +398,7 @@ class RunStore:
         return records
 
 
-# ---- opening the server's store: never stops the app --------------------------------------------------
-
-SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes of a damaged file
-
-
-@dataclass
-class OpenedStore:
-    store: RunStore  # read-only (store.read_only says why) when the store or its directory cannot be written
-    notice: str | None = None  # what was done at start, to say once: a damaged store was moved aside
-
-
-def open_store(data_dir: Path) -> OpenedStore:
-    """The run store in `data_dir`, as usable as the file and the directory allow; logs what is wrong in one
-    line naming ADDNORM_DATA_DIR and the path.
-
-    - a damaged store (PRAGMA quick_check, "file is not a database", "database disk image is malformed") is
-      renamed with a timestamp, together with its -wal and -shm files, and a new, empty one is started;
-    - a store that exists but cannot be written (read-only file or directory) is opened read-only;
-    - a data directory that cannot be used (cannot be created, is a file, is not writable) and holds no store
-      gives an empty store in memory that refuses every write.
-    """
-    data_dir = Path(data_dir)
-    path = data_dir / STORE_FILE
-    where = f"{DATA_DIR_SETTING}={data_dir}"
-    unusable = _why_unusable(data_dir)  # the directory: None when a store can be written there
-    notice = None
-    damage = _damage(path)
-    if damage is not None:
-        if unusable is not None:
-            return _without_store(f"the run store {path} is damaged ({damage}) and cannot be moved aside: {where} "
-                                  f"{unusable}; training is off")
-        try:
-            moved = _move_aside(path)
-        except OSError as error:
-            return _without_store(f"the run store {path} is damaged ({damage}) and could not be moved aside "
-                                  f"({error}); training is off ({where})")
-        notice = (f"the run store {path} was damaged ({damage}); it was moved to {moved} and a new, empty store "
-                  f"was started ({where})")
-        log.error("%s", notice)
-    if unusable is not None:
-        if not _is_file(path):
-            return _without_store(f"{where} {unusable}: training is off and no runs are kept (the run store would "
-                                  f"be {path})")
-        return _read_only(path, f"{where} {unusable}: the runs in {path} are shown read-only; training is off")
-    try:
-        return OpenedStore(RunStore(path), notice)
-    except sqlite3.OperationalError as error:
-        if not _is_file(path) or path.stat().st_size == 0:
-            return _without_store(f"the run store {path} cannot be opened ({error}); training is off ({where})")
-        return _read_only(path, f"the run store {path} cannot be written ({error}): its runs are shown read-only; "
-                                f"training is off ({where})")
-    except (sqlite3.Error, OSError, RuntimeError) as error:
-        return _without_store(f"the run store {path} cannot be used ({error}); training is off ({where})")
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
-def _why_unusable(data_dir: Path) -> str | None:
-    """Why no store can be written in the data directory, or None when one can."""
-    try:
-        if data_dir.exists() and not data_dir.is_dir():
-            return "is a file, not a directory"
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        return f"cannot be created ({error.strerror or error})"
-    try:  # a real write: permissions, a read-only file system and root all answer it correctly
-        with tempfile.TemporaryFile(dir=data_dir):
-            pass
-    except OSError as error:
-        return f"is not writable ({error.strerror or error})"
-    return None
-
-
-def _is_damage(error: sqlite3.Error) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
-    return any(words in str(error) for words in ("file is not a database", "malformed"))
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
+def connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that only reads. A store in WAL mode whose directory cannot be written has no -shm file to
     share, and SQLite cannot open it read-only; opened as immutable it can still be read."""
     uri = f"file:{quote(str(path.absolute()))}?mode=ro"
@@ -552,71 +412,3 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             if options:
                 raise
     raise AssertionError("unreachable")
-
-
-def _damage(path: Path) -> str | None:
-    """Why the store file is damaged, or None (no file, an empty one, or one that passes PRAGMA quick_check).
-    Checked on a connection of its own, so the store's connection starts with nothing cached."""
-    try:
-        if not path.is_file() or path.stat().st_size == 0:  # SQLite takes an empty file for an empty database
-            return None
-    except OSError:
-        return None
-    started = time.monotonic()
-    try:
-        conn = _connect_read_only(path)
-    except sqlite3.DatabaseError as error:
-        return str(error) if _is_damage(error) else None  # other failures are the opening's to report
-    try:
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
-    except sqlite3.DatabaseError as error:
-        return str(error) if _is_damage(error) else None
-    finally:
-        conn.close()
-    log.info("quick_check of %s took %.1f s", path, time.monotonic() - started)
-    if problems == ["ok"]:
-        return None
-    return "quick_check: " + "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename the store and its -wal and -shm files with a timestamp (runs.damaged-20250101-120000.sqlite3 and
-    its -wal); nothing is deleted. The side files go first, so that none is left to be read with a new store."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        target = path.with_name(f"{path.stem}.damaged-{stamp}{f'-{n}' if n else ''}{path.suffix}")
-        if not any(Path(f"{target}{suffix}").exists() for suffix in ("", *SIDE_FILES)):
-            break
-    for suffix in (*SIDE_FILES, ""):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            source.rename(f"{target}{suffix}")
-    return target
-
-
-def _read_only(path: Path, why: str) -> OpenedStore:
-    try:
-        store = RunStore(path, read_only=True)
-    except (sqlite3.Error, OSError, RuntimeError) as error:
-        return _without_store(f"{why}; it cannot be read either ({error})")
-    store.refuse_writes(why)
-    log.error("%s", why)
-    return OpenedStore(store)
-
-
-def _without_store(why: str) -> OpenedStore:
-    """An empty store in memory that refuses every write: the pages that list runs show none."""
-    store = RunStore(Path(":memory:"))
-    store.refuse_writes(why)
-    log.error("%s", why)
-    return OpenedStore(store)
-
-
-def store_to_train_in(data_dir: Path) -> RunStore:
-    """For the command-line tools that train or save: the run store, or exit with open_store's one-line reason
-    (naming ADDNORM_DATA_DIR and the path) when it cannot be written."""
-    store = open_store(data_dir).store
-    if not store.writable:
-        store.close()
-        raise SystemExit(f"addnorm: {store.read_only}")
-    return store

@@ -13,7 +13,7 @@ from app import figures
 from app.lab.dependencies import StoreDep, SweepsDep
 from app.lab.form import DEFAULTS, FIELDS, input_limits, parse_run_request, seeds_of
 from app.lab.precompute import PLANS
-from app.lab.store import FINAL_STATUSES
+from app.lab.runs import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results, time_left
 from app.switches import SWITCH_FIELDS, switch_doc
 from app.web.dependencies import SettingsDep, TranslatorDep

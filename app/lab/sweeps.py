@@ -12,11 +12,12 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.lab.jobs import JobRequest, QueueFull, RayJobRunner, with_seed
+from app.lab.jobs import JobRequest, QueueFull, RayJobRunner
 from app.lab.quotas import QuotaExceeded
-from app.lab.store import RunRecord, RunSpec, RunStore
+from app.lab.runs import RunRecord, RunSpec
+from app.lab.store import RunStore
 from app.web.errors import BadInput, quoted
-from model.config import ConfigError, ModelConfig, Switches, TrainConfig
+from model.config import ConfigError
 from model.transformer import check_switches_fit
 
 
@@ -58,17 +59,15 @@ TARGET = 0.99
 
 def variant_spec(base: RunSpec, variant: Variant, depth: int) -> RunSpec:
     """The base run with a variant's changes, at `depth` encoder and decoder layers."""
-    switches = Switches.from_dict(base.switches).replace(**variant.switches)
-    model_config = replace(ModelConfig.from_dict(base.model_config), n_encoder_layers=depth, n_decoder_layers=depth)
-    train_config = replace(TrainConfig.from_dict(base.train_config), **variant.train)
-    return RunSpec(base.task, model_config.to_dict(), switches.to_dict(), train_config.to_dict())
+    return RunSpec(replace(base.model, n_encoder_layers=depth, n_decoder_layers=depth),
+                   base.switches.replace(**variant.switches), replace(base.train, **variant.train))
 
 
 def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings,
                 seeds: tuple[int, ...] | None = None) -> list[dict]:
     """One item per (variant, depth) of the base run, each trained on `seeds` (default: the base run's own),
     validated before anything trains."""
-    seeds = list(seeds or (base.train_config["seed"],))
+    seeds = list(seeds or (base.train.seed,))
     if not depths:
         raise BadInput("depths", f"choose at least one depth from {', '.join(map(str, DEPTHS))}")
     if not variants:
@@ -83,20 +82,20 @@ def sweep_items(base: RunSpec, depths: list[int], variants: list[str], settings,
     if len(depths) * len(variants) > MAX_RUNS:
         raise BadInput("depths", f"{len(depths) * len(variants)} runs is more than a sweep may have ({MAX_RUNS})")
     items = [{"variant": variant, "depth": depth, "seeds": seeds,
-              "spec": with_seed(variant_spec(base, VARIANTS[variant], depth), seeds[0])}
+              "spec": variant_spec(base, VARIANTS[variant], depth).with_seed(seeds[0])}
              for variant in variants for depth in sorted(depths)]
     for item in items:  # per-layer switches must name layers every depth has
         spec = item["spec"]
         try:
-            check_switches_fit(Switches.from_dict(spec.switches), ModelConfig.from_dict(spec.model_config))
+            check_switches_fit(spec.switches, spec.model)
         except ConfigError as error:
-            raise BadInput(error.field, f"{str(error).split(': ', 1)[1]} at depth {item['depth']}") from None
+            raise BadInput(error.field, f"{error.message} at depth {item['depth']}") from None
     return items
 
 
 def item_runs(store: RunStore, item: dict) -> list[RunRecord | None]:
     """Each seed's run of a sweep item: a finished one (maybe another sweep's) before one still waiting."""
-    specs = [with_seed(item["spec"], seed) for seed in item.get("seeds") or [item["spec"].train_config["seed"]]]
+    specs = [item["spec"].with_seed(seed) for seed in item.get("seeds") or [item["spec"].train.seed]]
     return [store.run_for(spec) for spec in specs]
 
 
@@ -117,7 +116,7 @@ def _item_result(store: RunStore, item: dict) -> dict:
         "variant": item["variant"], "depth": item["depth"], "status": status,
         "run_id": records[0].id if records[0] else None, "run_ids": [r.id for r in records if r],
         "seeds": len(records), "steps_done": min((r.steps_done if r else 0) for r in records),
-        "steps": item["spec"].train_config["steps"],
+        "steps": item["spec"].train.steps,
         "heldout_seq_accuracy": sum(finals) / len(finals) if finals else None,
         "heldout_range": (min(finals), max(finals)) if len(finals) > 1 else None,
         "steps_to_target": sum(reached) / len(reached) if reached else None, "reached": len(reached),
@@ -185,7 +184,7 @@ class SweepScheduler:
                 records = item_runs(self.store, item)
                 if any(r is None or r.status not in ("done", "queued", "running") for r in records):
                     label = f"sweep {sweep['id']}: {item['variant']} × {item['depth']}"
-                    seeds = tuple(item.get("seeds") or [item["spec"].train_config["seed"]])
+                    seeds = tuple(item.get("seeds") or [item["spec"].train.seed])
                     self._pending.append((sweep["id"], item["spec"], seeds, label))
 
     def _loop(self) -> None:

@@ -57,7 +57,8 @@ def _start_worker(data_dir: str, torch_threads: int, warm_up: Callable[[], None]
     frozen out of garbage collection (as in the web process)."""
     import torch
 
-    from app.lab.store import STORE_FILE, RunStore
+    from app.lab.store import RunStore
+    from app.lab.store_opening import STORE_FILE
     from app.playground.registry import use_store
 
     torch.set_num_threads(torch_threads)

@@ -28,7 +28,7 @@ from app.lab.results import (
     read_shipped,
     run_specs,
 )
-from app.lab.store import store_to_train_in
+from app.lab.store_opening import store_to_train_in
 from app.teaching.verdicts import compute_report
 
 

@@ -18,7 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from app.lab.results import ResultSource, machine, shipped_report
-from app.lab.store import RunStore, store_to_train_in
+from app.lab.store import RunStore
+from app.lab.store_opening import store_to_train_in
 from app.teaching.claims import measure_all
 from app.teaching.claims.render import render_text
 from app.web.i18n import Translator

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from app.lab.jobs import with_seed
 from app.lab.precompute import SEEDS
-from app.lab.store import RunRecord, RunStore
+from app.lab.runs import RunRecord
+from app.lab.store import RunStore
 from app.lab.sweeps import TARGET
 from app.web.numbers import finite
 from model.tasks import PAD, Batch, Task, collate
@@ -259,15 +259,15 @@ def load_sweep(store: RunStore | None, name: str) -> SweepData | None:
 
 
 def _seed_row(store: RunStore, item: dict, seed: int) -> dict | None:
-    spec = with_seed(item["spec"], seed)
+    spec = item["spec"].with_seed(seed)
     record = store.finished_run(spec)
     if record is None:
         return None
     return {"variant": item["variant"], "depth": item["depth"], "run_id": record.id, "run_key": record.key,
             "seed": seed,
-            "steps": spec.train_config["steps"], "steps_done": record.steps_done,
+            "steps": spec.train.steps, "steps_done": record.steps_done,
             "heldout_seq_accuracy": (record.final or {}).get("heldout_seq_accuracy"),
-            "heldout_n": spec.train_config["eval_size"], "probes": record.probes or {},
+            "heldout_n": spec.train.eval_size, "probes": record.probes or {},
             "steps_to_target": store.steps_to_reach(record.id, TARGET)}
 
 
@@ -359,7 +359,7 @@ def find_done_runs(store: RunStore | None, task: str | None = None, **switches: 
         return []
     return [r for r in store.list(limit=10_000, status="done")
             if (task is None or r.spec.task == task)
-            and all(r.spec.switches.get(k) == v for k, v in switches.items())]
+            and all(getattr(r.spec.switches, k) == v for k, v in switches.items())]
 
 
 def series(metrics: list[dict], key: str) -> list[float]:

@@ -23,8 +23,8 @@ def conditions_of(sources: list[str], store) -> list[dict[str, Any]]:
             base, depths, variants = PLANS[name]
             sweep = load_sweep(store, name)
             found.append({"source": source, "task": base.task, "depths": depths, "variants": variants,
-                          "init": base.train_config["init"], "steps": base.train_config["steps"],
-                          "stop_at": base.train_config["stop_at"], "seeds": sweep.seeds if sweep else []})
+                          "init": base.train.init, "steps": base.train.steps,
+                          "stop_at": base.train.stop_at, "seeds": sweep.seeds if sweep else []})
         elif kind == "zoo" and name in zoo:
             entry = zoo[name]
             found.append({"source": source, "task": entry.task, "layers": entry.model_config["n_encoder_layers"],

@@ -4,13 +4,14 @@ Measured on several seeds; no training involved, so it needs no stored run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import torch
 
 from app.lab.precompute import BASE, SEEDS
 from app.teaching.claims.common import heldout_batch
-from model.config import ModelConfig, Switches
+from model.config import Switches
 from model.tasks import PAD, get_task
 from model.train import new_model
 
@@ -19,9 +20,9 @@ DEPTH = 6
 
 def decoder_weight_gradients(norm_position: str, seed: int, depth: int = DEPTH) -> list[float]:
     """‖∂loss/∂W‖ over all the weights of each decoder layer, first layer first, at initialisation."""
-    config = ModelConfig.from_dict({**BASE.model_config, "n_encoder_layers": depth, "n_decoder_layers": depth})
+    config = replace(BASE.model, n_encoder_layers=depth, n_decoder_layers=depth)
     switches = Switches(norm_position=norm_position)
-    model = new_model(config, switches, seed, BASE.train_config["init"])
+    model = new_model(config, switches, seed, BASE.train.init)
     batch = heldout_batch(get_task(BASE.task))
     with torch.enable_grad():
         logits = model(batch.src, batch.tgt_in, switches)
