@@ -5,6 +5,8 @@ Every box, frame, arrow and skip line is created once, at its final coordinates 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.playground.architecture.measure import (
     ADD_W,
     BOX_H,
@@ -39,6 +41,37 @@ from app.playground.architecture.text import (
     text,
 )
 from model.config import SUBLAYERS_OF, ModelConfig, Switches
+
+
+@dataclass(frozen=True)
+class Part:
+    """What a box draws: its stack, its part of the diagram, the step kind it opens, and its layer and sublayer."""
+
+    stack: str
+    part: str
+    op: str | None = None
+    layer: int | None = None
+    sublayer: str | None = None
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True)
+class Look:
+    """How a box is drawn: off, changed from training, the current step or related to it, and the step it opens."""
+
+    off: bool = False
+    changed: bool = False
+    current: bool = False
+    related: bool = False
+    step: int | None = None
+
 
 KINDS = ("embedding", "positional", "attention", "cross_attention", "ffn", "norm", "residual_add", "output")
 
@@ -102,17 +135,16 @@ class _Builder:
         return self.sw.residual_on(stack, layer, kind) != self.trained.residual_on(stack, layer, kind)
 
     # ---- primitives --------------------------------------------------------------------------------
-    def _box(self, *, id: str, stack: str, x: float, y: float, w: float, h: float, kind: str, part: str,
-             label_key: str, label_args: dict | None = None, title: list[dict], off: bool = False,
-             changed: bool = False, step: int | None = None, current: bool = False, related: bool = False,
-             layer: int | None = None, sublayer: str | None = None, op: str | None = None) -> dict:
+    def _box(self, id: str, at: Part, rect: Rect, kind: str, label_key: str, title: list[dict],
+             label_args: dict | None = None, look: Look = Look()) -> dict:
         assert kind in KINDS, kind
-        if layer is not None and sublayer:  # the name residual_off and the API use (layers from 0)
-            title = [*title, text("arch.api_name", name=f"{stack}.{layer}.{sublayer}")]
-        if changed:
+        stack, (x, y, w, h) = at.stack, (rect.x, rect.y, rect.w, rect.h)
+        if at.layer is not None and at.sublayer:  # the name residual_off and the API use (layers from 0)
+            title = [*title, text("arch.api_name", name=f"{stack}.{at.layer}.{at.sublayer}")]
+        if look.changed:
             title = [*title, text("arch.changed")]
         box = {
-            "id": id, "stack": stack, "layer": layer, "sublayer": sublayer, "part": part, "op": op,
+            "id": id, "stack": stack, "layer": at.layer, "sublayer": at.sublayer, "part": at.part, "op": at.op,
             "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2),
             "tx": round(x + w / 2, 2), "ty": round(y + h / 2 + (TEXT_DY if h >= BOX_H else SMALL_TEXT_DY), 2),
             "dot_x": round(x + w - 1 if stack == "encoder" else x + 1, 2),
@@ -120,8 +152,8 @@ class _Builder:
             "label_key": label_key, "label_args": label_args or {},
             "label": render_text(label_key, label_args),
             "title_parts": title, "title": render_title(title),
-            "off": off, "changed": changed, "current": current, "related": related and not current,
-            "step": step,
+            "off": look.off, "changed": look.changed, "current": look.current,
+            "related": look.related and not look.current, "step": look.step,
         }
         self.boxes.append(box)
         return box
@@ -174,19 +206,19 @@ class _Builder:
         cfg, sw = self.config, self.sw
         embed_op = "embed"
         emb = self._box(
-            id=f"{stack}.embed", stack=stack, x=col.box_x, y=y, w=EMBED_W, h=BOX_H, kind="embedding",
-            part="embed", op=embed_op, label_key="arch.embedding",
-            title=[text(f"arch.{stack}"), text(f"arch.tip.embed.{stack}", d_model=cfg.d_model)],
-            step=self._step(stack, embed_op), current=self._is_current(stack, embed_op),
+            f"{stack}.embed", Part(stack, "embed", embed_op), Rect(col.box_x, y, EMBED_W, BOX_H), "embedding",
+            "arch.embedding", [text(f"arch.{stack}"), text(f"arch.tip.embed.{stack}", d_model=cfg.d_model)],
+            look=Look(step=self._step(stack, embed_op), current=self._is_current(stack, embed_op)),
         )
         pos_op = "pos" if stack == "encoder" else "embed"  # the decoder's embed step shows both
         self._box(
-            id=f"{stack}.pos", stack=stack, x=col.box_x + EMBED_W + 4, y=y, w=col.box_w - EMBED_W - 4,
-            h=BOX_H, kind="positional", part="pos", op=pos_op, label_key=f"arch.pe.{sw.pos_encoding}",
-            title=[text(f"arch.{stack}"), text(f"arch.tip.pe.{sw.pos_encoding}")],
-            off=sw.pos_encoding == "none", changed=self._differs("pos_encoding"), step=self._step(stack, pos_op),
-            current=stack == "encoder" and self._is_current(stack, "pos"),
-            related=stack == "decoder" and self._is_current(stack, "embed"),
+            f"{stack}.pos", Part(stack, "pos", pos_op),
+            Rect(col.box_x + EMBED_W + 4, y, col.box_w - EMBED_W - 4, BOX_H), "positional",
+            f"arch.pe.{sw.pos_encoding}",
+            [text(f"arch.{stack}"), text(f"arch.tip.pe.{sw.pos_encoding}")],
+            look=Look(off=sw.pos_encoding == "none", changed=self._differs("pos_encoding"),
+                      step=self._step(stack, pos_op), current=stack == "encoder" and self._is_current(stack, "pos"),
+                      related=stack == "decoder" and self._is_current(stack, "embed")),
         )
         return emb
 
@@ -211,13 +243,13 @@ class _Builder:
     def _pe_marker(self, col: Columns, stack: str, layer: int, y_mid: float) -> None:
         on = self.sw.pos_every_layer and self.sw.pos_encoding != "none"
         self._box(
-            id=f"{stack}.{layer}.pe", stack=stack, layer=layer, x=col.cx + 8, y=y_mid - SMALL_H / 2,
-            w=PE_MARKER_W if on else PE_MARKER_OFF_W, h=SMALL_H, kind="positional", part="pe_marker",
-            op="sublayer", label_key="arch.pe_marker" if on else "arch.pe_marker_off",
-            title=[self._where(stack, layer), text("arch.tip.pe_marker" if on else "arch.tip.pe_marker_off"),
-                   text(f"arch.tip.pe.{self.sw.pos_encoding}")],
-            off=not on, changed=self._differs("pos_every_layer", "pos_encoding"),
-            step=self._step(stack, "sublayer", layer, "self_attn"),
+            f"{stack}.{layer}.pe", Part(stack, "pe_marker", "sublayer", layer),
+            Rect(col.cx + 8, y_mid - SMALL_H / 2, PE_MARKER_W if on else PE_MARKER_OFF_W, SMALL_H), "positional",
+            "arch.pe_marker" if on else "arch.pe_marker_off",
+            [self._where(stack, layer), text("arch.tip.pe_marker" if on else "arch.tip.pe_marker_off"),
+             text(f"arch.tip.pe.{self.sw.pos_encoding}")],
+            look=Look(off=not on, changed=self._differs("pos_every_layer", "pos_encoding"),
+                      step=self._step(stack, "sublayer", layer, "self_attn")),
         )
 
     def _sublayer_group(self, col: Columns, stack: str, i: int, kind: str, bottom: float) -> list[dict]:
@@ -232,43 +264,47 @@ class _Builder:
             kind == "cross_attn" and self._differs("memory"))
         step_add = self._step(stack, "add_norm", i, kind)
         add_current = self._is_current(stack, "add_norm", i, kind)
-        common = {"stack": stack, "layer": i, "sublayer": kind}
+
+        def part(name: str, op: str) -> Part:
+            return Part(stack, name, op, i, kind)
+
+        def across(row: str, x: float = col.box_x, w: float = col.box_w) -> Rect:
+            return Rect(x, rows[row]["y"], w, rows[row]["h"])
 
         def sublayer_box() -> dict:
             return self._box(
-                id=f"{stack}.{i}.{kind}", **common, x=col.box_x, w=col.box_w, **rows["sublayer"],
-                kind=_SUBLAYER_KIND[kind], part="sublayer", op="sublayer", label_key=label_key,
-                title=[where, tip], changed=sub_changed, step=self._step(stack, "sublayer", i, kind),
-                current=self._is_current(stack, "sublayer", i, kind),
+                f"{stack}.{i}.{kind}", part("sublayer", "sublayer"), across("sublayer"), _SUBLAYER_KIND[kind],
+                label_key, [where, tip],
+                look=Look(changed=sub_changed, step=self._step(stack, "sublayer", i, kind),
+                          current=self._is_current(stack, "sublayer", i, kind)),
             )
 
         if self.pre:  # boxes are listed (and drawn) bottom to top
             norm = self._box(
-                id=f"{stack}.{i}.{kind}.norm", **common, x=col.box_x, w=col.box_w, **rows["norm"],
-                kind="norm", part="norm", op="add_norm", label_key=f"arch.norm.{sw.norm}",
-                title=[where, text("arch.tip.pre_norm_off") if norm_off
-                       else text("arch.tip.pre_norm", norm=norm_name(sw.norm))],
-                off=norm_off, changed=self._differs("norm", "norm_position"), step=step_add, related=add_current,
+                f"{stack}.{i}.{kind}.norm", part("norm", "add_norm"), across("norm"), "norm", f"arch.norm.{sw.norm}",
+                [where, text("arch.tip.pre_norm_off") if norm_off
+                 else text("arch.tip.pre_norm", norm=norm_name(sw.norm))],
+                look=Look(off=norm_off, changed=self._differs("norm", "norm_position"), step=step_add,
+                          related=add_current),
             )
             sub = sublayer_box()
             add = self._box(
-                id=f"{stack}.{i}.{kind}.add", **common, x=col.cx - ADD_W / 2, w=ADD_W, **rows["add"],
-                kind="residual_add", part="add", op="add_norm",
-                label_key="arch.add" if residual else "arch.add_off",
-                title=[where, text("arch.tip.pre_add" if residual else "arch.tip.pre_add_off")],
-                off=not residual, changed=self._residual_differs(stack, i, kind) or self._differs("norm_position"),
-                step=step_add, current=add_current,
+                f"{stack}.{i}.{kind}.add", part("add", "add_norm"), across("add", col.cx - ADD_W / 2, ADD_W),
+                "residual_add", "arch.add" if residual else "arch.add_off",
+                [where, text("arch.tip.pre_add" if residual else "arch.tip.pre_add_off")],
+                look=Look(off=not residual,
+                          changed=self._residual_differs(stack, i, kind) or self._differs("norm_position"),
+                          step=step_add, current=add_current),
             )
             group = [norm, sub, add]
         else:
             sub = sublayer_box()
             key, args, tip_key = add_norm_words(residual, sw.norm)
             add = self._box(
-                id=f"{stack}.{i}.{kind}.add_norm", **common, x=col.box_x, w=col.box_w, **rows["add_norm"],
-                kind="norm", part="add_norm", op="add_norm", label_key=key, label_args=args,
-                title=[where, text(tip_key, **args)], off=norm_off,
-                changed=self._residual_differs(stack, i, kind) or self._differs("norm", "norm_position"),
-                step=step_add, current=add_current,
+                f"{stack}.{i}.{kind}.add_norm", part("add_norm", "add_norm"), across("add_norm"), "norm", key,
+                [where, text(tip_key, **args)], label_args=args,
+                look=Look(off=norm_off, step=step_add, current=add_current,
+                          changed=self._residual_differs(stack, i, kind) or self._differs("norm", "norm_position")),
             )
             group = [sub, add]
 
@@ -301,22 +337,21 @@ class _Builder:
         off = self.sw.norm == "none"
         op = "final_norm" if stack == "encoder" else "output"  # the decoder's final norm has no step of its own
         return self._box(
-            id=f"{stack}.final_norm", stack=stack, x=col.box_x, y=y, w=col.box_w, h=BOX_H, kind="norm",
-            part="final_norm", op=op, label_key="arch.final_norm_off" if off else "arch.final_norm",
+            f"{stack}.final_norm", Part(stack, "final_norm", op), Rect(col.box_x, y, col.box_w, BOX_H), "norm",
+            "arch.final_norm_off" if off else "arch.final_norm",
+            [text(f"arch.{stack}"), text("arch.tip.final_norm_off") if off
+             else text("arch.tip.final_norm", norm=norm_name(self.sw.norm))],
             label_args={} if off else {"norm": norm_name(self.sw.norm)},
-            title=[text(f"arch.{stack}"), text("arch.tip.final_norm_off") if off
-                   else text("arch.tip.final_norm", norm=norm_name(self.sw.norm))],
-            off=off, changed=self._differs("norm", "norm_position"), step=self._step(stack, op),
-            current=stack == "encoder" and self._is_current(stack, "final_norm"),
-            related=stack == "decoder" and self._is_current(stack, "output"),
+            look=Look(off=off, changed=self._differs("norm", "norm_position"), step=self._step(stack, op),
+                      current=stack == "encoder" and self._is_current(stack, "final_norm"),
+                      related=stack == "decoder" and self._is_current(stack, "output")),
         )
 
     def _output(self, col: Columns, y: float) -> dict:
         return self._box(
-            id="decoder.output", stack="decoder", x=col.box_x, y=y, w=col.box_w, h=BOX_H, kind="output",
-            part="output", op="output", label_key="arch.output",
-            title=[text("arch.decoder"), text("arch.tip.output", vocab=self.config.tgt_vocab_size)],
-            step=self._step("decoder", "output"), current=self._is_current("decoder", "output"),
+            "decoder.output", Part("decoder", "output", "output"), Rect(col.box_x, y, col.box_w, BOX_H), "output",
+            "arch.output", [text("arch.decoder"), text("arch.tip.output", vocab=self.config.tgt_vocab_size)],
+            look=Look(step=self._step("decoder", "output"), current=self._is_current("decoder", "output")),
         )
 
     # ---- memory ------------------------------------------------------------------------------------
