@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
+from typing import Any
 
 from app.web.errors import BadInput, quoted
 from model.config import ConfigError, Switches, choices_of, help_of, type_of
@@ -29,7 +30,12 @@ def _switch_value(name: str, raw: str):
 
 
 def parse_switches(params: Mapping[str, str], base: Switches) -> Switches:
-    changes = {name: _switch_value(name, params[name]) for name in SWITCH_FIELDS if name in params}
+    """`base` with the switches the parameters name (URL values: on/off, a choice, a comma-separated list)."""
+    return apply_switches(base, {name: _switch_value(name, params[name]) for name in SWITCH_FIELDS if name in params})
+
+
+def apply_switches(base: Switches, changes: Mapping[str, Any]) -> Switches:
+    """`base` with typed switch values (Switches' own field names and types); BadInput names a wrong one."""
     try:
         return base.replace(**changes)
     except ConfigError as error:

@@ -35,6 +35,20 @@ def test_every_preset_is_a_configuration_the_app_runs(lesson):
     assert preset_problems(lesson, Settings()) == []
 
 
+def test_a_preset_the_app_cannot_run_is_named_with_what_is_wrong():
+    lesson = LESSONS[0]
+    step = next(s for s in lesson.steps if s.widget is not None and s.widget.kind == "compare")
+    wrong = [({"ablate": {"residual": "off"}}, "residual: 'off' is not a boolean"),  # a URL value, not a typed one
+             ({"ablate": {"memory": "everywhere"}}, "memory: 'everywhere' is not allowed"),
+             ({"ablate": {"residual_off": ["encoder.9.ffn"]}}, "residual_off"),
+             ({"model": "no-such-model"}, "no-such-model"),
+             ({"input": "12a"}, "input")]
+    for change, said in wrong:
+        broken = step.model_copy(update={"widget": step.widget.model_copy(update=change)})
+        problems = preset_problems(lesson.model_copy(update={"steps": [broken]}), Settings())
+        assert len(problems) == 1 and said in problems[0], (change, problems)
+
+
 def test_ui_labels_exist_in_both_languages():
     assert labels("en").keys() == labels("zh").keys()
     assert all(value.strip() for value in labels("zh").values())

@@ -9,16 +9,17 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, create_model
 
-from app.playground.registry import BadModelName, default_model, model_info
-from app.switches import SWITCH_FIELDS, parse_switches, switch_doc
+from app.playground.registry import BadModelName, ModelInfo, default_model, model_info
+from app.switches import SWITCH_FIELDS, apply_switches, parse_switches, switch_doc
 from app.web.errors import BadInput, quoted
 from app.web.params import MAX_ID, parse_whole
 from model.config import ConfigError, ModelConfig, Switches
-from model.tasks import UnknownTokenError, get_task
+from model.tasks import Task, UnknownTokenError, get_task
 from model.transformer import check_switches_fit
 
 
@@ -48,20 +49,36 @@ class PlaygroundState:
 
 def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None,
                 default_step: int | None = 0) -> PlaygroundState:
-    """The state the parameters name; without `step`, `default_step` (None: the last step)."""
-    name = params.get("model") or default_model()
+    """The state the query parameters name; without `step`, `default_step` (None: the last step)."""
+    entry, task = _model(params.get("model"))
+    text = task.sample(rng or random.Random(), split="heldout")[0] if params.get("random") else params.get("input")
+    text = _input(task, text, max_input_chars)
+    switches = _switches(entry, parse_switches(params, Switches.from_dict(entry.switches)))
+    step = _step(params["step"]) if "step" in params else default_step
+    return PlaygroundState(entry.name, text, switches, step)
+
+
+def state_of(model: str, text: str | None, changes: Mapping[str, Any], max_input_chars: int,
+             step: int | None = 0) -> PlaygroundState:
+    """The state of typed values, checked as parse_state checks a query: `changes` are switch values (Switches'
+    field names and types) over the model's own; `text` None is the task's example. Lessons build theirs here."""
+    entry, task = _model(model)
+    switches = _switches(entry, apply_switches(Switches.from_dict(entry.switches), changes))
+    return PlaygroundState(entry.name, _input(task, text, max_input_chars), switches, step)
+
+
+def _model(name: str | None) -> tuple[ModelInfo, Task]:
     try:
-        entry = model_info(name)
+        entry = model_info(name or default_model())
     except BadModelName as error:
         raise BadInput("model", str(error)) from None
     except KeyError as error:
         raise BadInput("model", error.args[0], 404) from None
-    task = get_task(entry.task)
-    if params.get("random"):
-        text = task.sample(rng or random.Random(), split="heldout")[0]
-    else:
-        text = params.get("input", task.example)
-    text = text.strip()
+    return entry, get_task(entry.task)
+
+
+def _input(task: Task, text: str | None, max_input_chars: int) -> str:
+    text = (task.example if text is None else text).strip()
     if not text:
         raise BadInput("input", "is empty; type a few tokens, e.g. " + task.example)
     if len(text) > max_input_chars:
@@ -72,13 +89,16 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
         raise BadInput("input", str(error)) from None
     if len(tokens) > task.max_src_tokens:
         raise BadInput("input", f"has {len(tokens)} tokens; this model takes at most {task.max_src_tokens}", 413)
-    switches = parse_switches(params, Switches.from_dict(entry.switches))
+    return text
+
+
+def _switches(entry: ModelInfo, switches: Switches) -> Switches:
+    """The switches, if the model has every layer they name."""
     try:
         check_switches_fit(switches, ModelConfig.from_dict(entry.model_config))
     except ConfigError as error:
         raise BadInput(error.field, error.message) from None
-    step = _step(params["step"]) if "step" in params else default_step
-    return PlaygroundState(entry.name, text, switches, step)
+    return switches
 
 
 def _step(raw: str) -> int:

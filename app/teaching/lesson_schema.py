@@ -123,14 +123,14 @@ class Widget(BaseModel):
     kind: Literal["compare", "trace", "sweep", "train", "measure", "playground"]
     model: str | None = None
     input: str | None = None
-    ablate: dict[str, str] | None = None
-    switches: dict[str, str] | None = None
+    # switch values with Switches' own names and types: {"residual": false, "memory": "same_depth"}
+    ablate: dict[str, bool | str | list[str]] | None = None
+    switches: dict[str, bool | str | list[str]] | None = None
     figure: str | None = None
     plan: str | None = None
     form: dict[str, str | int | float] | None = None
     ab: str | None = None
     claim: str | None = None
-    params: dict[str, str] | None = None
     # a train widget whose settings a precomputed plan also trains: its variants there, at the form's depth,
     # shown (shipped or measured here) before the learner trains them live
     shipped: list[str] | None = None
@@ -145,14 +145,15 @@ class Widget(BaseModel):
     @model_validator(mode="after")
     def needs_its_fields(self) -> Widget:
         required = {"compare": ("model", "input", "ablate", "figure"), "trace": ("model", "input", "figure"),
-                    "sweep": ("plan",), "train": ("form",), "measure": ("claim",), "playground": ("params",)}
+                    "sweep": ("plan",), "train": ("form",), "measure": ("claim",), "playground": ("model", "input")}
         missing = [f for f in required[self.kind] if getattr(self, f) is None]
         if missing:
             raise ValueError(f"a {self.kind} widget needs {', '.join(missing)}")
         return self
 
-    def base_params(self) -> dict[str, str]:
-        return {"model": self.model or "", "input": self.input or "", **(self.switches or {})}
+    def switch_changes(self, ablated: bool = False) -> dict[str, bool | str | list[str]]:
+        """The switches its model runs with here (over the model's own), with `ablate` on top if `ablated`."""
+        return {**(self.switches or {}), **((self.ablate or {}) if ablated else {})}
 
 
 class Step(BaseModel):
@@ -229,7 +230,7 @@ def preset_problems(lesson: Lesson, settings) -> list[str]:
     """Every preset that the app could not run, as 'lesson/step: what is wrong' (empty when all run)."""
     from app.lab.form import parse_ab, parse_run_request
     from app.lab.precompute import PLANS
-    from app.playground.state import parse_state
+    from app.playground.state import state_of
     from app.teaching.claims import CLAIMS
     from app.web.errors import BadInput
 
@@ -242,12 +243,9 @@ def preset_problems(lesson: Lesson, settings) -> list[str]:
         if widget is None:
             continue
         try:
-            if widget.kind in ("compare", "trace"):
-                parse_state(widget.base_params(), settings.max_input_chars)
-                if widget.kind == "compare":
-                    parse_state({**widget.base_params(), **widget.ablate}, settings.max_input_chars)
-            elif widget.kind == "playground":
-                parse_state(widget.params, settings.max_input_chars)
+            if widget.kind in ("compare", "trace", "playground"):
+                for ablated in (False, True) if widget.kind == "compare" else (False,):
+                    state_of(widget.model, widget.input, widget.switch_changes(ablated), settings.max_input_chars)
             elif widget.kind == "sweep" and widget.plan not in PLANS:
                 problems.append(f"{where}: unknown plan {widget.plan!r}; known: {', '.join(PLANS)}")
             elif widget.kind == "train":

@@ -8,7 +8,7 @@ from app import figures
 from app.lab.results import ResultSource
 from app.lab.sweeps import TARGET, VARIANTS, sweep_results
 from app.playground.registry import model_info
-from app.playground.state import parse_state
+from app.playground.state import PlaygroundState, state_of
 from app.playground.traces import full_trace_for
 from app.teaching.claims import measure
 from app.teaching.claims.common import load_sweep, steps_text
@@ -45,8 +45,11 @@ def figures_for(name: str, trace: dict, model_name: str, t: Translator) -> list[
     return [getattr(figures, name)(trace)]
 
 
-def _traced(params: dict, settings, t: Translator, figure: str) -> dict:
-    state = parse_state(params, settings.max_input_chars)
+def _state(widget: Widget, settings, ablated: bool = False) -> PlaygroundState:
+    return state_of(widget.model, widget.input, widget.switch_changes(ablated), settings.max_input_chars)
+
+
+def _traced(state: PlaygroundState, t: Translator, figure: str) -> dict:
     trace = full_trace_for(state)
     return {"state": state, "trace": trace, "figures": figures_for(figure, trace, state.model, t),
             "playground": "/playground?" + state.query()}
@@ -57,12 +60,14 @@ def run_widget(widget: Widget, settings, results: ResultSource, t: Translator) -
     come from `results`: this server's own runs, or the shipped ones until it has its own."""
     with figures.language(t.lang):
         if widget.kind == "compare":
-            intact = _traced(widget.base_params(), settings, t, widget.figure)
-            ablated = _traced({**widget.base_params(), **widget.ablate}, settings, t, widget.figure)
+            intact = _traced(_state(widget, settings), t, widget.figure)
+            ablated = _traced(_state(widget, settings, ablated=True), t, widget.figure)
             figures.share_axes(intact["figures"] + ablated["figures"])  # one scale for both sides
-            return {"kind": "compare", "intact": intact, "ablated": ablated, "ablate": widget.ablate}
+            shown = ablated["state"].params()  # the ablation as the playground's link writes it (residual=off)
+            return {"kind": "compare", "intact": intact, "ablated": ablated,
+                    "ablate": {name: shown[name] for name in widget.ablate}}
         if widget.kind == "trace":
-            return {"kind": "trace", **_traced(widget.base_params(), settings, t, widget.figure)}
+            return {"kind": "trace", **_traced(_state(widget, settings), t, widget.figure)}
         if widget.kind == "sweep":
             return _sweep(widget.plan, results, t)
         if widget.kind == "measure":
@@ -71,8 +76,7 @@ def run_widget(widget: Widget, settings, results: ResultSource, t: Translator) -
             fields = {k: str(v) for k, v in widget.form.items()} | ({"ab": widget.ab} if widget.ab else {})
             return {"kind": "train", "fields": fields, "ab": widget.ab,
                     "result": _result_of(widget, results, t) if widget.shipped else None}
-        state = parse_state(widget.params, settings.max_input_chars)
-        return {"kind": "playground", "playground": "/playground?" + state.query()}
+        return {"kind": "playground", "playground": "/playground?" + _state(widget, settings).query()}
 
 
 def run_step(step: Step, choice: str | None, settings, results: ResultSource, t: Translator) -> dict:
