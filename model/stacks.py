@@ -15,6 +15,7 @@ class StackSpec:
     sublayers: tuple[str, ...]  # "self_attn" | "cross_attn" | "ffn", in the order the stream meets them
     streams: tuple[str, ...]  # the stream's hook before the first sublayer and after each one's add & norm
     causal: bool  # with the causal_mask switch on, self-attention sees only earlier positions
+    sequence: str  # "src" | "tgt": the sequence it embeds (its tokens are a trace's "<sequence>_tokens")
 
     def __post_init__(self) -> None:
         if len(self.streams) != len(self.sublayers) + 1:
@@ -27,8 +28,9 @@ class StackSpec:
 
 
 ENCODER = StackSpec("encoder", ("self_attn", "ffn"), ("hook_resid_pre", "hook_resid_mid", "hook_resid_post"),
-                    causal=False)
+                    causal=False, sequence="src")
 DECODER = StackSpec("decoder", ("self_attn", "cross_attn", "ffn"),
-                    ("hook_resid_pre", "hook_resid_mid", "hook_resid_mid_cross", "hook_resid_post"), causal=True)
+                    ("hook_resid_pre", "hook_resid_mid", "hook_resid_mid_cross", "hook_resid_post"), causal=True,
+                    sequence="tgt")
 ENCODER_DECODER = (ENCODER, DECODER)
 STACKS: dict[str, StackSpec] = {spec.name: spec for spec in ENCODER_DECODER}

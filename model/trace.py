@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from typing import TypedDict
 
 import torch
 
@@ -52,6 +53,28 @@ def _list(t: torch.Tensor) -> list:
 
 def _stack_names(model: Seq2Seq) -> list[str]:
     return [spec.name for spec in model.stacks]
+
+
+class TraceStack(TypedDict):
+    """A trace's description of one of its stacks (trace["stacks"], in forward order); the stack's layers are
+    trace[name]. Pages read which tokens a stack's rows and its attention's keys are from here."""
+
+    name: str
+    sublayers: list[str]
+    causal: bool
+    tokens: str  # the trace key of the tokens its positions hold: "src_tokens" | "tgt_tokens"
+    keys: dict[str, str]  # attention sublayer -> the trace key of the tokens it attends to
+
+
+def trace_stacks(model: Seq2Seq) -> list[TraceStack]:
+    """The model's stacks as a trace describes them. Cross-attention reads the memory of the family's first
+    stack (the encoder), so its keys are that stack's tokens."""
+    memory_tokens = f"{model.stacks[0].sequence}_tokens"
+    return [TraceStack(name=spec.name, sublayers=list(spec.sublayers), causal=spec.causal,
+                       tokens=f"{spec.sequence}_tokens",
+                       keys={kind: memory_tokens if kind == "cross_attn" else f"{spec.sequence}_tokens"
+                             for kind in spec.sublayers if kind.endswith("attn")})
+            for spec in model.stacks]
 
 
 def _eval_mode(model: Seq2Seq) -> None:
@@ -287,6 +310,7 @@ def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None =
         "output_tokens": output_tokens,
         "output_text": tok.decode(generated),
         "finished": bool(generated) and generated[-1] == EOS,
+        "stacks": trace_stacks(model),
         "embedding": {
             "src": _embedding_summary(cache["hook_src_embed"], cache["hook_src_pos"]),
             "tgt": _embedding_summary(cache["hook_tgt_embed"], cache["hook_tgt_pos"]),

@@ -287,6 +287,19 @@ def test_gradient_norms_with_and_without_an_expected_answer(traces):
     assert none["layout"]["annotations"][0]["text"] == "No expected answer for this input, so no gradient"
 
 
+def test_the_per_layer_figures_draw_the_stacks_the_trace_names(traces):
+    # a trace of one stack (as a decoder-only model gives) draws that stack alone, in every per-layer figure
+    t = traces["intact"]
+    decoder_only = {**t, "stacks": [s for s in t["stacks"] if s["name"] == "decoder"]}
+    fig = F.gradient_norms(decoder_only)
+    assert [tr["y"] for tr in fig["data"]] == [t["gradients"]["decoder"]]
+    assert fig["layout"]["xaxis"]["ticktext"] == ["Dec 1", "Dec 2"] and fig["data"][0]["x"] == [0, 1]
+    assert [tr["name"] for tr in F.attention_distance_by_layer(decoder_only)["data"] if tr["type"] == "bar"] \
+        == [F.LABELS["decoder_self"]]
+    assert all(label.startswith("Dec") for label in F.norm_overview(decoder_only)["layout"]["xaxis"]["ticktext"])
+    assert F.tokens_of(t, "decoder") == t["tgt_tokens"] and F.keys_of(t, "decoder", "cross_attn") == t["src_tokens"]
+
+
 def test_stream_comparison_plots_the_measured_distances(model):
     from model.trace import compare_streams
 

@@ -40,6 +40,22 @@ def test_trace_has_every_layer_sublayer_and_step(model):
     assert t["gradients"]["encoder"][0] > 0
 
 
+def test_the_trace_describes_its_stacks_and_which_tokens_each_reads(model):
+    t = trace(model, TASK, "31415")
+    assert [s["name"] for s in t["stacks"]] == ["encoder", "decoder"]
+    encoder, decoder = t["stacks"]
+    assert encoder["sublayers"] == list(t["encoder"][0]["sublayers"]) == ["self_attn", "ffn"]
+    assert decoder["sublayers"] == list(t["decoder"][0]["sublayers"]) == ["self_attn", "cross_attn", "ffn"]
+    assert (encoder["causal"], decoder["causal"]) == (False, True)
+    assert encoder["tokens"] == "src_tokens" and decoder["tokens"] == "tgt_tokens"
+    assert encoder["keys"] == {"self_attn": "src_tokens"}
+    assert decoder["keys"] == {"self_attn": "tgt_tokens", "cross_attn": "src_tokens"}  # the encoder's memory
+    for stack in t["stacks"]:  # the pattern of each attention has one row per token and one column per key
+        for kind, keys in stack["keys"].items():
+            pattern = t[stack["name"]][0]["sublayers"][kind]["pattern"][0]
+            assert (len(pattern), len(pattern[0])) == (len(t[stack["tokens"]]), len(t[keys]))
+
+
 def test_trace_round_trips_through_json(model):
     t = trace(model, TASK, "2718")
     assert json.loads(json.dumps(t)) == t

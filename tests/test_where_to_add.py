@@ -192,7 +192,7 @@ def test_a_stack_is_data_its_block_follows_the_spec():
     from model.residuals import residual_scheme
     from model.stacks import STACKS, StackSpec
 
-    ffn_only = StackSpec("encoder", ("ffn",), ("hook_resid_pre", "hook_resid_post"), causal=False)
+    ffn_only = StackSpec("encoder", ("ffn",), ("hook_resid_pre", "hook_resid_post"), causal=False, sequence="src")
     block = Block(CONFIG, ffn_only, 0, residual_scheme("plain")).eval()
     assert [n for n, _ in block.named_children() if n.startswith(("norm_", "hook_"))] == \
         ["hook_resid_pre", "norm_ffn", "hook_ffn_out", "hook_resid_post"]
@@ -208,4 +208,4 @@ def test_a_stack_is_data_its_block_follows_the_spec():
         assert all(hasattr(layer, name) for name in spec.streams)
         assert all(hasattr(layer, f"norm_{kind}") for kind in spec.sublayers)
     with pytest.raises(ValueError, match="one stream hook"):
-        StackSpec("encoder", ("ffn",), ("hook_resid_pre",), causal=False)
+        StackSpec("encoder", ("ffn",), ("hook_resid_pre",), causal=False, sequence="src")

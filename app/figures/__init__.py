@@ -42,9 +42,12 @@ from app.figures._base import (  # noqa: F401
     Figure,
     current_language,
     escape_label,
+    keys_of,
     language,
     log_tick_values,
     share_axes,
+    stack_names,
+    tokens_of,
 )
 from app.figures.attention import (  # noqa: F401
     attention_axis_titles,

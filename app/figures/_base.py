@@ -34,7 +34,26 @@ MISMATCH_PATTERN = "x"
 FONT = "system-ui, sans-serif"
 HEADS_PER_ROW = 2  # two heads to a row keep token labels readable, on a phone too
 SUBLAYER_COMPONENT = {"self_attn": "attention", "cross_attn": "cross_attention", "ffn": "ffn"}
-TOKENS_OF = {"encoder": "src_tokens", "src": "src_tokens", "decoder": "tgt_tokens", "tgt": "tgt_tokens"}
+TOKENS_OF = {"src": "src_tokens", "tgt": "tgt_tokens"}  # an embedding's side -> its tokens in a trace
+
+
+def stack_names(trace: dict) -> list[str]:
+    """The trace's stacks in forward order (model/trace.py TraceStack)."""
+    return [stack["name"] for stack in trace["stacks"]]
+
+
+def _stack(trace: dict, name: str) -> dict:
+    return next(stack for stack in trace["stacks"] if stack["name"] == name)
+
+
+def tokens_of(trace: dict, stack: str) -> list[str]:
+    """The tokens a stack's positions hold."""
+    return trace[_stack(trace, stack)["tokens"]]
+
+
+def keys_of(trace: dict, stack: str, kind: str) -> list[str]:
+    """The tokens an attention sublayer of the stack attends to (the encoder's, for cross-attention)."""
+    return trace[_stack(trace, stack)["keys"][kind]]
 
 
 

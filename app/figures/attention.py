@@ -22,6 +22,7 @@ from app.figures._base import (
     _labels,
     _mean,
     _note,
+    stack_names,
 )
 
 # app.js outlines the hovered cell's row (query) and column (key) in every head of a figure with this meta
@@ -93,7 +94,7 @@ def attention_head_grid(pattern_heads: list[list[list[float]]], query_tokens: Se
 def attention_distance_by_layer(trace: dict) -> Figure:
     """Mean |query − key| distance of self-attention per layer: bars are the mean of heads, dots single heads."""
     data = []
-    for s, stack in enumerate(("encoder", "decoder")):
+    for s, stack in enumerate(stack_names(trace)):
         heads = [layer["sublayers"]["self_attn"]["mean_distance"] for layer in trace[stack]]
         xs = [i + (0.2 if s else -0.2) for i in range(len(heads))]
         where = [f"{LABELS[stack]} · {LABELS['layer_n'].format(n=i + 1)}" for i in range(len(heads))]
@@ -109,7 +110,7 @@ def attention_distance_by_layer(trace: dict) -> Figure:
                            for w, h in zip(where, heads, strict=True) for j in range(len(h))],
             "marker": {"color": "#ffffff", "size": 7, "line": {"color": "#000000", "width": 1}},
         })
-    n_layers = max(len(trace["encoder"]), len(trace["decoder"]))
+    n_layers = max(len(trace[stack]) for stack in stack_names(trace))
     layers = [LABELS["layer_n"].format(n=i + 1) for i in range(n_layers)]
     return _figure(data, LABELS["distance_title"], 340, barmode="overlay", xaxis=_index_axis(LABELS["layer"], layers),
                    yaxis=_axis(LABELS["distance_axis"], rangemode="tozero"))

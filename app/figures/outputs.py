@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from app.figures._base import (
     COMPONENT_COLOURS,
     DECODER_PATTERN,
@@ -20,6 +22,7 @@ from app.figures._base import (
     _log_ticks,
     _note,
     _top_text,
+    stack_names,
 )
 from app.web.numbers import finite
 
@@ -70,20 +73,21 @@ def logit_lens(trace: dict) -> Figure:
 def gradient_norms(trace: dict) -> Figure:
     """‖∂loss/∂(layer input)‖ for the expected answer, encoder then decoder layers, on a log axis."""
     grads = trace.get("gradients")
-    n_enc = len(trace["encoder"])
-    labels = ([LABELS["enc_n"].format(n=i + 1) for i in range(n_enc)]
-              + [LABELS["dec_n"].format(n=i + 1) for i in range(len(trace["decoder"]))])
+    stacks = stack_names(trace)
+    starts = dict(zip(stacks, itertools.accumulate((len(trace[s]) for s in stacks), initial=0), strict=False))
+    labels = [LABELS["enc_n" if stack == "encoder" else "dec_n"].format(n=i + 1)
+              for stack in stacks for i in range(len(trace[stack]))]
     xaxis = _index_axis(LABELS["layer_forward_axis"], labels)
     if grads is None:  # empty axes, titled, with the reason in the middle
         yaxis = _axis(LABELS["gradient_axis"], type="log", showticklabels=False, showgrid=False)
         return _figure([], LABELS["gradient_title_none"], 300, annotations=[_note(LABELS["no_gradient"])],
                        xaxis=xaxis, yaxis=yaxis)
     data = []
-    for stack, start in (("encoder", 0), ("decoder", n_enc)):
-        xs = list(range(start, start + len(grads[stack])))
+    for stack in stacks:
+        xs = list(range(starts[stack], starts[stack] + len(grads[stack])))
         values = [v if finite(v) and v > 0 else None for v in grads[stack]]  # a log axis cannot show 0
         data.append(_bar(xs, values, LABELS[stack], COMPONENT_COLOURS["residual"], LABELS["hover_gradient"],
                          [labels[x] for x in xs], patterns=DECODER_PATTERN if stack == "decoder" else None, width=0.7))
-    yaxis = _axis(LABELS["gradient_axis"], type="log", **_log_ticks(grads["encoder"] + grads["decoder"]))
+    yaxis = _axis(LABELS["gradient_axis"], type="log", **_log_ticks([g for stack in stacks for g in grads[stack]]))
     return _figure(data, LABELS["gradient_title"].format(loss=f"{grads['loss']:.4g}"), 320, barmode="overlay",
                    xaxis=xaxis, yaxis=yaxis)

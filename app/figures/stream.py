@@ -10,7 +10,6 @@ from app.figures._base import (
     LABELS,
     RESIDUAL_OFF_PATTERN,
     SUBLAYER_COMPONENT,
-    TOKENS_OF,
     Figure,
     _axis,
     _bar,
@@ -21,6 +20,8 @@ from app.figures._base import (
     _mean,
     _note,
     _token_colour,
+    stack_names,
+    tokens_of,
 )
 from model.norms import NORMS
 
@@ -68,7 +69,7 @@ def stream_norms(trace: dict, stack: str) -> Figure:
         columns.append(summary["stream_norm"])
     n_tokens = len(columns[0])
     data = []
-    for t, token in enumerate(_labels(trace[TOKENS_OF[stack]], n_tokens)):
+    for t, token in enumerate(_labels(tokens_of(trace, stack), n_tokens)):
         name = LABELS["token_at"].format(token=token, n=t)
         data.append({
             "type": "scatter", "mode": "lines+markers", "name": name, "hovertemplate": LABELS["hover_stream"],
@@ -105,7 +106,7 @@ def norm_overview(trace: dict) -> Figure:
     """Every norm of the model in forward order: per-token mean and std before and after it, averaged over tokens
     (top: mean, bottom: std) — after a LayerNorm with γ = 1, β = 0 they would read 0 and 1 (claim N1)."""
     rows = [(f"{LABELS['enc_n' if stack == 'encoder' else 'dec_n'].format(n=i + 1)} {LABELS[f'short_{kind}']}",
-             sub["norm"]) for stack in ("encoder", "decoder")
+             sub["norm"]) for stack in stack_names(trace)
             for i, layer in enumerate(trace[stack]) for kind, sub in layer["sublayers"].items()]
     labels = [_esc(label) for label, _ in rows]
     xs = list(range(len(rows)))

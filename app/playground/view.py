@@ -101,10 +101,10 @@ def step_figures(trace: dict, step: dict, t) -> list[dict]:
     if op == "output":
         return [figures.output_probabilities(trace), figures.logit_lens(trace)]
     sub = trace[stack][layer]["sublayers"][step["sublayer"]]
-    query_tokens = src if stack == "encoder" else trace["tgt_tokens"]
+    query_tokens = figures.tokens_of(trace, stack)
     rows = len(query_tokens) if position is None else position + 1
     if op == "sublayer" and "pattern" in sub:
-        keys = src if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
+        keys = figures.keys_of(trace, stack, step["sublayer"])
         pattern = [head[:rows] for head in sub["pattern"]]
         title = t(f"fig.pattern.{stack}.{step['sublayer']}", n=layer + 1)
         query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
@@ -122,8 +122,8 @@ def step_heads(trace: dict, step: dict, t) -> list[dict]:
         return []
     stack, layer, position = step["stack"], step["layer"], step["position"]
     pattern = trace[stack][layer]["sublayers"][step["sublayer"]]["pattern"]
-    queries = trace["src_tokens"] if stack == "encoder" else trace["tgt_tokens"]
-    keys = trace["src_tokens"] if (stack == "encoder" or step["sublayer"] == "cross_attn") else trace["tgt_tokens"]
+    queries = figures.tokens_of(trace, stack)
+    keys = figures.keys_of(trace, stack, step["sublayer"])
     rows = len(queries) if position is None else position + 1
     query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
     return [figures.attention_heatmap(head[:rows], queries[:rows], keys, t("fig.head", n=h + 1),

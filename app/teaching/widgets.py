@@ -21,8 +21,7 @@ from model.layers import sinusoidal_table
 
 def _attention_grid(trace: dict, stack: str, layer: int, kind: str, title: str) -> dict:
     pattern = trace[stack][layer]["sublayers"][kind]["pattern"]
-    queries = trace["src_tokens"] if stack == "encoder" else trace["tgt_tokens"]
-    keys = trace["src_tokens"] if (stack == "encoder" or kind == "cross_attn") else trace["tgt_tokens"]
+    queries, keys = figures.tokens_of(trace, stack), figures.keys_of(trace, stack, kind)
     query_axis, key_axis = figures.attention_axis_titles(stack, kind)
     return figures.attention_head_grid(pattern, queries, keys, title, query_axis=query_axis, key_axis=key_axis)
 
@@ -34,7 +33,7 @@ def figures_for(name: str, trace: dict, model_name: str, t: Translator) -> list[
         table = sinusoidal_table(config["max_len"], config["d_model"]).tolist()
         return [getattr(figures, name)(table)]
     if name in ("residual_contributions", "stream_norms"):
-        return figures.share_axes([getattr(figures, name)(trace, "encoder"), getattr(figures, name)(trace, "decoder")])
+        return figures.share_axes([getattr(figures, name)(trace, stack) for stack in figures.stack_names(trace)])
     if name == "embedding_vs_position":
         return [figures.embedding_vs_position(trace, "src")]
     if name == "cross_attention":
