@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from model.stacks import STACKS
+from model.stacks import FAMILIES, STACKS
 
 NormPosition = Literal["post", "pre"]
 PosEncoding = Literal["sinusoidal", "learned", "none"]
@@ -67,6 +67,11 @@ def _field(cls: type, name: str):
 @cache
 def _fields_by_name(cls: type) -> dict[str, Any]:
     return {f.name: f for f in fields(cls)}
+
+
+def family_names() -> tuple[str, ...]:
+    """The Transformer families (model/stacks.py FAMILIES)."""
+    return tuple(FAMILIES)
 
 
 def norm_kinds() -> tuple[str, ...]:
@@ -203,6 +208,8 @@ class ModelConfig(_Serializable):
                            limits=(2, 1024))
     norm_eps: float = setting(1e-5, help="added to the variance before the square root", limits=(0, 1),
                               open_low=True, open_high=True)
+    arch: str = setting("encoder_decoder", help="the family: encoder_decoder (2017), decoder_only (GPT), "
+                        "encoder_only (BERT)", choices=family_names, written_if_set=True)
 
     def __post_init__(self) -> None:
         _check_types(self)

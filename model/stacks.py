@@ -1,7 +1,8 @@
 """The stacks a model is made of, as data: each stack's name (the prefix of its hooks), its sublayers in order and
-the residual-stream hooks between them, and whether its self-attention is causal. A model family is a tuple of
-stacks: the 2017 encoder-decoder is ENCODER_DECODER. Blocks (model/blocks.py), the trace, the training probes
-and the per-layer overrides of `residual_off` all read these, so they never list sublayers of their own.
+the residual-stream hooks between them, whether its self-attention is causal, and which sequence it embeds. A model
+family is a tuple of stacks: the 2017 encoder-decoder is ENCODER_DECODER, and FAMILIES names every family a
+config's `arch` may ask for. Blocks (model/blocks.py), the trace, the training probes and the per-layer overrides
+of `residual_off` all read these, so they never list sublayers of their own.
 """
 
 from __future__ import annotations
@@ -34,3 +35,11 @@ DECODER = StackSpec("decoder", ("self_attn", "cross_attn", "ffn"),
                     sequence="tgt")
 ENCODER_DECODER = (ENCODER, DECODER)
 STACKS: dict[str, StackSpec] = {spec.name: spec for spec in ENCODER_DECODER}
+# GPT's stack: the 2017 decoder without cross-attention, since there is no encoder whose memory it could read
+GPT_DECODER = StackSpec("decoder", ("self_attn", "ffn"), ("hook_resid_pre", "hook_resid_mid", "hook_resid_post"),
+                        causal=True, sequence="tgt")
+FAMILIES: dict[str, tuple[StackSpec, ...]] = {
+    "encoder_decoder": ENCODER_DECODER,  # the 2017 model (and T5)
+    "decoder_only": (GPT_DECODER,),  # GPT, LLaMA
+    "encoder_only": (ENCODER,),  # BERT
+}

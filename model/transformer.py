@@ -18,7 +18,7 @@ from model.config import ConfigError, ModelConfig, Switches, parse_sublayer_name
 from model.hooks import HookedModule, HookPoint
 from model.layers import Norm, PositionalEncoding, TokenEmbedding
 from model.residuals import Residual, ResidualScheme, residual_scheme
-from model.stacks import DECODER, ENCODER, ENCODER_DECODER, StackSpec
+from model.stacks import DECODER, ENCODER, ENCODER_DECODER, FAMILIES, StackSpec
 from model.tasks import BOS, EOS, PAD
 
 
@@ -53,27 +53,16 @@ class EncoderOutput:
         return [self.final_norm(o) for o in self.layer_outputs[:-1]] + [self.final]
 
 
-class Seq2Seq(HookedModule):
+class SwitchedModel(HookedModule):
+    """What every family shares: the switches it was built (trained) with, the switches a call may give instead
+    (an ablation), and the skip connections of a residual scheme it was not built with."""
+
     def __init__(self, config: ModelConfig, switches: Switches | None = None):
         super().__init__()
         self.config = config
         self.switches = switches or Switches()
         check_switches_fit(self.switches, config)
-        self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model)
-        self.tgt_embed = TokenEmbedding(config.tgt_vocab_size, config.d_model)
-        self.pos = PositionalEncoding(config.max_len, config.d_model)
-        self.hook_src_embed = HookPoint()
-        self.hook_src_pos = HookPoint()
-        self.hook_tgt_embed = HookPoint()
-        self.hook_tgt_pos = HookPoint()
-        scheme = residual_scheme(self.switches.residual_scheme)
-        self.stacks = ENCODER_DECODER  # the family: its stacks, in the order the data flows through them
-        self.encoder = Stack(config, ENCODER, scheme)
-        self.decoder = Stack(config, DECODER, scheme)
         self._other_skips: dict[tuple[str, str], Residual] = {}  # schemes switched to at inference, per stack
-        self.unembed = nn.Linear(config.d_model, config.tgt_vocab_size)
-        self.hook_logits = HookPoint()
-        self.setup_hooks()
 
     def _switches(self, switches: Switches | None) -> Switches:
         if switches is None:
@@ -102,11 +91,36 @@ class Seq2Seq(HookedModule):
         # Post-LN streams leave every layer already normalised; only Pre-LN needs a final norm.
         return switches.norm if switches.norm_position == "pre" else "none"
 
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class Seq2Seq(SwitchedModel):
+    def __init__(self, config: ModelConfig, switches: Switches | None = None):
+        if config.arch != "encoder_decoder":
+            raise ConfigError("arch", f"{quoted(config.arch)} is a one-stack model (model/families.py build_model)")
+        super().__init__(config, switches)
+        self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model)
+        self.tgt_embed = TokenEmbedding(config.tgt_vocab_size, config.d_model)
+        self.pos = PositionalEncoding(config.max_len, config.d_model)
+        self.hook_src_embed = HookPoint()
+        self.hook_src_pos = HookPoint()
+        self.hook_tgt_embed = HookPoint()
+        self.hook_tgt_pos = HookPoint()
+        scheme = residual_scheme(self.switches.residual_scheme)
+        self.stacks = ENCODER_DECODER  # the family: its stacks, in the order the data flows through them
+        self.encoder = Stack(config, ENCODER, scheme)
+        self.decoder = Stack(config, DECODER, scheme)
+        self.unembed = nn.Linear(config.d_model, config.tgt_vocab_size)
+        self.hook_logits = HookPoint()
+        self.setup_hooks()
+
     def encode(self, src: torch.Tensor, switches: Switches | None = None) -> EncoderOutput:
         """src: (B, S) token ids, right-padded with PAD."""
         sw = self._switches(switches)
         pad_mask = src == PAD
-        inputs = LayerInputs(sw, pad_mask, self_attn_mask=~pad_mask[:, None, None, :], skip=self._skip(sw, "encoder"))
+        inputs = LayerInputs(sw, pad_mask, self_attention_mask(pad_mask, sw.causal_mask and ENCODER.causal),
+                             skip=self._skip(sw, "encoder"))
         x = self.hook_src_embed(self.src_embed(src))
         pe = self.hook_src_pos(self.pos(src.size(1), sw.pos_encoding, src.size(0)))
         x = x + pe
@@ -126,12 +140,8 @@ class Seq2Seq(HookedModule):
         sw = self._switches(switches)
         T = tgt_in.size(1)
         pad_mask = tgt_in == PAD
-        allowed = ~pad_mask[:, None, None, :]  # (B, 1, 1, T)
-        if sw.causal_mask and DECODER.causal:
-            causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()
-            allowed = allowed & causal  # (B, 1, T, T)
-        inputs = LayerInputs(sw, pad_mask, self_attn_mask=allowed, cross_attn_mask=~memory.pad_mask[:, None, None, :],
-                             skip=self._skip(sw, "decoder"))
+        inputs = LayerInputs(sw, pad_mask, self_attention_mask(pad_mask, sw.causal_mask and DECODER.causal),
+                             cross_attn_mask=~memory.pad_mask[:, None, None, :], skip=self._skip(sw, "decoder"))
         x = self.hook_tgt_embed(self.tgt_embed(tgt_in))
         pe = self.hook_tgt_pos(self.pos(T, sw.pos_encoding, tgt_in.size(0)))
         x = x + pe
@@ -175,13 +185,25 @@ class Seq2Seq(HookedModule):
                 break
         return ys[:, 1:]
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+def self_attention_mask(pad_mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """True where a query may look: every real token (B, 1, 1, T), and with `causal` only those up to its own
+    position (B, 1, T, T)."""
+    allowed = ~pad_mask[:, None, None, :]
+    if causal:
+        T = pad_mask.size(1)
+        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=pad_mask.device).tril()
+    return allowed
 
 
 def check_switches_fit(switches: Switches, config: ModelConfig) -> None:
-    """Per-layer residual overrides must name layers this model has."""
+    """Per-layer residual overrides must name sublayers this model has (a GPT has no encoder, nor cross-attention)."""
+    family = {spec.name: spec for spec in FAMILIES[config.arch]}
     for item in switches.residual_off:
-        stack, layer, _ = parse_sublayer_name(item)
+        stack, layer, kind = parse_sublayer_name(item)
+        if stack not in family:
+            raise ConfigError("residual_off", f"{item!r}: this {config.arch} model has no {stack}")
+        if kind not in family[stack].sublayers:
+            raise ConfigError("residual_off", f"{item!r}: the layers of a {config.arch} {stack} have "
+                                              f"{', '.join(family[stack].sublayers)}, no {kind}")
         if layer >= config.n_layers(stack):
             raise ConfigError("residual_off", f"{item!r}: the {stack} has layers 0..{config.n_layers(stack) - 1}")

@@ -1,0 +1,69 @@
+"""One-stack Transformers beside the 2017 encoder-decoder, made of the same Block (model/blocks.py):
+
+- decoder-only (GPT, LLaMA): one causal stack. No encoder, so no memory and no cross-attention; it reads one
+  sequence and predicts each position's next token.
+- encoder-only (BERT): one bidirectional stack with a head at every position (masked-token prediction).
+
+Hooks keep the 2017 names (`decoder.{i}.…` for the GPT stack, `encoder.{i}.…` for the BERT stack), so a probe
+written for one stack reads the same stack in any family. `build_model` makes the model a config's `arch` names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model.blocks import LayerInputs
+from model.config import ConfigError, ModelConfig, Switches, quoted
+from model.hooks import HookPoint
+from model.layers import PositionalEncoding, TokenEmbedding
+from model.residuals import residual_scheme
+from model.stacks import FAMILIES
+from model.tasks import PAD
+from model.transformer import Seq2Seq, Stack, SwitchedModel, self_attention_mask
+
+
+class OneStack(SwitchedModel):
+    """A decoder-only or encoder-only Transformer: tokens (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(self, config: ModelConfig, switches: Switches | None = None):
+        if len(FAMILIES[config.arch]) != 1:
+            raise ConfigError("arch", f"{quoted(config.arch)} has {len(FAMILIES[config.arch])} stacks; build it "
+                                      "with build_model")
+        super().__init__(config, switches)
+        (spec,) = self.stacks = FAMILIES[config.arch]
+        self.spec = spec
+        self.embed = TokenEmbedding(config.src_vocab_size, config.d_model)
+        self.pos = PositionalEncoding(config.max_len, config.d_model)
+        self.hook_embed = HookPoint()
+        self.hook_pos = HookPoint()
+        self.add_module(spec.name, Stack(config, spec, residual_scheme(self.switches.residual_scheme)))
+        self.unembed = nn.Linear(config.d_model, config.tgt_vocab_size)
+        self.hook_logits = HookPoint()
+        self.setup_hooks()
+
+    @property
+    def stack(self) -> Stack:
+        return self._modules[self.spec.name]
+
+    def forward(self, tokens: torch.Tensor, switches: Switches | None = None) -> torch.Tensor:
+        """tokens: (B, T) ids, right-padded with PAD. A causal stack with the causal mask on lets position t
+        read positions ≤ t only; otherwise every position reads every real token."""
+        sw = self._switches(switches)
+        pad_mask = tokens == PAD
+        inputs = LayerInputs(sw, pad_mask, self_attention_mask(pad_mask, self.spec.causal and sw.causal_mask),
+                             skip=self._skip(sw, self.spec.name))
+        x = self.hook_embed(self.embed(tokens))
+        pe = self.hook_pos(self.pos(tokens.size(1), sw.pos_encoding, tokens.size(0)))
+        x = x + pe
+        for i, layer in enumerate(self.stack.layers()):
+            if i > 0 and sw.pos_every_layer:
+                x = x + pe
+            x = layer(x, inputs)
+        x = self.stack.norm_final(x, self._final_norm_kind(sw), pad_mask)
+        return self.hook_logits(self.unembed(x))
+
+
+def build_model(config: ModelConfig, switches: Switches | None = None) -> Seq2Seq | OneStack:
+    """The model of the config's family (`arch`)."""
+    return Seq2Seq(config, switches) if config.arch == "encoder_decoder" else OneStack(config, switches)
