@@ -10,6 +10,8 @@ written for one stack reads the same stack in any family. `build_model` makes th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -19,7 +21,7 @@ from model.hooks import HookPoint
 from model.layers import PositionalEncoding, TokenEmbedding
 from model.residuals import residual_scheme
 from model.stacks import FAMILIES
-from model.tasks import PAD
+from model.tasks import BOS, EOS, PAD, Batch
 from model.transformer import Seq2Seq, Stack, SwitchedModel, self_attention_mask
 
 
@@ -62,6 +64,51 @@ class OneStack(SwitchedModel):
             x = layer(x, inputs)
         x = self.stack.norm_final(x, self._final_norm_kind(sw), pad_mask)
         return self.hook_logits(self.unembed(x))
+
+
+IGNORE = -100  # a target the loss skips (torch's cross_entropy ignore_index)
+
+
+@dataclass
+class OneSequence:
+    """A source/target pair posed to a GPT as one sequence: the prompt, BOS as the separator (it marks where the
+    answer starts, as it starts the 2017 decoder's input), the answer, EOS. `tokens` is what the model reads and
+    `targets` the next token at each position, IGNORE except where the next token is part of the answer (its EOS
+    included): the loss is on the answer only, as the encoder-decoder's is."""
+
+    tokens: torch.Tensor  # (B, L): src, BOS, tgt, right-padded with PAD (without the last EOS: nothing follows it)
+    targets: torch.Tensor  # (B, L): tokens shifted left; IGNORE on the prompt and on padding
+    prompt_lengths: list[int]  # real source tokens + the BOS separator, per row
+
+
+def one_sequence(batch: Batch) -> OneSequence:
+    """A task's batch as GPT sequences, for a task whose source and target share one vocabulary (the digit
+    tasks: copy, reverse, sort)."""
+    rows, targets, prompts = [], [], []
+    for src, tgt_out in zip(batch.src.tolist(), batch.tgt_out.tolist(), strict=True):
+        prompt = [t for t in src if t != PAD] + [BOS]
+        answer = [t for t in tgt_out if t != PAD]  # target ids + EOS
+        sequence = prompt + answer
+        rows.append(sequence[:-1])
+        targets.append([IGNORE] * (len(prompt) - 1) + answer)
+        prompts.append(len(prompt))
+    width = max(len(r) for r in rows)
+    return OneSequence(torch.tensor([r + [PAD] * (width - len(r)) for r in rows]),
+                       torch.tensor([t + [IGNORE] * (width - len(t)) for t in targets]), prompts)
+
+
+@torch.no_grad()
+def greedy_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int,
+                    switches: Switches | None = None) -> torch.Tensor:
+    """A GPT continuing `prompt` (1, P) one token at a time, each step reading the sequence so far, until EOS or
+    `max_new_tokens` (and never past the positional table). Returns the new ids (1, ≤ max_new_tokens)."""
+    sequence = prompt
+    for _ in range(min(max_new_tokens, model.config.max_len - prompt.size(1))):
+        next_token = model(sequence, switches)[:, -1].argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, next_token], dim=1)
+        if next_token.item() == EOS:
+            break
+    return sequence[:, prompt.size(1):]
 
 
 def build_model(config: ModelConfig, switches: Switches | None = None) -> Seq2Seq | OneStack:

@@ -13,8 +13,8 @@ from model.transformer import Seq2Seq
 D, HEADS, FF, LAYERS, VOCAB, T = 32, 4, 64, 3, 20, 9
 
 
-def one_stack(arch: str, norm_position: str, **switches) -> OneStack:
-    torch.manual_seed(0)
+def one_stack(arch: str, norm_position: str, seed: int = 0, **switches) -> OneStack:
+    torch.manual_seed(seed)
     config = ModelConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, d_model=D, n_heads=HEADS, d_ff=FF,
                          n_encoder_layers=LAYERS, n_decoder_layers=LAYERS, arch=arch)
     return OneStack(config, Switches(norm_position=norm_position, **switches)).eval()
@@ -114,3 +114,58 @@ def test_arch_is_written_only_when_it_is_not_the_2017_model():
 def test_a_residual_override_of_a_sublayer_the_family_lacks_is_refused(arch, item, said):
     with pytest.raises(ConfigError, match=said):
         one_stack(arch, "post", residual_off=(item,))
+
+
+@pytest.mark.parametrize("arch", ["decoder_only", "encoder_only"])
+def test_seeds_stacked_into_one_model_compute_what_each_seed_computes_alone(arch):
+    """The engine trains several seeds as one model (model/seeds.py); a one-stack model stacks the same way."""
+    from model.seeds import seed_state, stack_models
+
+    models = [one_stack(arch, "pre", seed=seed).train() for seed in (0, 1, 2)]  # train mode, as the engine runs
+    stacked = stack_models(models)
+    tokens = torch.randint(4, VOCAB, (2, T))
+    folded = stacked(tokens.repeat(3, 1))  # rows [2k, 2k+2) are seed k's
+    assert not torch.allclose(models[0](tokens), models[1](tokens), atol=1e-3)  # the seeds differ
+    for k, model in enumerate(models):
+        assert torch.allclose(folded[2 * k: 2 * k + 2], model(tokens), atol=1e-5)
+        assert all(torch.equal(a, b) for a, b in zip(seed_state(stacked, k).values(), model.state_dict().values(),
+                                                     strict=True))
+
+
+def test_a_digit_task_is_posed_to_a_gpt_as_prompt_separator_answer_with_the_loss_on_the_answer():
+    import random
+
+    from model.families import IGNORE, one_sequence
+    from model.tasks import BOS, EOS, PAD, get_task
+
+    batch = get_task("reverse").batch(random.Random(0), 6)
+    seq = one_sequence(batch)
+    assert seq.tokens.shape == seq.targets.shape
+    for row, (src, tgt_out) in enumerate(zip(batch.src.tolist(), batch.tgt_out.tolist(), strict=True)):
+        prompt = [t for t in src if t != PAD] + [BOS]
+        answer = [t for t in tgt_out if t != PAD]
+        p = seq.prompt_lengths[row]
+        assert p == len(prompt) and answer[-1] == EOS
+        tokens, targets = seq.tokens[row].tolist(), seq.targets[row].tolist()
+        assert tokens[:p] == prompt and tokens[p:p + len(answer) - 1] == answer[:-1]
+        assert targets[:p - 1] == [IGNORE] * (p - 1) and targets[p - 1:p - 1 + len(answer)] == answer
+        # each counted target is the next token the sequence holds: the loss is next-token prediction
+        assert all(targets[j] == tokens[j + 1] for j in range(p - 1, p + len(answer) - 2))
+        assert set(targets[p - 1 + len(answer):]) <= {IGNORE} and set(tokens[p + len(answer) - 1:]) <= {PAD}
+
+
+@pytest.mark.parametrize("causal_mask", [True, False])
+def test_what_a_gpt_generates_one_pass_over_it_reproduces_only_with_the_causal_mask(causal_mask):
+    """Greedy generation reads only the tokens so far at each step; one pass over the finished sequence computes
+    the same logits at every answer position only when the mask keeps each position blind to the later ones."""
+    from model.families import greedy_continue
+
+    model = one_stack("decoder_only", "pre", seed=3, causal_mask=causal_mask)
+    prompt = torch.randint(4, VOCAB, (1, 5))
+    generated = greedy_continue(model, prompt, 6)
+    full, p = torch.cat([prompt, generated], dim=1), prompt.size(1)
+    with torch.no_grad():
+        steps = torch.stack([model(full[:, :p + j])[0, -1] for j in range(generated.size(1))])
+        one_pass = model(full)[0, p - 1:-1]
+    assert torch.equal(steps.argmax(-1), generated[0])  # each new token is the argmax of its own step
+    assert torch.allclose(one_pass, steps, atol=1e-5) == causal_mask

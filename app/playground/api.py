@@ -28,9 +28,10 @@ TraceQuery = create_model(
 )
 
 
-@router.get("/models", summary="The model zoo: every shipped model with its config, switches and accuracy")
+@router.get("/models", summary="The model zoo: every shipped model with its family (arch), config, switches and "
+                                "accuracy")
 def models() -> list[dict[str, Any]]:
-    return [asdict(e) for e in load_manifest()]
+    return [{**asdict(e), "arch": e.arch} for e in load_manifest()]
 
 
 @router.get("/trace", summary="Trace one input through a model, with switches applied as ablations",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from model.checkpoint import load_checkpoint
+from model.config import ModelConfig
 from model.tasks import Task, get_task
 from model.transformer import Seq2Seq
 
@@ -32,6 +33,11 @@ class ZooEntry:
     heldout_size: int
     size_bytes: int
     default: bool = False
+
+    @property
+    def arch(self) -> str:
+        """Its family (model/stacks.py FAMILIES), as its config names it."""
+        return ModelConfig.from_dict(self.model_config).arch
 
 
 def load_manifest() -> list[ZooEntry]:
