@@ -32,6 +32,9 @@ class OneStack(SwitchedModel):
         if len(FAMILIES[config.arch]) != 1:
             raise ConfigError("arch", f"{quoted(config.arch)} has {len(FAMILIES[config.arch])} stacks; build it "
                                       "with build_model")
+        if config.arch == "decoder_only" and config.src_vocab_size != config.tgt_vocab_size:
+            raise ConfigError("tgt_vocab_size", f"a GPT reads back what it writes: its {config.tgt_vocab_size} "
+                                                f"output tokens must be its {config.src_vocab_size} input tokens")
         super().__init__(config, switches)
         (spec,) = self.stacks = FAMILIES[config.arch]
         self.spec = spec

@@ -16,7 +16,7 @@ class StackSpec:
     sublayers: tuple[str, ...]  # "self_attn" | "cross_attn" | "ffn", in the order the stream meets them
     streams: tuple[str, ...]  # the stream's hook before the first sublayer and after each one's add & norm
     causal: bool  # with the causal_mask switch on, self-attention sees only earlier positions
-    sequence: str  # "src" | "tgt": the sequence it embeds (its tokens are a trace's "<sequence>_tokens")
+    sequence: str  # "src" | "tgt" | "seq" (GPT's one): the sequence it embeds; a trace's "<sequence>_tokens"
 
     def __post_init__(self) -> None:
         if len(self.streams) != len(self.sublayers) + 1:
@@ -35,9 +35,10 @@ DECODER = StackSpec("decoder", ("self_attn", "cross_attn", "ffn"),
                     sequence="tgt")
 ENCODER_DECODER = (ENCODER, DECODER)
 STACKS: dict[str, StackSpec] = {spec.name: spec for spec in ENCODER_DECODER}
-# GPT's stack: the 2017 decoder without cross-attention, since there is no encoder whose memory it could read
+# GPT's stack: the 2017 decoder without cross-attention, since there is no encoder whose memory it could read. It
+# embeds one sequence, prompt and answer together ("seq": model/families.py one_sequence).
 GPT_DECODER = StackSpec("decoder", ("self_attn", "ffn"), ("hook_resid_pre", "hook_resid_mid", "hook_resid_post"),
-                        causal=True, sequence="tgt")
+                        causal=True, sequence="seq")
 FAMILIES: dict[str, tuple[StackSpec, ...]] = {
     "encoder_decoder": ENCODER_DECODER,  # the 2017 model (and T5)
     "decoder_only": (GPT_DECODER,),  # GPT, LLaMA

@@ -104,6 +104,8 @@ def test_arch_is_written_only_when_it_is_not_the_2017_model():
         Seq2Seq(gpt)
     with pytest.raises(ConfigError, match="arch: 'encoder_decoder' has 2 stacks"):
         OneStack(config)
+    with pytest.raises(ConfigError, match="tgt_vocab_size: a GPT reads back what it writes"):
+        OneStack(ModelConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB + 1, arch="decoder_only"))
 
 
 @pytest.mark.parametrize(("arch", "item", "said"), [

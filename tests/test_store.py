@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -38,7 +39,8 @@ def test_spec_key_is_canonical_and_sensitive():
 
 def test_a_stored_spec_keeps_its_key_where_the_code_has_since_added_a_setting():
     # a spec written before a setting existed names no value for it: the typed config reads the default, and the
-    # key (and each seed's key) stays the stored one, so the store's finished runs are still found
+    # key stays the stored one, also for each seed (with_seed edits the stored text), so a stored sweep's
+    # items still find their finished runs
     data = json.loads(make_spec().to_json())
     del data["train_config"]["warmup_steps"]
     old = RunSpec.from_json(json.dumps(data))
@@ -316,3 +318,17 @@ def test_an_imported_run_keeps_its_metrics_and_probes_without_a_checkpoint(store
     assert record.status == "done" and record.final == rows[-1] and record.probes == {"p": 1}
     assert store.metrics(run_id) == rows and not record.has_checkpoint
     assert store.find_latest(make_spec()).id == run_id and store.find_done(make_spec()) is None  # not replayable
+
+
+def test_a_sweep_item_whose_spec_cannot_be_read_is_left_out_not_fatal(store, caplog):
+    # e.g. a sweep stored before a task was removed: the sweep, its other items and the server still load
+    sweep_id = store.create_sweep("old", [{"variant": "a", "depth": 2, "spec": make_spec()},
+                                          {"variant": "b", "depth": 2, "spec": make_spec(seed=1)}])
+    with store._write() as conn:
+        items = json.loads(conn.execute("SELECT items FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()[0])
+        items[1]["spec"] = items[1]["spec"].replace('"task":"reverse"', '"task":"poetry"')
+        conn.execute("UPDATE sweeps SET items = ? WHERE id = ?", (json.dumps(items), sweep_id))
+    with caplog.at_level(logging.WARNING, logger="app.lab.store"):
+        sweep = store.sweep(sweep_id)
+    assert [i["variant"] for i in sweep["items"]] == ["a"] and sweep["unreadable"] == 1
+    assert store.sweeps()[0]["unreadable"] == 1 and "cannot be read" in caplog.text

@@ -24,10 +24,10 @@ def checkpoint_mb(config: ModelConfig) -> float:
     import torch
 
     from model.config import Switches
-    from model.transformer import Seq2Seq
+    from model.families import build_model
 
     with torch.device("meta"):
-        model = Seq2Seq(config, Switches())
+        model = build_model(config, Switches())
     tensors = model.state_dict().values()  # weights and buffers, as the checkpoint holds them
     size = sum(t.numel() for t in tensors) * BYTES_PER_PARAMETER + len(tensors) * BYTES_PER_TENSOR + METADATA_BYTES
     return size / (1 << 20)

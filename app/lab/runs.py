@@ -20,7 +20,7 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunSpec:
     """What defines a training run; two runs with the same spec would produce the same numbers.
 
@@ -36,6 +36,12 @@ class RunSpec:
     @property
     def task(self) -> str:
         return self.train.task
+
+    def __eq__(self, other: object) -> bool:  # equal specs are those with equal keys
+        return isinstance(other, RunSpec) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
 
     def with_seed(self, seed: int) -> RunSpec:
         """The same run with another seed; a stored spec stays in its stored form (so its seeds' keys are the

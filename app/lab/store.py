@@ -261,10 +261,18 @@ class RunStore:
                                       "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [self._sweep_from_row(row) for row in rows]
 
-    @staticmethod
-    def _sweep_from_row(row) -> dict[str, Any]:
-        items = [{**item, "spec": RunSpec.from_json(item["spec"])} for item in json.loads(row[2])]
-        return {"id": row[0], "name": row[1], "items": items, "created_at": row[3], "stopped_at": row[4]}
+    def _sweep_from_row(self, row) -> dict[str, Any]:
+        """A sweep with the items whose spec this code can read; one it cannot (a setting or task since removed)
+        is left out, logged and counted in "unreadable", so the sweep and the server still start."""
+        items, unreadable = [], 0
+        for item in json.loads(row[2]):
+            try:
+                items.append({**item, "spec": RunSpec.from_json(item["spec"])})
+            except (ValueError, TypeError, KeyError) as error:
+                unreadable += 1
+                log.warning("sweep %s in %s: an item's spec cannot be read (%s)", row[0], self.path, error)
+        return {"id": row[0], "name": row[1], "items": items, "created_at": row[3], "stopped_at": row[4],
+                "unreadable": unreadable}
 
     def stop_sweep(self, sweep_id: int) -> None:
         """Mark a sweep stopped: its unfinished runs are not started again, not even after a restart."""

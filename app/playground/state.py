@@ -33,18 +33,22 @@ class PlaygroundState:
     def params(self, **changes) -> dict[str, str]:
         state = replace(self, **changes) if changes else self
         out = {"model": state.model, "input": state.input}
-        for name, value in state.switches.to_dict().items():
-            if isinstance(value, bool):
-                value = "on" if value else "off"
-            elif isinstance(value, list):
-                value = ",".join(value)
-            out[name] = value
+        out |= {name: switch_text(value) for name, value in state.switches.to_dict().items()}
         if state.step is not None:
             out["step"] = str(state.step)
         return out
 
     def query(self, **changes) -> str:
         return urlencode(self.params(**changes))
+
+
+def switch_text(value: bool | str | list[str] | tuple[str, ...]) -> str:
+    """A switch's value as the playground's URL writes it: on/off, a choice, a comma-separated list."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return ",".join(value)
+    return value
 
 
 def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Random | None = None,

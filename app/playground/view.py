@@ -25,7 +25,6 @@ from app.web.i18n import Translator
 from app.web.templating import templates
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
-from model.stacks import ENCODER_DECODER
 
 
 def _add_norm_case(step: dict, switches: Switches) -> tuple[bool, str | None]:
@@ -145,9 +144,6 @@ def _positional_figures(max_len: int, d_model: int, lang: str) -> tuple[dict, di
         return figures.positional_heatmap(pe), figures.position_similarity(pe)
 
 
-STACKS = tuple(spec.name for spec in ENCODER_DECODER)  # the family these pages draw (model/stacks.py)
-
-
 PANELS = ("residual", "attention", "norm", "position", "output", "gradients", "compare")
 LATER_PANELS = PANELS[1:]  # drawn when their tab is opened: a click redraws only what is on screen
 
@@ -162,13 +158,15 @@ def panel_figures(name: str, trace: dict, comparison: dict | None, config: Model
                   gradients: dict | None = None) -> list[dict]:
     """One tab's figures (gradients: the trace's expected-answer gradients, see gradients_for)."""
     if name == "residual":
-        return [*figures.share_axes([figures.residual_contributions(trace, stack) for stack in STACKS]),
-                *figures.share_axes([figures.stream_norms(trace, stack) for stack in STACKS])]
+        stacks = figures.stack_names(trace)
+        return [*figures.share_axes([figures.residual_contributions(trace, stack) for stack in stacks]),
+                *figures.share_axes([figures.stream_norms(trace, stack) for stack in stacks])]
     if name == "attention":
         return [figures.attention_distance_by_layer(trace)]
     if name == "norm":
         return [figures.norm_overview(trace),
-                figures.norm_gamma_beta(trace["encoder"][0]["sublayers"]["self_attn"]["norm"], t("fig.gamma_beta"))]
+                figures.norm_gamma_beta(trace[figures.stack_names(trace)[0]][0]["sublayers"]["self_attn"]["norm"],
+                                        t("fig.gamma_beta"))]
     if name == "position":
         return [figures.embedding_vs_position(trace, "src"),
                 *_positional_figures(config.max_len, config.d_model, figures.current_language())]

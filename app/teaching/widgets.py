@@ -8,7 +8,7 @@ from app import figures
 from app.lab.results import ResultSource
 from app.lab.sweeps import TARGET, VARIANTS, sweep_results
 from app.playground.registry import model_info
-from app.playground.state import PlaygroundState, state_of
+from app.playground.state import PlaygroundState, state_of, switch_text
 from app.playground.traces import full_trace_for
 from app.teaching.claims import measure
 from app.teaching.claims.common import load_sweep, steps_text
@@ -62,9 +62,9 @@ def run_widget(widget: Widget, settings, results: ResultSource, t: Translator) -
             intact = _traced(_state(widget, settings), t, widget.figure)
             ablated = _traced(_state(widget, settings, ablated=True), t, widget.figure)
             figures.share_axes(intact["figures"] + ablated["figures"])  # one scale for both sides
-            shown = ablated["state"].params()  # the ablation as the playground's link writes it (residual=off)
+            switches = ablated["state"].switches  # the ablation shown as the playground's link writes it
             return {"kind": "compare", "intact": intact, "ablated": ablated,
-                    "ablate": {name: shown[name] for name in widget.ablate}}
+                    "ablate": {name: switch_text(getattr(switches, name)) for name in widget.ablate}}
         if widget.kind == "trace":
             return {"kind": "trace", **_traced(_state(widget, settings), t, widget.figure)}
         if widget.kind == "sweep":
