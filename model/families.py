@@ -81,7 +81,7 @@ class OneSequence:
 
     tokens: torch.Tensor  # (B, L): src, BOS, tgt, right-padded with PAD (without the last EOS: nothing follows it)
     targets: torch.Tensor  # (B, L): tokens shifted left; IGNORE on the prompt and on padding
-    prompt_lengths: list[int]  # real source tokens + the BOS separator, per row
+    prompt_lengths: list[int]  # real source tokens + the BOS separator, per row (0 when every position answers)
 
 
 def one_sequence(batch: Batch) -> OneSequence:
@@ -98,6 +98,22 @@ def one_sequence(batch: Batch) -> OneSequence:
     width = max(len(r) for r in rows)
     return OneSequence(torch.tensor([r + [PAD] * (width - len(r)) for r in rows]),
                        torch.tensor([t + [IGNORE] * (width - len(t)) for t in targets]), prompts)
+
+
+def per_position(batch: Batch) -> OneSequence:
+    """A task's batch for BERT, where each answer token belongs to one input position (copy, reverse, sort: the
+    answer is as long as the input): the model reads the input and predicts, at every position, the answer's token
+    there. IGNORE on padding. ValueError for a batch whose answers are not as long as their inputs."""
+    tokens, targets = [], []
+    for src, tgt_out in zip(batch.src.tolist(), batch.tgt_out.tolist(), strict=True):
+        prompt = [t for t in src if t != PAD]
+        answer = [t for t in tgt_out if t not in (PAD, EOS)]
+        if len(answer) != len(prompt):
+            raise ValueError(f"an answer of {len(answer)} tokens to an input of {len(prompt)} has no token per "
+                             "position; pose this task to BERT by masking instead")
+        tokens.append(src)
+        targets.append(answer + [IGNORE] * (len(src) - len(answer)))
+    return OneSequence(torch.tensor(tokens), torch.tensor(targets), [0] * len(tokens))
 
 
 @torch.no_grad()

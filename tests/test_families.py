@@ -171,3 +171,22 @@ def test_what_a_gpt_generates_one_pass_over_it_reproduces_only_with_the_causal_m
         one_pass = model(full)[0, p - 1:-1]
     assert torch.equal(steps.argmax(-1), generated[0])  # each new token is the argmax of its own step
     assert torch.allclose(one_pass, steps, atol=1e-5) == causal_mask
+
+
+def test_bert_answers_at_every_position_where_the_task_has_a_token_per_position():
+    import random
+
+    from model.families import IGNORE, per_position
+    from model.tasks import PAD, get_task
+
+    for name in ("copy", "reverse", "sort"):
+        batch = get_task(name).batch(random.Random(1), 5)
+        posed = per_position(batch)
+        assert torch.equal(posed.tokens, batch.src)
+        for row, (src, tgt) in enumerate(zip(batch.src_texts, batch.tgt_texts, strict=True)):
+            task = get_task(name)
+            n = len(task.src_tokenizer.encode(src))
+            assert posed.targets[row, :n].tolist() == task.tgt_tokenizer.encode(tgt)
+            assert set(posed.targets[row, n:].tolist()) <= {IGNORE} and set(posed.tokens[row, n:].tolist()) <= {PAD}
+    with pytest.raises(ValueError, match="no token per position"):
+        per_position(get_task("en_numbers").batch(random.Random(0), 4))
