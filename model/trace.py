@@ -22,7 +22,6 @@ import torch
 
 from model.config import Switches
 from model.norms import norm_kind
-from model.stacks import STACKS
 from model.tasks import BOS, EOS, PAD, Task
 from model.transformer import EncoderOutput, Seq2Seq
 
@@ -133,7 +132,7 @@ def _sublayer_summary(cache, model: Seq2Seq, stack: str, layer: int, kind: str, 
 
 
 def _stack_summary(cache, model: Seq2Seq, stack: str, switches: Switches) -> list[dict]:
-    spec = STACKS[stack]
+    spec = model.stack_spec(stack)
     layers = []
     for i in range(model.config.n_layers(stack)):
         layers.append({
@@ -255,7 +254,7 @@ def build_steps(model: Seq2Seq, n_positions: int, switches: Switches) -> list[di
         steps.append({"index": len(steps), "position": None, "layer": None, "sublayer": None, **step})
 
     def layer_steps(stack: str, layer: int, position: int | None) -> None:
-        for kind in STACKS[stack].sublayers:
+        for kind in model.stack_spec(stack).sublayers:
             add(stack=stack, layer=layer, sublayer=kind, op="sublayer", position=position)
             add(stack=stack, layer=layer, sublayer=kind, op="add_norm", position=position)
 

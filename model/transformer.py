@@ -64,6 +64,10 @@ class SwitchedModel(HookedModule):
         check_switches_fit(self.switches, config)
         self._other_skips: dict[tuple[str, str], Residual] = {}  # schemes switched to at inference, per stack
 
+    def stack_spec(self, name: str) -> StackSpec:
+        """The spec of one of this model's stacks (a GPT's decoder is not the 2017 decoder)."""
+        return next(spec for spec in self.stacks if spec.name == name)
+
     def _switches(self, switches: Switches | None) -> Switches:
         if switches is None:
             return self.switches
