@@ -84,7 +84,8 @@ def test_a_whole_sweep_can_be_stopped_and_stays_stopped_after_a_restart(tmp_path
             time.sleep(0.2)
         runs = client.get("/api/runs").json()
         assert 1 <= len(runs) < 4  # the sweep had started some of its runs, not all
-        assert all(r["status"] == "cancelled" and r["error"] == "the sweep was stopped" for r in runs)
+        assert all(r["status"] == "cancelled" and r["error"] == "the sweep was stopped" for r in runs), \
+            [(r["status"], r["error"]) for r in runs]
     with TestClient(create_app(settings)) as client:  # a restart does not resume it
         time.sleep(1)
         assert len(client.get("/api/runs").json()) == len(runs)

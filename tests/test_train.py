@@ -125,4 +125,4 @@ def test_cli_trains_and_saves(tmp_path, capsys):
 
 def test_cli_refuses_bad_switches(capsys):
     assert cli_main(["--residual-off", "encoder.0.nothing"]) == 2
-    assert "residual_off" in capsys.readouterr().err
+    assert "argument --residual-off: 'encoder.0.nothing' is not a sublayer" in capsys.readouterr().err

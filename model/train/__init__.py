@@ -23,10 +23,12 @@ import torch.nn.functional as F
 from model.checkpoint import save_checkpoint
 from model.config import ConfigError, ModelConfig, Switches, TrainConfig
 from model.evaluate import evaluate_seeds
+from model.families import IGNORE, build_model
 from model.layers import initialize
+from model.posing import posing_for
 from model.seeds import FlatParameters, seed_state, stack_models
-from model.tasks import PAD, Task, collate, get_task
-from model.transformer import Seq2Seq
+from model.tasks import Task, collate, get_task
+from model.transformer import SwitchedModel
 
 
 @dataclass
@@ -65,8 +67,11 @@ class SeedResult:
 
 
 def model_config_for(task: Task, **sizes) -> ModelConfig:
-    """Sizes for a task: vocabularies from its tokenizers, positions for its longest sequences."""
-    max_len = max(task.max_src_tokens, task.max_tgt_tokens + 1) + 1
+    """Sizes for a task: vocabularies from its tokenizers, positions for its longest sequences as the family
+    (`arch`, default the encoder-decoder) poses them. ConfigError if the family cannot be posed the task."""
+    posing = posing_for(sizes.get("arch", ModelConfig.arch))
+    posing.check_task(task)
+    max_len = posing.max_len(task)
     return ModelConfig(
         src_vocab_size=task.src_tokenizer.size,
         tgt_vocab_size=task.tgt_tokenizer.size,
@@ -75,10 +80,10 @@ def model_config_for(task: Task, **sizes) -> ModelConfig:
     )
 
 
-def new_model(model_config: ModelConfig, switches: Switches, seed: int, init: str = "default") -> Seq2Seq:
+def new_model(model_config: ModelConfig, switches: Switches, seed: int, init: str = "default") -> SwitchedModel:
     """The model a run with this seed starts from: the same weights on every machine."""
     torch.manual_seed(seed)
-    model = Seq2Seq(model_config, switches)
+    model = build_model(model_config, switches)
     initialize(model, init)
     return model
 
@@ -87,7 +92,7 @@ class _LayerProbe:
     """Hooks on every layer input (hook_resid_pre). Per seed: mean and std over real tokens, and after
     backward the gradient norm; kept as tensors so that a step moves its numbers to Python once."""
 
-    def __init__(self, model: Seq2Seq):
+    def __init__(self, model: SwitchedModel):
         self.stacks = {spec.name: model.config.n_layers(spec.name) for spec in model.stacks}
         self.names = [f"{stack}.{i}.hook_resid_pre" for stack, n in self.stacks.items() for i in range(n)]
         self.hooks = [(self.names, self.hook)]
@@ -136,6 +141,8 @@ class MultiSeedRun:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds", f"{self.seeds} must be one or more different seeds")
         self.task = get_task(train_config.task)
+        self.posing = posing_for(model_config.arch)
+        self.posing.check_task(self.task)
         # One seed trains the plain model; several, one model whose weights carry the seed dimension.
         self.model = stack_models([new_model(model_config, switches, s, train_config.init) for s in self.seeds])
         self.params = FlatParameters(self.model)
@@ -162,12 +169,12 @@ class MultiSeedRun:
         warmup = self.train_config.warmup_steps
         return self.train_config.lr * min(1.0, step / warmup) if warmup else self.train_config.lr
 
-    def model_of(self, seed: int) -> Seq2Seq:
+    def model_of(self, seed: int) -> SwitchedModel:
         """Seed's plain model: its final one once it stopped, else a snapshot of it now."""
         state = self._final_states.get(seed)
         if state is None:
             state = seed_state(self.model, self.active.index(seed))
-        model = Seq2Seq(self.model_config, self.switches)
+        model = build_model(self.model_config, self.switches)
         model.load_state_dict(state)
         return model
 
@@ -193,15 +200,15 @@ class MultiSeedRun:
 
     def _step(self, step: int, started: float) -> list[StepMetrics]:
         K = len(self.active)
-        batch = self._batch()
-        real = batch.tgt_out != PAD
-        self._probe.start(K, {"encoder": batch.src != PAD, "decoder": batch.tgt_in != PAD})
+        posed = self.posing.pose(self._batch())
+        real = posed.targets != IGNORE
+        self._probe.start(K, posed.keep)
         lr = self.lr_at(step)
         self.optimizer.param_groups[0]["lr"] = lr
         self.model.train()
         with self.model.hooks(self._probe.hooks):
-            logits = self.model(batch.src, batch.tgt_in)
-            per_token = F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD,
+            logits = self.model(*posed.inputs)
+            per_token = F.cross_entropy(logits.flatten(0, 1), posed.targets.flatten(), ignore_index=IGNORE,
                                         reduction="none").view(K, -1)
             n_real = real.view(K, -1).sum(1)
             loss = per_token.sum(1) / n_real  # (K,) each seed's mean over its real tokens
@@ -213,7 +220,7 @@ class MultiSeedRun:
         diverged = ~torch.isfinite(loss)
         self._optimizer_step(diverged)
         with torch.no_grad():
-            hits = ((logits.argmax(-1) == batch.tgt_out) & real).view(K, -1).sum(1)
+            hits = ((logits.argmax(-1) == posed.targets) & real).view(K, -1).sum(1)
             table = torch.stack([loss.detach(), hits / n_real, grad_norm, diverged.float(), *self._probe.rows()])
         values = table.tolist()  # the one move to Python this step
         elapsed = time.perf_counter() - started
@@ -297,7 +304,7 @@ class TrainingRun:
         return self.engine.cancelled
 
     @property
-    def model(self) -> Seq2Seq:
+    def model(self) -> SwitchedModel:
         return self.engine.model_of(self.train_config.seed)
 
     def save(self, path: str) -> None:

@@ -1,6 +1,7 @@
 """Command line for model.train: every switch is a flag; several seeds train together.
 
     python -m model.train --task reverse --layers 2 --seeds 0-4 --steps 600 --stop-at 0.99 --json
+    python -m model.train --arch decoder_only --task reverse --layers 2 --seeds 0-2
 
 With one seed it shows a progress bar and a summary; with --json it prints one JSON line per seed
 (seed, steps, reached_at, heldout_exact, heldout_token, wall_s) and a last line {"summary": …}.
@@ -69,7 +70,7 @@ def parse_seeds(text: str) -> list[int]:
 # Flags come from the schema in model/config.py: one per field, named --field-name unless FLAG_OF says otherwise.
 SWITCH_FLAGS = [f.name for f in fields(Switches)]
 TRAIN_FLAGS = ["steps", "batch_size", "lr", "warmup_steps", "grad_clip", "init", "eval_every", "eval_size", "stop_at"]
-SIZE_FLAGS = ["d_model", "n_heads", "d_ff"]
+SIZE_FLAGS = ["arch", "d_model", "n_heads", "d_ff"]
 
 
 def _add_setting(p: argparse.ArgumentParser, cls: type, name: str, **overrides) -> None:
@@ -91,7 +92,8 @@ def _add_setting(p: argparse.ArgumentParser, cls: type, name: str, **overrides) 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m model.train", description="Train a small switchable Transformer on one or more seeds.")
     _add_setting(p, TrainConfig, "task", choices=sorted(TASKS))
-    p.add_argument("--layers", type=int, default=2, help="encoder and decoder layers (each)")
+    p.add_argument("--layers", type=int, default=2, help="layers of each stack (a GPT has a decoder only, a BERT an "
+                                                          "encoder only)")
     p.add_argument("--encoder-layers", dest="n_encoder_layers", type=int, help="overrides --layers for the encoder")
     p.add_argument("--decoder-layers", dest="n_decoder_layers", type=int, help="overrides --layers for the decoder")
     for name in SIZE_FLAGS:
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ConfigError as error:
-        print(f"error: argument {_flag(error.field)}: {error}", file=sys.stderr)
+        print(f"error: argument {_flag(error.field)}: {error.message}", file=sys.stderr)
         return 2
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     if not args.json:
-        print(f"task {args.task}, {run.model_of(run.seeds[0]).parameter_count():,} parameters per seed, "
+        print(f"{args.arch}, task {args.task}, {run.model_of(run.seeds[0]).parameter_count():,} parameters per seed, "
               f"seeds {','.join(map(str, run.seeds))}, switches {run.switches.to_json()}")
     started = time.perf_counter()
     for metrics in run:
