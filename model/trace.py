@@ -276,6 +276,10 @@ def build_steps(model: Seq2Seq, n_positions: int, switches: Switches) -> list[di
 def trace(model: Seq2Seq, task: Task, src_text: str, switches: Switches | None = None,
           expected: str | None = None, with_gradients: bool = True) -> dict:
     """Raises UnknownTokenError (from the tokenizer) or ValueError for input the model cannot take."""
+    if not isinstance(model, Seq2Seq):  # a GPT or a BERT; that module builds on this one's summaries
+        from model.one_stack_trace import trace_one_stack
+
+        return trace_one_stack(model, task, src_text, switches, expected, with_gradients)
     switches = switches or model.switches
     _eval_mode(model)
     src_ids = task.src_tokenizer.encode(src_text)
@@ -357,6 +361,10 @@ def expected_gradients(model: Seq2Seq, task: Task, src_text: str, switches: Swit
                        expected: str | None = None) -> dict | None:
     """The `gradients` of trace() alone (None when the input has no expected answer): a backward pass costs
     a fifth of a trace, so a page computes it only when it shows it."""
+    if not isinstance(model, Seq2Seq):
+        from model.one_stack_trace import one_stack_expected_gradients
+
+        return one_stack_expected_gradients(model, task, src_text, switches or model.switches, expected)
     _eval_mode(model)
     expected_ids = _expected_ids(task, src_text, expected)
     if expected_ids is None:
