@@ -47,8 +47,17 @@ def choices(name: str) -> tuple[str, ...]:
     return choices_of(Switches, name)
 
 
-def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
-    """One control per switch: kind (toggle / select), value, choices, whether it differs from training."""
+# Switches that mean nothing in a family, and why (a label key): the page keeps them, says so and greys them out.
+NOT_IN_FAMILY = {
+    "decoder_only": {"residual_cross_attn": "pg.na.no_cross_attn", "memory": "pg.na.no_cross_attn"},
+    "encoder_only": {"residual_cross_attn": "pg.na.no_cross_attn", "memory": "pg.na.no_cross_attn",
+                     "causal_mask": "pg.na.bidirectional"},
+}
+
+
+def switch_controls(switches: Switches, trained: Switches, arch: str = "encoder_decoder") -> list[dict]:
+    """One control per switch: kind (toggle / select), value, choices, whether it differs from training, and
+    (`not_applicable`, a label key) why it does nothing in this model's family."""
     controls = []
     for name, value in switches.values().items():
         if name == "residual_off" or (not isinstance(value, bool) and len(choices(name)) < 2):
@@ -56,7 +65,8 @@ def switch_controls(switches: Switches, trained: Switches) -> list[dict]:
         trained_value = getattr(trained, name)
         # The per-sublayer residual switches do nothing while the master switch is off.
         overridden = name.startswith("residual_") and not switches.residual
-        entry = {"name": name, "changed": value != trained_value, "overridden": overridden}
+        entry = {"name": name, "changed": value != trained_value, "overridden": overridden,
+                 "not_applicable": NOT_IN_FAMILY.get(arch, {}).get(name)}
         if isinstance(value, bool):
             entry.update(kind="toggle", value="on" if value else "off", choices=("on", "off"),
                          trained="on" if trained_value else "off")

@@ -93,8 +93,9 @@ def _logit_lens(cache, model: OneStack, task: Task, switches: Switches, rows: sl
 
 
 def one_stack_steps(model: OneStack, answer_rows: range, switches: Switches) -> list[dict]:
-    """The forward pass as the step-through walks it: a GPT position by position while it writes the answer, a
-    BERT once through its layers."""
+    """The forward pass as the step-through walks it: a GPT token by token while it writes the answer (a step's
+    `position` counts the answer's tokens, as the 2017 decoder's does; answer token j is written at row
+    answer_rows.start + j), a BERT once through its layers."""
     spec = model.spec
     steps: list[dict] = []
 
@@ -111,7 +112,7 @@ def one_stack_steps(model: OneStack, answer_rows: range, switches: Switches) -> 
                 add(layer=layer, sublayer=kind, op="add_norm", position=position)
         add(op="output", position=position)
 
-    for position in (answer_rows if spec.causal else [None]):
+    for position in (range(len(answer_rows)) if spec.causal else [None]):
         one_pass(position)
     return steps
 

@@ -387,11 +387,34 @@ def _decoder_input(task: Task, model: Seq2Seq, src: torch.Tensor, intact_output:
     return torch.tensor([[BOS] + generated[:-1]])
 
 
+def _shared_inputs(task: Task, model, src_text: str, intact_output: list[str] | None) -> tuple[tuple, list[str]]:
+    """What every comparison feeds the model, and the tokens of the rows it compares: the source and the decoder
+    input above; for a GPT, prompt, separator and the intact model's answer (but its last token); for a BERT, the
+    input."""
+    src_ids = task.src_tokenizer.encode(src_text)
+    src = torch.tensor([src_ids])
+    if isinstance(model, Seq2Seq):
+        tgt_in = _decoder_input(task, model, src, intact_output)
+        return (src, tgt_in), ["<bos>"] + [task.tgt_tokenizer.token(i) for i in tgt_in[0, 1:].tolist()]
+    if not model.spec.causal:
+        return (src,), task.src_tokenizer.split(src_text)
+    prompt = src_ids + [BOS]
+    if intact_output is not None:
+        answer = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]
+    else:
+        from model.families import greedy_continue
+
+        max_new = min(task.max_tgt_tokens + 1, model.config.max_len - len(prompt))
+        answer = greedy_continue(model, torch.tensor([prompt]), max_new, model.switches)[0].tolist()
+    tokens = prompt + answer[:-1]
+    return (torch.tensor([tokens]),), [task.src_tokenizer.vocab[i] for i in tokens]
+
+
 @torch.no_grad()
-def _streams(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, switches: Switches) -> dict[str, torch.Tensor]:
+def _streams(model, inputs: tuple, switches: Switches) -> dict[str, torch.Tensor]:
     names = [f"{stack}.{i}.hook_resid_post" for stack in _stack_names(model)
              for i in range(model.config.n_layers(stack))]
-    _, cache = model.run_with_cache(src, tgt_in, switches, names_filter=names)
+    _, cache = model.run_with_cache(*inputs, switches, names_filter=names)
     return {name: value[0] for name, value in cache.items()}  # (T, D) each
 
 
@@ -400,8 +423,7 @@ def layer_streams(model: Seq2Seq, task: Task, src_text: str, switches: Switches,
     """Every layer's output stream (`<stack>.<i>.hook_resid_post`, (T, D)) with these switches, on the intact
     model's greedy output as decoder input (`intact_output` saves decoding it again)."""
     _eval_mode(model)
-    src = torch.tensor([task.src_tokenizer.encode(src_text)])
-    return _streams(model, src, _decoder_input(task, model, src, intact_output), switches)
+    return _streams(model, _shared_inputs(task, model, src_text, intact_output)[0], switches)
 
 
 @torch.no_grad()
@@ -413,12 +435,11 @@ def compare_streams(model: Seq2Seq, task: Task, src_text: str, ablated: Switches
     layer's output stream. `intact_output` (the intact trace's output tokens) saves decoding again, and
     `intact` (layer_streams with the trained switches) the intact pass, which every ablation shares."""
     _eval_mode(model)
-    src = torch.tensor([task.src_tokenizer.encode(src_text)])
-    tgt_in = _decoder_input(task, model, src, intact_output)
+    inputs, rows = _shared_inputs(task, model, src_text, intact_output)
     if intact is None:
-        intact = _streams(model, src, tgt_in, model.switches)
-    changed = _streams(model, src, tgt_in, ablated)
-    result: dict = {"decoder_input": ["<bos>"] + [task.tgt_tokenizer.token(i) for i in tgt_in[0, 1:].tolist()]}
+        intact = _streams(model, inputs, model.switches)
+    changed = _streams(model, inputs, ablated)
+    result: dict = {"decoder_input": rows}
     for stack in _stack_names(model):
         result[stack] = []
         for i in range(model.config.n_layers(stack)):

@@ -35,8 +35,8 @@ ALLOWED_IDENTIFIERS = re.compile(r"""(?x)
   | memory=(final|same_depth) | norm=batch | rotation_for_offset | d_model | float32 | (Post|Pre)-LN
   | python | app\.lab\.precompute | app\.teaching\.verdicts
 """)
-ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "Glorot", "GPT", "Transformer", "RoPE", "Santurkar",
-                 "Xiong", "Wilson", "logits", "Sublayer", "sin", "cos", "max", "pos",
+ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "Glorot", "GPT", "BERT", "Transformer", "RoPE",
+                 "Santurkar", "Xiong", "Wilson", "logits", "Sublayer", "sin", "cos", "max", "pos",
                  "addnorm", "PyTorch", "API", "English"}  # every page: app name, API link, language switch
 # Whole pages also hold terms Chinese technical writing keeps in English, cited authors, the study note's
 # own English glosses (quoted), and the English-number task's inputs ("three hundred twelve").

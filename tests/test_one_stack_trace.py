@@ -60,7 +60,7 @@ def test_a_gpt_step_through_walks_the_positions_that_write_the_answer():
     result = trace(model("decoder_only"), TASK, INPUT)
     start, stop = result["answer_rows"]
     outputs = [s for s in result["steps"] if s["op"] == "output"]
-    assert [s["position"] for s in outputs] == list(range(start, stop))
+    assert [s["position"] for s in outputs] == list(range(stop - start))  # the answer's tokens, counted from 0
     assert {s["stack"] for s in result["steps"]} == {"decoder"}
     assert [s["index"] for s in result["steps"]] == list(range(len(result["steps"])))
 

@@ -69,7 +69,9 @@ def test_a_variant_changes_exactly_what_it_names():
 
 def test_a_whole_sweep_can_be_stopped_and_stays_stopped_after_a_restart(tmp_path):
     settings = Settings(data_dir=tmp_path)
-    form = {**FORM, "steps": "5000", "seeds": "1", "depths": ["1", "2"], "variants": ["pre_ln", "no_residual"]}
+    # reverse, not copy: a first run that reached its target before the stop came would end done, not cancelled
+    form = {**FORM, "task": "reverse", "steps": "5000", "seeds": "1", "depths": ["1", "2"],
+            "variants": ["pre_ln", "no_residual"]}
     with TestClient(create_app(settings)) as client:
         url = client.post("/train/sweeps", data=form, follow_redirects=False).headers["location"]
         deadline = time.time() + 60

@@ -161,7 +161,8 @@ def test_each_browser_gets_a_learner_id_once(client):
 
 
 def test_a_stopped_run_says_why_in_the_pages_language(client):
-    run_id, _ = start(client, steps="5000")
+    # reverse, not copy: a run that reached its target before the stop came would end done, not cancelled
+    run_id, _ = start(client, task="reverse", steps="5000")
     deadline = time.time() + 30
     while client.get(f"/api/runs/{run_id}/metrics").json()["run"]["status"] != "running":
         assert time.time() < deadline

@@ -45,6 +45,7 @@ from app.figures._base import (  # noqa: F401
     keys_of,
     language,
     log_tick_values,
+    sequence_of,
     share_axes,
     stack_names,
     tokens_of,

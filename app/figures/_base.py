@@ -34,7 +34,8 @@ MISMATCH_PATTERN = "x"
 FONT = "system-ui, sans-serif"
 HEADS_PER_ROW = 2  # two heads to a row keep token labels readable, on a phone too
 SUBLAYER_COMPONENT = {"self_attn": "attention", "cross_attn": "cross_attention", "ffn": "ffn"}
-TOKENS_OF = {"src": "src_tokens", "tgt": "tgt_tokens"}  # an embedding's side -> its tokens in a trace
+# an embedding's side (the sequence a stack embeds, model/stacks.py) -> its tokens in a trace; "seq" is a GPT's one
+TOKENS_OF = {"src": "src_tokens", "tgt": "tgt_tokens", "seq": "seq_tokens"}
 
 
 def stack_names(trace: dict) -> list[str]:
@@ -49,6 +50,11 @@ def _stack(trace: dict, name: str) -> dict:
 def tokens_of(trace: dict, stack: str) -> list[str]:
     """The tokens a stack's positions hold."""
     return trace[_stack(trace, stack)["tokens"]]
+
+
+def sequence_of(trace: dict, stack: str) -> str:
+    """The sequence a stack embeds ("src", "tgt" or "seq"): the side of trace["embedding"] that is its."""
+    return _stack(trace, stack)["tokens"].removesuffix("_tokens")
 
 
 def keys_of(trace: dict, stack: str, kind: str) -> list[str]:

@@ -19,12 +19,14 @@ from app.figures._base import (
 
 
 def stream_comparison(comparison: dict) -> Figure:
-    """From model.trace.compare_streams: per layer (encoder, then decoder, in forward order), how far the
-    ablated stream is from the intact one — mean ‖Δx‖ / ‖x intact‖ (bars) and mean cos(x ablated, x intact)."""
-    n_enc = len(comparison["encoder"])
-    rows = comparison["encoder"] + comparison["decoder"]
+    """From model.trace.compare_streams: per layer (encoder, then decoder, in forward order; a GPT's or a BERT's
+    one stack), how far the ablated stream is from the intact one — mean ‖Δx‖ / ‖x intact‖ (bars) and mean
+    cos(x ablated, x intact)."""
+    encoder, decoder = comparison.get("encoder", []), comparison.get("decoder", [])  # a GPT or a BERT has one
+    n_enc = len(encoder)
+    rows = encoder + decoder
     labels = ([LABELS["enc_n"].format(n=i + 1) for i in range(n_enc)]
-              + [LABELS["dec_n"].format(n=i + 1) for i in range(len(comparison["decoder"]))])
+              + [LABELS["dec_n"].format(n=i + 1) for i in range(len(decoder))])
     xs = list(range(len(rows)))
     data = [
         _bar(xs, [r["relative"] for r in rows], LABELS["relative"], COMPONENT_COLOURS["residual"],

@@ -25,6 +25,7 @@ from app.web.i18n import Translator
 from app.web.templating import templates
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
+from model.stacks import FAMILIES
 
 
 def _add_norm_case(step: dict, switches: Switches) -> tuple[bool, str | None]:
@@ -56,9 +57,12 @@ def step_title(step: dict, t, switches: Switches | None = None) -> str:
     return " · ".join(part for part in (position, where, what) if part)
 
 
-def step_explain(step: dict, t, switches: Switches) -> str:
-    """What happens at this step, said for the switches in force (a residual connection that is off adds nothing)."""
+def step_explain(step: dict, t, switches: Switches, arch: str = "encoder_decoder") -> str:
+    """What happens at this step, said for the switches in force (a residual connection that is off adds nothing)
+    and for the model's family (a GPT's or a BERT's output is not fed to a decoder)."""
     op, sub = step["op"], step["sublayer"]
+    if op == "output" and arch != "encoder_decoder":
+        return t(f"explain.output.{arch}")
     if op == "pos" and switches.pos_encoding == "none":
         return t("explain.pos_off")
     if op == "final_norm" and switches.norm == "none":
@@ -94,14 +98,14 @@ def step_figures(trace: dict, step: dict, t) -> list[dict]:
     op, stack, layer, position = step["op"], step["stack"], step["layer"], step["position"]
     src = trace["src_tokens"]
     if op in ("embed", "pos"):
-        return [figures.embedding_vs_position(trace, "src" if stack == "encoder" else "tgt")]
+        return [figures.embedding_vs_position(trace, figures.sequence_of(trace, stack))]
     if op == "final_norm":
         return [figures.norm_statistics(trace["encoder_final_norm"], src, t("fig.final_norm"))]
     if op == "output":
         return [figures.output_probabilities(trace), figures.logit_lens(trace)]
     sub = trace[stack][layer]["sublayers"][step["sublayer"]]
     query_tokens = figures.tokens_of(trace, stack)
-    rows = len(query_tokens) if position is None else position + 1
+    rows = _rows_seen(trace, query_tokens, position)
     if op == "sublayer" and "pattern" in sub:
         keys = figures.keys_of(trace, stack, step["sublayer"])
         pattern = [head[:rows] for head in sub["pattern"]]
@@ -123,11 +127,19 @@ def step_heads(trace: dict, step: dict, t) -> list[dict]:
     pattern = trace[stack][layer]["sublayers"][step["sublayer"]]["pattern"]
     queries = figures.tokens_of(trace, stack)
     keys = figures.keys_of(trace, stack, step["sublayer"])
-    rows = len(queries) if position is None else position + 1
+    rows = _rows_seen(trace, queries, position)
     query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
     return [figures.attention_heatmap(head[:rows], queries[:rows], keys, t("fig.head", n=h + 1),
                                       query_axis=query_axis, key_axis=key_axis)
             for h, head in enumerate(pattern)]
+
+
+def _rows_seen(trace: dict, tokens: list[str], position: int | None) -> int:
+    """The rows computed so far when output token `position` is written (all of them at a step of no position). A
+    GPT writes its first answer token at the row after its prompt (trace["answer_rows"])."""
+    if position is None:
+        return len(tokens)
+    return trace.get("answer_rows", [0])[0] + position + 1
 
 
 def _rows(norm: dict, rows: int) -> dict:
@@ -168,7 +180,7 @@ def panel_figures(name: str, trace: dict, comparison: dict | None, config: Model
                 figures.norm_gamma_beta(trace[figures.stack_names(trace)[0]][0]["sublayers"]["self_attn"]["norm"],
                                         t("fig.gamma_beta"))]
     if name == "position":
-        return [figures.embedding_vs_position(trace, "src"),
+        return [figures.embedding_vs_position(trace, figures.sequence_of(trace, figures.stack_names(trace)[0])),
                 *_positional_figures(config.max_len, config.d_model, figures.current_language())]
     if name == "output":
         return [figures.output_probabilities(trace), figures.logit_lens(trace)]
@@ -192,8 +204,11 @@ def train_query(state: PlaygroundState, task: str) -> str:
 
 
 def residual_off_example(config: ModelConfig) -> str:
-    """Sublayer names as residual_off takes them (layers count from 0), for this model's depth."""
-    return f"encoder.{config.n_encoder_layers - 1}.ffn, decoder.0.cross_attn"
+    """Sublayer names as residual_off takes them (layers count from 0), for this model's stacks and depth."""
+    if config.arch == "encoder_decoder":
+        return f"encoder.{config.n_encoder_layers - 1}.ffn, decoder.0.cross_attn"
+    stack = FAMILIES[config.arch][0].name
+    return f"{stack}.{config.n_layers(stack) - 1}.ffn, {stack}.0.self_attn"
 
 
 def _step_figures(trace: dict, step: dict, t) -> dict:
@@ -240,7 +255,7 @@ def step_context(state: PlaygroundState, t, resolved: Resolved | None = None) ->
         "step_index": index,
         "step": step,
         "step_title": step_title(step, t, state.switches),
-        "step_explain": step_explain(step, t, state.switches),
+        "step_explain": step_explain(step, t, state.switches, r.config.arch),
         "step_api_name": step_api_name(step),
         **_step_figures(r.trace, step, t),
         "arch_svg": architecture_svg(r, steps, index, t.lang),
@@ -264,11 +279,12 @@ def playground_context(state: PlaygroundState, t) -> dict:
         ablated=r.ablated,
         intact=r.intact,
         differences=state.switches.differences(r.trained),
-        controls=switch_controls(state.switches, r.trained),
+        controls=switch_controls(state.switches, r.trained, r.config.arch),
         panels=_first_panel(r, t.lang),
         state_params=state.params(),
         train_query=train_query(state, entry.task),
         residual_off_example=residual_off_example(r.config),
+        first_stack=FAMILIES[r.config.arch][0].name,
         entry_dict=asdict(entry),
     )
     return context

@@ -37,6 +37,7 @@ class Recipe:
     lr: float = 1e-3
     stop_at: float = 0.995
     default: bool = False
+    arch: str = "encoder_decoder"
 
 
 RECIPES = [
@@ -48,12 +49,17 @@ RECIPES = [
     Recipe("reverse-pre-4x4", "Reverse digits · 4+4 layers · Pre-LN", "reverse", 4, Switches(norm_position="pre")),
     Recipe("en-numbers-2x2", "English number words → digits · 2+2 layers · Post-LN", "en_numbers", 2),
     Recipe("zh-numbers-2x2", "中文数字 → digits · 2+2 layers · Post-LN", "zh_numbers", 2),
+    Recipe("reverse-gpt-4", "Reverse digits · GPT (decoder only) · 4 layers · Pre-LN, as GPT-2", "reverse", 4,
+           Switches(norm_position="pre"), steps=3000, arch="decoder_only"),
+    Recipe("reverse-bert-2", "Reverse digits · BERT (encoder only) · 2 layers · Post-LN, as BERT", "reverse", 2,
+           arch="encoder_only"),
 ]
 
 
 def build(recipe: Recipe) -> ZooEntry:
     task = get_task(recipe.task)
-    model_config = model_config_for(task, n_encoder_layers=recipe.layers, n_decoder_layers=recipe.layers)
+    model_config = model_config_for(task, n_encoder_layers=recipe.layers, n_decoder_layers=recipe.layers,
+                                    arch=recipe.arch)
     train_config = TrainConfig(task=recipe.task, steps=recipe.steps, lr=recipe.lr,
                                warmup_steps=recipe.warmup_steps, seed=0, eval_every=50, stop_at=recipe.stop_at)
     run = TrainingRun(model_config, recipe.switches, train_config)

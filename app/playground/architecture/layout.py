@@ -22,7 +22,6 @@ from app.playground.architecture.measure import (
     PE_MARKER_W,
     SMALL_H,
     SMALL_TEXT_DY,
-    STACKS,
     TEXT_DY,
     WIDTH,
     Columns,
@@ -40,7 +39,8 @@ from app.playground.architecture.text import (
     sublayer_words,
     text,
 )
-from model.config import SUBLAYERS_OF, ModelConfig, Switches
+from model.config import ModelConfig, Switches
+from model.stacks import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,9 @@ class _Builder:
         self.sw = switches
         self.trained = trained
         self.sizes = measure(config, switches, trained)
+        self.family = FAMILIES[config.arch]
+        self.alone = len(self.family) == 1  # a GPT or a BERT: one column, no memory
+        self.output_stack = self.family[-1].name
         self.steps = steps
         self.current = steps[max(0, min(current_step, len(steps) - 1))] if steps else None
         cur = self.current
@@ -171,7 +174,7 @@ class _Builder:
     # ---- one stack ---------------------------------------------------------------------------------
     def _stack(self, stack: str) -> None:
         """Place the stack's slots from the ground line upwards, and the stream with its arrows through them."""
-        col = Columns(stack)
+        col = self._columns(stack)
         bottom = self.sizes.ground
         stream_start = stream_top = None  # the stream runs from the embedding row's top to the last slot's top
         for slot in self.sizes.slots[stack]:
@@ -189,6 +192,9 @@ class _Builder:
         self.streams.append({"id": f"{stack}.stream", "x": col.cx, "y1": stream_start, "y2": stream_top})
         self.anchors[f"{stack}.top"] = {"x": col.cx, "y": stream_top}
 
+    def _columns(self, stack: str) -> Columns:
+        return Columns(stack, alone=self.alone)
+
     def _place(self, slot: Slot, col: Columns, top: float, bottom: float) -> tuple[dict, dict]:
         """Place one slot between `top` and `bottom`; returns its lowest and its highest box on the stream."""
         if slot.part == "layer":
@@ -198,7 +204,7 @@ class _Builder:
         elif slot.part == "final_norm":
             box = self._final_norm(col, slot.stack, top)
         else:
-            box = self._output(col, top)
+            box = self._output(col, slot.stack, top)
         return box, box
 
     def _embedding_row(self, col: Columns, stack: str, y: float) -> dict:
@@ -234,7 +240,8 @@ class _Builder:
             "label": render_text(f"arch.{stack}_layer", {"n": i + 1}),
         })
         sublayer_h = stacked_height(sublayer_rows(self.pre).values())
-        spans = _rows_upwards(bottom - FRAME_BOTTOM, dict.fromkeys(SUBLAYERS_OF[stack], sublayer_h))
+        sublayers = next(spec.sublayers for spec in self.family if spec.name == stack)
+        spans = _rows_upwards(bottom - FRAME_BOTTOM, dict.fromkeys(sublayers, sublayer_h))
         groups = [self._sublayer_group(col, stack, i, kind, span["y"] + span["h"]) for kind, span in spans.items()]
         first, last = groups[0][0], groups[-1][-1]
         self.anchors[f"{slot.id}.out"] = {"x": last["x"] + last["w"], "y": last["y"] + last["h"] / 2}
@@ -335,7 +342,9 @@ class _Builder:
 
     def _final_norm(self, col: Columns, stack: str, y: float) -> dict:
         off = self.sw.norm == "none"
-        op = "final_norm" if stack == "encoder" else "output"  # the decoder's final norm has no step of its own
+        # the output stack's final norm has no step of its own: it is part of the output step
+        last = stack == self.output_stack
+        op = "output" if last else "final_norm"
         return self._box(
             f"{stack}.final_norm", Part(stack, "final_norm", op), Rect(col.box_x, y, col.box_w, BOX_H), "norm",
             "arch.final_norm_off" if off else "arch.final_norm",
@@ -343,15 +352,15 @@ class _Builder:
              else text("arch.tip.final_norm", norm=norm_name(self.sw.norm))],
             label_args={} if off else {"norm": norm_name(self.sw.norm)},
             look=Look(off=off, changed=self._differs("norm", "norm_position"), step=self._step(stack, op),
-                      current=stack == "encoder" and self._is_current(stack, "final_norm"),
-                      related=stack == "decoder" and self._is_current(stack, "output")),
+                      current=not last and self._is_current(stack, "final_norm"),
+                      related=last and self._is_current(stack, "output")),
         )
 
-    def _output(self, col: Columns, y: float) -> dict:
+    def _output(self, col: Columns, stack: str, y: float) -> dict:
         return self._box(
-            "decoder.output", Part("decoder", "output", "output"), Rect(col.box_x, y, col.box_w, BOX_H), "output",
-            "arch.output", [text("arch.decoder"), text("arch.tip.output", vocab=self.config.tgt_vocab_size)],
-            look=Look(step=self._step("decoder", "output"), current=self._is_current("decoder", "output")),
+            f"{stack}.output", Part(stack, "output", "output"), Rect(col.box_x, y, col.box_w, BOX_H), "output",
+            "arch.output", [text(f"arch.{stack}"), text("arch.tip.output", vocab=self.config.tgt_vocab_size)],
+            look=Look(step=self._step(stack, "output"), current=self._is_current(stack, "output")),
         )
 
     # ---- memory ------------------------------------------------------------------------------------
@@ -392,18 +401,23 @@ class _Builder:
 
     # ---- all ---------------------------------------------------------------------------------------
     def build(self) -> dict:
-        for stack in STACKS:
+        stacks = [spec.name for spec in self.family]
+        for stack in stacks:
             self._stack(stack)
-        self._memory()
-        for stack in STACKS:
+        if not self.alone:
+            self._memory()
+        for stack in stacks:
             if stack == "decoder" and self.current and self.current["stack"] == "decoder":
                 key, args = "arch.decoder_at", {"n": self.position + 1}
             else:
                 key, args = f"arch.{stack}", {}
-            self.labels.append({"id": f"{stack}.caption", "x": Columns(stack).cx,
+            self.labels.append({"id": f"{stack}.caption", "x": self._columns(stack).cx,
                                 "y": self.sizes.height - CAPTION_DESCENT, "anchor": "middle", "cls": "arch-caption",
                                 "label_key": key, "label_args": args, "label": render_text(key, args)})
-        title = [text("arch.title", n_enc=self.config.n_encoder_layers, n_dec=self.config.n_decoder_layers)]
+        if self.alone:
+            title = [text(f"arch.title_{self.config.arch}", n=self.config.n_layers(stacks[0]))]
+        else:
+            title = [text("arch.title", n_enc=self.config.n_encoder_layers, n_dec=self.config.n_decoder_layers)]
         return {
             "id": "arch",
             "width": WIDTH,

@@ -1,6 +1,7 @@
 """The diagram's sizes, all known before anything is placed.
 
-Horizontally everything is fixed: two columns (`Columns`) with the gap for the memory arrows between them.
+Horizontally everything is fixed: two columns (`Columns`) with the gap for the memory arrows between them, or, for
+a one-stack family (GPT, BERT), its one column in the middle.
 Vertically each stack is a column of slots, bottom to top: the embedding row, one frame per layer, the
 Pre-LN final norm, the decoder's output. A slot has a height and a gap below it; a layer frame's height
 follows from its sublayers under the norm position in force, and the gap below a frame widens when a
@@ -13,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from model.config import SUBLAYERS_OF, ModelConfig, Switches
-from model.stacks import ENCODER_DECODER
+from model.config import ModelConfig, Switches
+from model.stacks import ENCODER_DECODER, FAMILIES, StackSpec
 
-STACKS = tuple(spec.name for spec in ENCODER_DECODER)  # the family these pages draw (model/stacks.py)
+STACKS = tuple(spec.name for spec in ENCODER_DECODER)  # the 2017 family's stacks (model/stacks.py)
 
 # Geometry, in SVG user units (px at 1:1).
 WIDTH = 520
@@ -50,9 +51,15 @@ SMALL_TEXT_DY = 3.5  # ... and 10px text on a small row
 class Columns:
     """x positions of one stack's column."""
 
-    def __init__(self, stack: str):
+    def __init__(self, stack: str, alone: bool = False):
         self.stack = stack
-        if stack == "encoder":
+        if alone:  # a one-stack family: its column in the middle, its skip lane on its stack's side
+            self.frame_x = (WIDTH - COL_W) / 2
+            left = stack == "encoder"
+            self.box_x = self.frame_x + (LANE_W if left else PAD_IN)
+            self.lane_x = self.frame_x + (LANE_W / 2 if left else COL_W - LANE_W / 2)
+            self.side = -1 if left else 1
+        elif stack == "encoder":
             self.frame_x = MARGIN
             self.box_x = MARGIN + LANE_W
             self.lane_x = MARGIN + LANE_W / 2
@@ -85,10 +92,10 @@ def stacked_height(heights: Iterable[float]) -> float:
     return sum(heights) + GAP * (len(heights) - 1)
 
 
-def frame_height(stack: str, pre: bool) -> float:
+def frame_height(spec: StackSpec, pre: bool) -> float:
     """A layer frame: its sublayers GAP apart, with the frame's padding below and its legend above."""
     sublayer = stacked_height(sublayer_rows(pre).values())
-    return FRAME_BOTTOM + stacked_height([sublayer] * len(SUBLAYERS_OF[stack])) + FRAME_TOP
+    return FRAME_BOTTOM + stacked_height([sublayer] * len(spec.sublayers)) + FRAME_TOP
 
 
 @dataclass(frozen=True)
@@ -108,17 +115,18 @@ class Slot:
         return f"{self.stack}.{self.part if self.layer is None else self.layer}"
 
 
-def stack_slots(stack: str, n_layers: int, pre: bool, pe_markers: bool) -> list[Slot]:
-    """The slots of one stack, bottom to top."""
+def stack_slots(spec: StackSpec, n_layers: int, pre: bool, pe_markers: bool, last: bool) -> list[Slot]:
+    """The slots of one stack, bottom to top; the family's last stack ends in the output."""
+    stack = spec.name
     slots = [Slot(stack, "embed", BOX_H)]
-    frame = frame_height(stack, pre)
+    frame = frame_height(spec, pre)
     for i in range(n_layers):
         marker = i > 0 and pe_markers  # the first layer's positions come from the embedding row
         gap = SECTION_GAP if i == 0 else PE_LAYER_GAP if marker else LAYER_GAP
         slots.append(Slot(stack, "layer", frame, gap, layer=i, pe_marker_below=marker))
     if pre:
         slots.append(Slot(stack, "final_norm", BOX_H, SECTION_GAP))
-    if stack == "decoder":
+    if last:
         slots.append(Slot(stack, "output", BOX_H, SECTION_GAP))
     return slots
 
@@ -135,8 +143,12 @@ def measure(config: ModelConfig, switches: Switches, trained: Switches) -> Sizes
     pre = switches.norm_position == "pre"
     # markers trained with but now switched off stay visible, marked off
     pe_markers = switches.pos_every_layer or trained.pos_every_layer
-    slots = {stack: stack_slots(stack, config.n_layers(stack), pre, pe_markers) for stack in STACKS}
+    family = FAMILIES[config.arch]
+    slots = {spec.name: stack_slots(spec, config.n_layers(spec.name), pre, pe_markers, last=spec == family[-1])
+             for spec in family}
     tall = {stack: sum(s.gap_below + s.height for s in column) for stack, column in slots.items()}
+    # the memory's stack (the encoder of an encoder-decoder) needs headroom for its output line
+    headroom = {family[0].name: MEMORY_HEADROOM} if len(family) > 1 else {}
     # a float, so every y derived from it is one too (the SVG has always said y="40.0")
-    ground = float(TOP_MARGIN + max(tall["encoder"] + MEMORY_HEADROOM, tall["decoder"]))
+    ground = float(TOP_MARGIN + max(height + headroom.get(stack, 0) for stack, height in tall.items()))
     return Sizes(slots, ground, ground + CAPTION_H)
