@@ -50,7 +50,7 @@ def choices(name: str) -> tuple[str, ...]:
 # Switches that mean nothing in a family, and why (a label key): the page keeps them, says so and greys them out.
 NOT_IN_FAMILY = {
     "decoder_only": {"residual_cross_attn": "pg.na.no_cross_attn", "memory": "pg.na.no_cross_attn"},
-    "encoder_only": {"residual_cross_attn": "pg.na.no_cross_attn", "memory": "pg.na.no_cross_attn",
+    "encoder_only": {"residual_cross_attn": "pg.na.no_decoder", "memory": "pg.na.no_decoder",
                      "causal_mask": "pg.na.bidirectional"},
 }
 

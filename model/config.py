@@ -223,6 +223,11 @@ class ModelConfig(_Serializable):
     def n_layers(self, stack: str) -> int:
         return self.n_encoder_layers if stack == "encoder" else self.n_decoder_layers
 
+    @property
+    def depth_text(self) -> str:
+        """Layers per stack of the family, as pages show them: "4+4" for the 2017 model, "4" for a GPT or a BERT."""
+        return "+".join(str(self.n_layers(spec.name)) for spec in FAMILIES[self.arch])
+
 
 @dataclass(frozen=True)
 class Switches(_Serializable):

@@ -116,13 +116,20 @@ def per_position(batch: Batch) -> OneSequence:
     return OneSequence(torch.tensor(tokens), torch.tensor(targets), [0] * len(tokens))
 
 
+def new_tokens_allowed(max_len: int, prompt_len: int) -> int:
+    """How many tokens a GPT may write after a prompt: every token it reads has a position below max_len, and the
+    last token it writes is not read."""
+    return max_len - prompt_len + 1
+
+
 @torch.no_grad()
 def greedy_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int,
                     switches: Switches | None = None) -> torch.Tensor:
     """A GPT continuing `prompt` (1, P) one token at a time, each step reading the sequence so far, until EOS or
-    `max_new_tokens` (and never past the positional table). Returns the new ids (1, ≤ max_new_tokens)."""
+    `max_new_tokens` (and never past the positional table: the last token written, at position max_len, is never
+    read). Returns the new ids (1, ≤ max_new_tokens)."""
     sequence = prompt
-    for _ in range(min(max_new_tokens, model.config.max_len - prompt.size(1))):
+    for _ in range(min(max_new_tokens, new_tokens_allowed(model.config.max_len, prompt.size(1)))):
         next_token = model(sequence, switches)[:, -1].argmax(-1, keepdim=True)
         sequence = torch.cat([sequence, next_token], dim=1)
         if next_token.item() == EOS:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from model.config import Switches
-from model.families import IGNORE, OneStack
+from model.families import IGNORE, OneStack, new_tokens_allowed
 from model.tasks import BOS, EOS, Task
 from model.trace import (
     _cached,
@@ -136,7 +136,7 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
     expected_ids = _expected_ids(task, src_text, expected)
     src_tokens = task.src_tokenizer.split(src_text)
     if gpt:
-        max_new = min(task.max_tgt_tokens + 1, model.config.max_len - len(prompt))
+        max_new = min(task.max_tgt_tokens + 1, new_tokens_allowed(model.config.max_len, len(prompt)))
         if expected_ids is not None:  # a model that never stops is shown a few tokens past the answer
             max_new = min(max_new, len(expected_ids) + 3)
         generated, cache = _continue_with_cache(model, prompt, max_new, switches)

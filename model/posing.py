@@ -114,6 +114,8 @@ class EncoderOnlyPosing(Posing):
         return Posed((sequence.tokens,), sequence.targets, {"encoder": sequence.tokens != PAD})
 
     def answers(self, model: OneStack, batch: Batch, n_seeds: int, switches: Switches | None) -> Answers:
+        # A BERT's answer has one token per input position and no EOS (its length is the input's), so its token
+        # accuracy counts the answer's tokens only, where a GPT's and the 2017 model's count their EOS too.
         sequence = per_position(batch)
         given = model(sequence.tokens.repeat(n_seeds, 1), switches).argmax(-1)
         return Answers(given, sequence.targets, sequence.targets != IGNORE)
@@ -128,20 +130,23 @@ def greedy_answers(model: OneStack, prompts: list[list[int]], max_new_tokens: in
     so far (without it), so a row's padding and the rows beside it never change its answer."""
     rows = prompts * n_seeds
     lengths = torch.tensor([len(p) for p in rows])
-    steps = min(max_new_tokens, model.config.max_len - int(lengths.max()))
+    # A row may write until its last token sits at position max_len: that token is never read, so a prompt of
+    # P tokens has max_len - P + 1 tokens to write.
+    limits = (model.config.max_len - lengths + 1).clamp(max=max_new_tokens)
+    steps = int(limits.max())
     sequence = torch.full((len(rows), int(lengths.max()) + steps), PAD)
     for r, prompt in enumerate(rows):
         sequence[r, : len(prompt)] = torch.tensor(prompt)
     given = torch.full((len(rows), max_new_tokens), PAD)
-    done = torch.zeros(len(rows), dtype=torch.bool)
+    done = limits <= 0
     at = torch.arange(len(rows))
     for j in range(steps):
-        read = int(lengths.max()) + j
+        read = min(int(lengths.max()) + j, model.config.max_len)  # every unfinished row's last token is inside
         logits = model(sequence[:, :read], switches)
-        next_token = logits[at, lengths + j - 1].argmax(-1).masked_fill(done, PAD)
+        next_token = logits[at, (lengths + j - 1).clamp(max=read - 1)].argmax(-1).masked_fill(done, PAD)
         sequence[at, lengths + j] = next_token
         given[:, j] = next_token
-        done |= next_token == EOS
+        done |= (next_token == EOS) | (j + 1 >= limits)
         if done.all():
             break
     return given

@@ -402,9 +402,9 @@ def _shared_inputs(task: Task, model, src_text: str, intact_output: list[str] | 
     if intact_output is not None:
         answer = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]
     else:
-        from model.families import greedy_continue
+        from model.families import greedy_continue, new_tokens_allowed
 
-        max_new = min(task.max_tgt_tokens + 1, model.config.max_len - len(prompt))
+        max_new = min(task.max_tgt_tokens + 1, new_tokens_allowed(model.config.max_len, len(prompt)))
         answer = greedy_continue(model, torch.tensor([prompt]), max_new, model.switches)[0].tolist()
     tokens = prompt + answer[:-1]
     return (torch.tensor([tokens]),), [task.src_tokenizer.vocab[i] for i in tokens]

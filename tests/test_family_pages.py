@@ -36,7 +36,8 @@ def test_a_one_stack_models_page_and_every_tab_render_ablated(client, model, lan
     assert page.status_code == 200
     title = labels(lang)[f"arch.title_{'decoder_only' if model == GPT else 'encoder_only'}"].split("{")[0]
     assert title in page.text
-    assert labels(lang)["pg.na.no_cross_attn"] in page.text  # said, not hidden
+    reason = "pg.na.no_cross_attn" if model == GPT else "pg.na.no_decoder"  # a GPT lacks the encoder, BERT the decoder
+    assert html.unescape(labels(lang)[reason]) in html.unescape(page.text)  # said, not hidden
     for tab in TABS:
         r = client.get(f"/playground/panel/{tab}?{query}", headers={"HX-Request": "true"})
         assert r.status_code == 200, (tab, r.text[:200])
@@ -59,6 +60,10 @@ def test_the_diagram_draws_one_stack_without_memory(model, stack):
     assert not [b for b in layout["boxes"] if "cross_attn" in b["id"]]
     assert len(layout["frames"]) == net.config.n_layers(stack)
     assert f"{stack}.output" in {box["id"] for box in layout["boxes"]}
+    tips = {box["id"]: [part["key"] for part in box["title_parts"]] for box in layout["boxes"]}
+    arch = net.config.arch  # a GPT embeds its prompt too, a BERT answers at every position: said in their tips
+    assert f"arch.tip.embed.{stack}.{arch}" in tips[f"{stack}.embed"]
+    assert f"arch.tip.output.{arch}" in tips[f"{stack}.output"]
 
 
 def test_a_gpt_step_shows_the_rows_computed_so_far():
@@ -74,3 +79,24 @@ def test_a_gpt_step_shows_the_rows_computed_so_far():
     heads = view.step_heads(result, step, Translator("en"))
     assert len(heads) == net.config.n_heads
     assert all(len(figure["data"][0]["z"]) == start + 3 for figure in heads)
+    sequence_axes = (labels("en")["chart.query_seq"], labels("en")["chart.key_seq"])
+    assert all((f["layout"]["yaxis"]["title"]["text"], f["layout"]["xaxis"]["title"]["text"]) == sequence_axes
+               for f in heads)
+
+
+@pytest.mark.parametrize("model", [GPT, BERT, "reverse-post-2x2"])
+def test_every_step_lights_a_box_of_the_diagram(model):
+    """Stepping through the trace, each step names the box it is at: none falls off the diagram."""
+    net, task, _ = load_zoo_model(model)
+    steps = trace(net, task, "314", with_gradients=False)["steps"]
+    for k, step in enumerate(steps):
+        layout = architecture_layout(net.config, net.switches, steps, k, net.switches)
+        lit = [box["id"] for box in layout["boxes"] if box["current"]]
+        assert lit, (k, step)
+
+
+def test_the_zoo_table_gives_a_one_stack_model_its_one_depth(client):
+    rows = {row.split("</td>")[0].split(">")[-1]: row for row in client.get("/?lang=en").text.split("<tr><td>")[1:]}
+    depth = {title: row.split("<td>")[2].split("</td>")[0].strip() for title, row in rows.items()}
+    assert sorted(depth.values()).count("4") == 1 and sorted(depth.values()).count("2") == 1
+    assert "4+4" in depth.values() and "2+2" in depth.values()

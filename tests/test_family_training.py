@@ -81,6 +81,26 @@ def test_gpt_answers_in_a_batch_are_each_prompts_own_greedy_continuation(causal_
         assert all(t == PAD for t in row[len(alone):])
 
 
+@pytest.mark.parametrize("causal_mask", [True, False])
+def test_a_gpt_has_room_to_write_the_whole_answer_to_the_longest_input_and_its_eos(causal_mask):
+    """The longest reverse input fills the positional table with its answer: the last token written (EOS) sits
+    at position max_len, which nothing reads, so the model may write the whole answer and its EOS. A model made
+    never to stop shows the room: exactly answer + EOS tokens, beside a short prompt in the same batch."""
+    switches = Switches(causal_mask=causal_mask)
+    model = new_model(GPT, switches, seed=1).eval()
+    with torch.no_grad():
+        model.unembed.bias[EOS] = -1e4  # never stops by itself
+    longest = [3] * TASK.max_src_tokens + [BOS]
+    room = TASK.max_tgt_tokens + 1  # the answer and its EOS
+    assert len(longest) + room - 1 == GPT.max_len  # what the model reads fills its table exactly
+    alone = greedy_continue(model, torch.tensor([longest]), room + 5, switches)[0].tolist()
+    assert len(alone) == room
+    given = greedy_answers(model, [longest, [5, 6, BOS]], room, switches=switches).tolist()
+    assert given[0] == alone
+    short_alone = greedy_continue(model, torch.tensor([[5, 6, BOS]]), room, switches)[0].tolist()
+    assert given[1] == short_alone and len(short_alone) == room
+
+
 def test_held_out_scores_of_a_gpt_and_a_bert_are_their_own_answers_counted():
     pairs = TASK.heldout_set(30)
     for config in (GPT, BERT):

@@ -53,7 +53,7 @@ def _history(heldout=lambda step: step / 100 if step % 10 == 0 else None):
 
 def _all_figures(t, pe_table):
     sub = t["decoder"][1]["sublayers"]
-    query_axis, key_axis = F.attention_axis_titles("decoder", "cross_attn")
+    query_axis, key_axis = F.attention_axis_titles(t, "decoder", "cross_attn")
     return {
         "attention_heatmap": F.attention_heatmap(sub["self_attn"]["pattern"][0], t["tgt_tokens"], t["tgt_tokens"],
                                                  "Decoder layer 2 self-attention, head 1"),

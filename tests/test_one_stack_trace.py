@@ -88,6 +88,10 @@ def test_one_stack_gradients_are_the_traces_and_reach_every_layer(arch):
     assert result["gradients"]["loss"] > 0
 
 
-def test_a_one_stack_trace_refuses_an_input_longer_than_its_positions():
-    with pytest.raises(ValueError, match="at most"):
-        trace(model("encoder_only"), TASK, "1" * 17)
+@pytest.mark.parametrize("arch, longest", [("encoder_only", 16), ("decoder_only", 31)])
+def test_a_one_stack_trace_refuses_an_input_longer_than_its_positions(arch, longest):
+    """A BERT has a position per input token; a GPT needs two more, for the separator and a token to write."""
+    net = model(arch)
+    assert trace(net, TASK, "1" * longest, with_gradients=False)["src_tokens"] == ["1"] * longest
+    with pytest.raises(ValueError, match=f"at most {longest}$"):
+        trace(net, TASK, "1" * (longest + 1))

@@ -62,6 +62,11 @@ def keys_of(trace: dict, stack: str, kind: str) -> list[str]:
     return trace[_stack(trace, stack)["keys"][kind]]
 
 
+def keys_of_sequence(trace: dict, stack: str, kind: str) -> str:
+    """The sequence ("src", "tgt" or "seq") whose tokens an attention sublayer of the stack attends to."""
+    return _stack(trace, stack)["keys"][kind].removesuffix("_tokens")
+
+
 
 def _chart_labels(lang: str) -> dict[str, str]:
     """The figure labels of a language: the catalogue's chart.* entries, without the prefix."""

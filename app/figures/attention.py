@@ -22,6 +22,8 @@ from app.figures._base import (
     _labels,
     _mean,
     _note,
+    keys_of_sequence,
+    sequence_of,
     stack_names,
 )
 
@@ -31,11 +33,15 @@ CELL_PX = 26
 MAX_MAP_HEIGHT = 900
 
 
-def attention_axis_titles(stack: str, kind: str) -> tuple[str, str]:
+# The axis titles of the tokens a trace's stacks hold (TraceStack.tokens / .keys), as query and as key.
+QUERY_AXIS = {"src": "query_source", "tgt": "query_output", "seq": "query_seq"}
+KEY_AXIS = {"src": "key_source", "tgt": "key_decoder_input", "seq": "key_seq"}
+
+
+def attention_axis_titles(trace: dict, stack: str, kind: str) -> tuple[str, str]:
     """(query axis, key axis) titles for an attention sublayer: which tokens ask and which are read."""
-    if stack == "encoder":
-        return LABELS["query_source"], LABELS["key_source"]
-    return LABELS["query_output"], LABELS["key_source" if kind == "cross_attn" else "key_decoder_input"]
+    keys = keys_of_sequence(trace, stack, kind)
+    return LABELS[QUERY_AXIS[sequence_of(trace, stack)]], LABELS[KEY_AXIS[keys]]
 
 
 def _attention_trace(pattern_2d: list, query_labels: list[str], key_labels: list[str], **extra: Any) -> dict:

@@ -91,7 +91,6 @@ def _load_run(name: str) -> tuple[Seq2Seq, Task, ModelInfo]:
     except Exception as error:  # stored bytes that are no checkpoint: this run cannot be shown, the others can
         raise RunUnreadable(record.id, _store.path, f"its checkpoint does not load ({type(error).__name__})") from None
     label = record.label or f"{record.spec.task}"
-    config = record.spec.model.to_dict()
-    title = f"Run #{record.id} · {label} · {config['n_encoder_layers']}+{config['n_decoder_layers']} layers"
-    info = ModelInfo(name, title, record.spec.task, config, record.spec.switches.to_dict())
+    title = f"Run #{record.id} · {label} · {record.spec.model.depth_text} layers"
+    info = ModelInfo(name, title, record.spec.task, record.spec.model.to_dict(), record.spec.switches.to_dict())
     return model, get_task(record.spec.task), info

@@ -110,7 +110,7 @@ def step_figures(trace: dict, step: dict, t) -> list[dict]:
         keys = figures.keys_of(trace, stack, step["sublayer"])
         pattern = [head[:rows] for head in sub["pattern"]]
         title = t(f"fig.pattern.{stack}.{step['sublayer']}", n=layer + 1)
-        query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
+        query_axis, key_axis = figures.attention_axis_titles(trace, stack, step["sublayer"])
         return [figures.attention_head_grid(pattern, query_tokens[:rows], keys, title,
                                             query_axis=query_axis, key_axis=key_axis)]
     if op == "sublayer":
@@ -128,7 +128,7 @@ def step_heads(trace: dict, step: dict, t) -> list[dict]:
     queries = figures.tokens_of(trace, stack)
     keys = figures.keys_of(trace, stack, step["sublayer"])
     rows = _rows_seen(trace, queries, position)
-    query_axis, key_axis = figures.attention_axis_titles(stack, step["sublayer"])
+    query_axis, key_axis = figures.attention_axis_titles(trace, stack, step["sublayer"])
     return [figures.attention_heatmap(head[:rows], queries[:rows], keys, t("fig.head", n=h + 1),
                                       query_axis=query_axis, key_axis=key_axis)
             for h, head in enumerate(pattern)]

@@ -22,7 +22,7 @@ from model.layers import sinusoidal_table
 def _attention_grid(trace: dict, stack: str, layer: int, kind: str, title: str) -> dict:
     pattern = trace[stack][layer]["sublayers"][kind]["pattern"]
     queries, keys = figures.tokens_of(trace, stack), figures.keys_of(trace, stack, kind)
-    query_axis, key_axis = figures.attention_axis_titles(stack, kind)
+    query_axis, key_axis = figures.attention_axis_titles(trace, stack, kind)
     return figures.attention_head_grid(pattern, queries, keys, title, query_axis=query_axis, key_axis=key_axis)
 
 

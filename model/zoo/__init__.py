@@ -35,9 +35,13 @@ class ZooEntry:
     default: bool = False
 
     @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model_config)
+
+    @property
     def arch(self) -> str:
         """Its family (model/stacks.py FAMILIES), as its config names it."""
-        return ModelConfig.from_dict(self.model_config).arch
+        return self.config.arch
 
 
 def load_manifest() -> list[ZooEntry]:

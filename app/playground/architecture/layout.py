@@ -126,6 +126,10 @@ class _Builder:
         position = self.position if stack == "decoder" else None
         return self.index.get((stack, op, layer, sublayer, position))
 
+    def _family_tip(self, key: str) -> str:
+        """A GPT embeds its prompt as well, a BERT answers at every position: their own tooltip where it differs."""
+        return f"{key}.{self.config.arch}" if self.alone else key
+
     def _is_current(self, stack: str, op: str, layer: int | None = None, sublayer: str | None = None) -> bool:
         cur = self.current
         return bool(cur) and (cur["stack"], cur["op"], cur["layer"], cur["sublayer"]) == (stack, op, layer, sublayer)
@@ -213,18 +217,21 @@ class _Builder:
         embed_op = "embed"
         emb = self._box(
             f"{stack}.embed", Part(stack, "embed", embed_op), Rect(col.box_x, y, EMBED_W, BOX_H), "embedding",
-            "arch.embedding", [text(f"arch.{stack}"), text(f"arch.tip.embed.{stack}", d_model=cfg.d_model)],
+            "arch.embedding",
+            [text(f"arch.{stack}"), text(self._family_tip(f"arch.tip.embed.{stack}"), d_model=cfg.d_model)],
             look=Look(step=self._step(stack, embed_op), current=self._is_current(stack, embed_op)),
         )
-        pos_op = "pos" if stack == "encoder" else "embed"  # the decoder's embed step shows both
+        # The 2017 decoder's embed step shows both; every other stack has a step of its own for the position.
+        own_pos_step = stack == "encoder" or self.alone
+        pos_op = "pos" if own_pos_step else "embed"
         self._box(
             f"{stack}.pos", Part(stack, "pos", pos_op),
             Rect(col.box_x + EMBED_W + 4, y, col.box_w - EMBED_W - 4, BOX_H), "positional",
             f"arch.pe.{sw.pos_encoding}",
             [text(f"arch.{stack}"), text(f"arch.tip.pe.{sw.pos_encoding}")],
             look=Look(off=sw.pos_encoding == "none", changed=self._differs("pos_encoding"),
-                      step=self._step(stack, pos_op), current=stack == "encoder" and self._is_current(stack, "pos"),
-                      related=stack == "decoder" and self._is_current(stack, "embed")),
+                      step=self._step(stack, pos_op), current=own_pos_step and self._is_current(stack, "pos"),
+                      related=not own_pos_step and self._is_current(stack, "embed")),
         )
         return emb
 
@@ -359,7 +366,8 @@ class _Builder:
     def _output(self, col: Columns, stack: str, y: float) -> dict:
         return self._box(
             f"{stack}.output", Part(stack, "output", "output"), Rect(col.box_x, y, col.box_w, BOX_H), "output",
-            "arch.output", [text(f"arch.{stack}"), text("arch.tip.output", vocab=self.config.tgt_vocab_size)],
+            "arch.output",
+            [text(f"arch.{stack}"), text(self._family_tip("arch.tip.output"), vocab=self.config.tgt_vocab_size)],
             look=Look(step=self._step(stack, "output"), current=self._is_current(stack, "output")),
         )
 
