@@ -27,7 +27,7 @@ from app.lab.sweeps import SweepScheduler
 from app.playground import api as playground_api
 from app.playground import routes as playground_routes
 from app.playground.compute import ModelProcesses, model_limiter
-from app.playground.registry import use_store
+from app.playground.registry import using_store
 from app.teaching import routes as teaching_routes
 from app.teaching.verdicts import VerdictBoard
 from app.web import docs, home
@@ -63,10 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # queue, no sweeps; its runs still show, and submitting is refused (503, app/lab/store_errors.py).
         opened = open_store(settings.data_dir)
         training = opened.store.writable
-        with opened.store as store, ray_instance(settings) if training else nullcontext():
+        with opened.store as store, using_store(store), ray_instance(settings) if training else nullcontext():
             app.state.store = store
             app.state.store_notice = opened.notice  # shown once on the training lab
-            use_store(store)
             app.state.runner = RayJobRunner(store, settings.max_queue, settings.max_queue_per_learner,
                                             Quotas(settings.max_checkpoint_mb, settings.max_store_mb))
             app.state.sweeps = SweepScheduler(app.state.runner, store)

@@ -98,6 +98,30 @@ def test_a_running_sweep_says_how_long_it_has_left(page: Page, live_server):
         stop.click()
 
 
+# Before the second server below: the playground looks runs up in the store of the app that started last.
+def test_a_gpt_trains_in_the_lab_draws_its_one_stack_and_opens_in_the_playground(page: Page, live_server):
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{live_server}/train")
+    page.select_option("select[name=task]", "copy")
+    page.select_option("select[name=arch]", "decoder_only")
+    for name, value in (("layers", "2"), ("d_model", "16"), ("n_heads", "2"), ("steps", "40"), ("seeds", "2"),
+                        ("seed", "21")):
+        page.fill(f"input[name={name}]", value)
+    page.get_by_role("button", name="Train").click()
+    card = page.locator(".run-card").first
+    expect(card.locator(".run-config")).to_contain_text("2 layers")
+    expect(card.locator(".run-status")).to_have_text("done", timeout=60_000)
+    rows = page.evaluate("() => document.querySelector('.run-card .live-heatmap').layout.yaxis.ticktext")
+    assert rows == ["Dec 1", "Dec 2"]  # the GPT's one stack, every layer's gradient
+    assert not errors, errors
+    page.screenshot(path="test-results/training-lab-gpt.png", full_page=True)
+    card.locator(".inspect-link a").first.click()
+    page.wait_for_url(re.compile(r"/playground\?model=run-\d+"))
+    title = page.locator("#arch-title")
+    expect(title).to_contain_text("GPT (decoder only): 2 layers")
+
+
 @pytest.fixture(scope="module")
 def empty_lab(tmp_path_factory):
     """A second server with a run store of its own, still empty."""
@@ -118,3 +142,4 @@ def test_the_empty_lab_says_what_it_does_and_what_to_try(page: Page, empty_lab):
     page.goto(f"{empty_lab}/train?lang=zh")
     expect(page.locator(".empty-state")).to_contain_text("还没有训练运行")
     page.screenshot(path="test-results/training-lab-empty-zh.png")
+

@@ -66,6 +66,9 @@ def test_an_unfinished_or_unknown_run_is_not_a_model(client):
     ({"norm": "group"}, "norm", "choose one of"),
     ({"init": "huge"}, "init", "choose one of default | xavier | small"),
     ({"stop_at": "1.5"}, "stop_at", "outside 0..1"),
+    ({"arch": "rnn"}, "arch", "choose one of encoder_decoder | decoder_only | encoder_only"),
+    ({"arch": "decoder_only", "task": "en_numbers"}, "arch", "a GPT writes the tokens it reads"),
+    ({"arch": "encoder_only", "task": "zh_numbers"}, "arch", "BERT answers at every position"),
 ])
 def test_bad_settings_are_refused_before_any_work(client, changes, field, message):
     r = client.post("/train/runs", data={**SMALL, **changes}, headers={"HX-Request": "true"})
@@ -111,6 +114,27 @@ def test_the_playground_links_to_the_training_lab_with_its_switches(client):
     form = client.get(link).text
     assert re.search(r'name="residual" value="off" checked', form)
     assert re.search(r'<option value="rms" selected', form)
+
+
+@pytest.mark.parametrize("arch, stack", [("decoder_only", "decoder"), ("encoder_only", "encoder")])
+def test_a_gpt_or_a_bert_trains_in_the_lab_and_opens_as_its_family(client, arch, stack):
+    run_id, card = start(client, arch=arch, layers="2", seeds="2")
+    assert "2 layers" in card and "2+2" not in card  # one stack
+    assert ("GPT (decoder only) · 2 layers" if arch == "decoder_only" else "BERT (encoder only) · 2 layers") in card
+    body = follow(client, run_id)
+    assert '"status": "done"' in body
+    metrics = client.get(f"/api/runs/{run_id}/metrics").json()["metrics"]
+    assert {tuple(m["layer_grad_norms"]) for m in metrics} == {(stack,)}  # the family's one stack, 2 layers
+    assert all(len(m["layer_grad_norms"][stack]) == 2 for m in metrics)
+    run = next(r for r in client.get("/api/runs").json() if r["id"] == run_id)
+    assert run["spec"]["model_config"]["arch"] == arch
+    page = client.get(f"/playground?model=run-{run_id}&input=12345&lang=en")
+    assert page.status_code == 200 and f"Run #{run_id}" in page.text and "2 layers" in page.text
+    trace = client.get(f"/api/trace?model=run-{run_id}&input=12345").json()["trace"]
+    assert [s["name"] for s in trace["stacks"]] == [stack]
+    link = re.search(r'href="(/train\?[^"]+)"', page.text).group(1).replace("&amp;", "&")
+    assert f"arch={arch}" in link  # retraining it keeps the family
+    assert re.search(f'<option value="{arch}" selected', client.get(link).text)
 
 
 def test_the_initialisation_is_a_lab_setting_recorded_with_the_run(client):

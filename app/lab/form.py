@@ -63,7 +63,9 @@ class LabField:
 # Defaults that train to 99% in well under a minute here (see model/zoo/build.py).
 FIELDS: dict[str, LabField] = {
     "task": LabField(TrainConfig, "task", "reverse"),
-    "layers": LabField(ModelConfig, "n_encoder_layers", 2, (1, 12), help="encoder layers and decoder layers"),
+    "arch": LabField(ModelConfig, "arch", "encoder_decoder"),
+    "layers": LabField(ModelConfig, "n_encoder_layers", 2, (1, 12),
+                       help="layers per stack (the encoder's and the decoder's; a GPT's or a BERT's one stack)"),
     "d_model": LabField(ModelConfig, "d_model", 64, (8, 256)),
     "n_heads": LabField(ModelConfig, "n_heads", 4, (1, 16)),
     "d_ff": LabField(ModelConfig, "d_ff", 128, (8, 1024)),
@@ -141,7 +143,8 @@ def build_spec(values: Mapping[str, Any], switches: Switches, settings=None, che
     try:
         model_config = model_config_for(get_task(values["task"]), d_model=values["d_model"],
                                         n_heads=values["n_heads"], d_ff=values["d_ff"],
-                                        n_encoder_layers=values["layers"], n_decoder_layers=values["layers"])
+                                        n_encoder_layers=values["layers"], n_decoder_layers=values["layers"],
+                                        arch=values["arch"])
         if check_layers:
             check_switches_fit(switches, model_config)
         train_config = TrainConfig(**{FIELDS[k].name: v for k, v in values.items()

@@ -39,6 +39,7 @@ from app.web.i18n import Translator
 from app.web.numbers import json_safe
 from app.web.params import RunId
 from app.web.templating import EventStream, event_stream, is_htmx, render
+from model.stacks import FAMILIES
 from model.tasks import TASKS
 
 router = APIRouter(tags=["training"], route_class=FormRoute)
@@ -63,20 +64,22 @@ def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
     records = [record for record, _ in seeds]
     record = records[0]
     config = record.spec.model
+    stacks = [spec.name for spec in FAMILIES[config.arch]]
     placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, "heldout_seq_accuracy": 0.0,
-                   "layer_grad_norms": {"encoder": [1.0] * config.n_encoder_layers,
-                                        "decoder": [1.0] * config.n_decoder_layers}}
+                   "layer_grad_norms": {stack: [1.0] * config.n_layers(stack) for stack in stacks}}
     with figures.language(lang):
         return {"run": record, "seed_runs": records, "replayed": all(replayed for _, replayed in seeds),
                 "reason": reason_text(record.error, Translator(lang)),
                 "curves": figures.training_curves([placeholder]),
-                "heatmap": figures.gradient_heatmap([placeholder], "decoder")}
+                "heatmap": figures.gradient_heatmap([placeholder], stacks[-1])}
 
 
 # The lab's query string: the task and the switches that pre-fill its form (as the playground links them).
 TrainQuery = create_model(
     "TrainQuery",
     task=(str | None, Field(None, description=f"the task the form starts with: {' | '.join(TASKS)}")),
+    arch=(str | None, Field(None, description="the family the form starts with: "
+                                               f"{' | '.join(FIELDS['arch'].choices)}")),
     **{name: (str | None, Field(None, description=switch_doc(name))) for name in SWITCH_FIELDS},
 )
 
@@ -88,9 +91,12 @@ def training_page(request: Request, query: Annotated[TrainQuery, Query()], store
     given = {name: value for name, value in query.model_dump().items() if value is not None}
     switches = parse_switches(given, DEFAULT_SWITCHES)
     task = given.get("task", DEFAULTS["task"])
-    defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"]}
+    arch = given.get("arch", DEFAULTS["arch"])
+    defaults = {**DEFAULTS, "task": task if task in TASKS else DEFAULTS["task"],
+                "arch": arch if arch in FIELDS["arch"].choices else DEFAULTS["arch"]}
     return render(request, "train.html", {
-        "defaults": defaults, "tasks": list(TASKS), "controls": switch_controls_for(switches),
+        "defaults": defaults, "tasks": list(TASKS), "families": FIELDS["arch"].choices,
+        "controls": switch_controls_for(switches),
         "norm_choices": choices("norm"), "runs": store.list(limit=12), "init_schemes": FIELDS["init"].choices,
         "ab_options": [(option, ab_option_label(option, t)) for option in AB_OPTIONS],
         "limits": input_limits(settings),

@@ -74,7 +74,8 @@ def duration_text(seconds: float, t: Translator) -> str:
 @router.get("/train/sweeps", summary="Depth sweeps: the form and the sweeps so far", response_class=HTMLResponse)
 def sweeps_page(request: Request, store: StoreDep, settings: SettingsDep):
     return render(request, "sweeps.html", {
-        "tasks": list(TASKS), "defaults": {**DEFAULTS, "seeds": SWEEP_SEEDS}, "depths": DEPTHS,
+        "tasks": list(TASKS), "families": FIELDS["arch"].choices, "defaults": {**DEFAULTS, "seeds": SWEEP_SEEDS},
+        "depths": DEPTHS,
         "variants": list(VARIANTS),
         "sweeps": store.sweeps(limit=20), "limits": input_limits(settings),
     })

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -19,10 +20,33 @@ RUN_PREFIX = "run-"
 _store = None  # the app's RunStore, set at startup
 
 
+_store_listeners: list = []  # caches keyed by model name: another store's "run-1" is another model
+
+
 def use_store(store) -> None:
     global _store
     _store = store
     _load_run.cache_clear()
+    for forget in _store_listeners:
+        forget()
+
+
+@contextmanager
+def using_store(store):
+    """The app's run store for the length of its lifespan; the one before it is back afterwards (a second app in
+    one process, as a test starts, must not leave the first one looking up its runs in a closed store)."""
+    previous = _store
+    use_store(store)
+    try:
+        yield store
+    finally:
+        use_store(previous)
+
+
+def forget_on_new_store(cache_clear):
+    """Registers a cache's `cache_clear` to be called whenever the app opens a run store."""
+    _store_listeners.append(cache_clear)
+    return cache_clear
 
 
 @dataclass(frozen=True)

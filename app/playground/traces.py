@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from app.playground.registry import ModelInfo, load_model
+from app.playground.registry import ModelInfo, forget_on_new_store, load_model
 from app.playground.state import PlaygroundState
 from app.web.errors import BadInput
 from app.web.settings import get_settings
@@ -76,6 +76,10 @@ def _cached_comparison(model_name: str, text: str, switches: Switches) -> dict:
     intact = _cached_trace(model_name, text, model.switches)
     return compare_streams(model, task, text, switches, intact["output_tokens"],
                            _intact_streams(model_name, text))
+
+
+for _cache in (_cached_trace, _cached_gradients, _intact_streams, _cached_comparison):
+    forget_on_new_store(_cache.cache_clear)
 
 
 def comparison_for(state: PlaygroundState) -> dict:

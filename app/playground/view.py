@@ -197,10 +197,10 @@ def panel(state: PlaygroundState, name: str, lang: str) -> list[dict]:
                              gradients_for(state) if name == "gradients" else None)
 
 
-def train_query(state: PlaygroundState, task: str) -> str:
-    """The training lab's URL with this state's switches and task: retrain what is being ablated."""
+def train_query(state: PlaygroundState, task: str, arch: str) -> str:
+    """The training lab's URL with this state's switches, task and family: retrain what is being ablated."""
     params = {k: v for k, v in state.params().items() if k not in ("model", "input", "step")}
-    return urlencode({**params, "task": task})
+    return urlencode({**params, "task": task, "arch": arch})
 
 
 def residual_off_example(config: ModelConfig) -> str:
@@ -282,7 +282,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         controls=switch_controls(state.switches, r.trained, r.config.arch),
         panels=_first_panel(r, t.lang),
         state_params=state.params(),
-        train_query=train_query(state, entry.task),
+        train_query=train_query(state, entry.task, r.config.arch),
         residual_off_example=residual_off_example(r.config),
         first_stack=FAMILIES[r.config.arch][0].name,
         entry_dict=asdict(entry),

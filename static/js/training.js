@@ -170,18 +170,19 @@ function translucent(hex) {
   return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, 0.2)`;
 }
 
+// A row's layer gradients in stack order; a GPT has only a decoder stack, a BERT only an encoder stack.
+const STACKS = ["encoder", "decoder"];
+const layerGrads = (r) => STACKS.flatMap((stack) => r.layer_grad_norms[stack] || []);
 // The gradients of every layer and step of these rows.
-const gradValues = (rows) => rows.flatMap((r) => [...r.layer_grad_norms.encoder, ...r.layer_grad_norms.decoder]);
+const gradValues = (rows) => rows.flatMap(layerGrads);
 
 // `shared`: more rows whose gradients share the colour scale (the other run of an A/B pair).
 function drawHeatmap(el, rows, shared) {
   const fig = figureOf(el);
-  const stacks = ["encoder", "decoder"];
   const names = [];
-  stacks.forEach((stack) => (rows[0].layer_grad_norms[stack] || []).forEach((_, i) => names.push(`${stack === "encoder" ? "Enc" : "Dec"} ${i + 1}`)));
+  STACKS.forEach((stack) => (rows[0].layer_grad_norms[stack] || []).forEach((_, i) => names.push(`${stack === "encoder" ? "Enc" : "Dec"} ${i + 1}`)));
   const z = names.map((_, j) => rows.map((r) => {
-    const all = [...r.layer_grad_norms.encoder, ...r.layer_grad_norms.decoder];
-    const v = all[j];
+    const v = layerGrads(r)[j];
     return v > 0 ? Math.log10(v) : null;
   }));
   const trace = fig.data[0];
