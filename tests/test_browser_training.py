@@ -98,7 +98,6 @@ def test_a_running_sweep_says_how_long_it_has_left(page: Page, live_server):
         stop.click()
 
 
-# Before the second server below: the playground looks runs up in the store of the app that started last.
 def test_a_gpt_trains_in_the_lab_draws_its_one_stack_and_opens_in_the_playground(page: Page, live_server):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))

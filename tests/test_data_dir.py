@@ -319,3 +319,24 @@ def test_the_command_line_tools_stop_with_one_line_naming_the_setting(tmp_path, 
                 main(argv)
     finally:
         get_settings.cache_clear()
+
+
+def test_apps_that_close_in_any_order_leave_the_open_one_finding_its_runs(tmp_path):
+    """Two apps in one process (as a session-wide server and a module's client are): whichever closes first, the
+    one still open looks runs up in its own store, never in a closed one or in none."""
+    from app.playground import registry
+
+    first, second = RunStore(tmp_path / "first.sqlite"), RunStore(tmp_path / "second.sqlite")
+    before = registry._store  # a server this session already runs, or none
+    outer = registry.using_store(first)
+    outer.__enter__()
+    with registry.using_store(second):
+        assert registry._store is second
+        outer.__exit__(None, None, None)  # the app opened first closes while the second is open
+        assert registry._store is second
+    assert registry._store is before
+    with registry.using_store(first):
+        inner = registry.using_store(second)
+        inner.__enter__()
+        inner.__exit__(None, None, None)
+        assert registry._store is first

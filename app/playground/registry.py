@@ -20,6 +20,7 @@ RUN_PREFIX = "run-"
 _store = None  # the app's RunStore, set at startup
 
 
+_open_stores: list = []  # of the apps whose lifespan is running, in the order they opened
 _store_listeners: list = []  # caches keyed by model name: another store's "run-1" is another model
 
 
@@ -33,14 +34,16 @@ def use_store(store) -> None:
 
 @contextmanager
 def using_store(store):
-    """The app's run store for the length of its lifespan; the one before it is back afterwards (a second app in
-    one process, as a test starts, must not leave the first one looking up its runs in a closed store)."""
-    previous = _store
+    """The app's run store for the length of its lifespan. Apps in one process (as tests start them) may close in
+    any order: the store in use is always that of the app opened last among those still open, never a closed one."""
+    _open_stores.append(store)
     use_store(store)
     try:
         yield store
     finally:
-        use_store(previous)
+        _open_stores[:] = [s for s in _open_stores if s is not store]
+        if _store is store:
+            use_store(_open_stores[-1] if _open_stores else None)
 
 
 def forget_on_new_store(cache_clear):
