@@ -1,8 +1,10 @@
 """Held-out accuracy by greedy decoding: the model sees only what it generated itself (a BERT, which answers
-every position at once, sees only the input)."""
+every position at once, sees only the input). A corpus is scored teacher-forced instead, by its held-out loss
+(nats and bits per character) and by how often the most likely character is the right one."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -15,9 +17,14 @@ from model.transformer import SwitchedModel
 
 @dataclass
 class Scores:
-    seq_accuracy: float  # whole output sequence exactly right (EOS included)
-    token_accuracy: float  # per target position, greedy (not teacher-forced)
+    seq_accuracy: float | None  # whole output sequence exactly right (EOS included); None for a corpus
+    token_accuracy: float  # per target position, greedy (not teacher-forced; teacher-forced for a corpus)
     n: int
+    loss: float | None = None  # a corpus's held-out cross-entropy, nats per scored character
+
+    @property
+    def bits_per_char(self) -> float | None:
+        return None if self.loss is None else self.loss / math.log(2)
 
 
 @torch.no_grad()
@@ -34,7 +41,9 @@ def evaluate_seeds(model: SwitchedModel, task: Task, pairs: list[tuple[str, str]
     model.eval()
     exact = torch.zeros(n_seeds)
     correct_tokens = torch.zeros(n_seeds)
+    loss_sum = torch.zeros(n_seeds)
     total_tokens = 0
+    whole = True
     posing = posing_for(model.config.arch)
     for start in range(0, len(pairs), batch_size):
         answers = posing.answers(model, collate(task, pairs[start : start + batch_size]), n_seeds, switches)
@@ -43,10 +52,13 @@ def evaluate_seeds(model: SwitchedModel, task: Task, pairs: list[tuple[str, str]
         correct_tokens += hits.sum((1, 2))
         total_tokens += real.sum().item()
         exact += (hits | ~real).all(dim=2).sum(1)
+        whole = answers.whole
+        if answers.loss_sum is not None:
+            loss_sum += answers.loss_sum
     model.train(was_training)
-    n = len(pairs)
-    return [Scores(e / max(n, 1), c / max(total_tokens, 1), n)
-            for e, c in zip(exact.tolist(), correct_tokens.tolist(), strict=True)]
+    n, scored = len(pairs), max(total_tokens, 1)
+    return [Scores(e / max(n, 1) if whole else None, c / scored, n, None if whole else loss / scored)
+            for e, c, loss in zip(exact.tolist(), correct_tokens.tolist(), loss_sum.tolist(), strict=True)]
 
 
 __all__ = ["EOS", "Scores", "evaluate", "evaluate_seeds"]

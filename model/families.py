@@ -84,6 +84,21 @@ class OneSequence:
     prompt_lengths: list[int]  # real source tokens + the BOS separator, per row (0 when every position answers)
 
 
+def next_character(batch: Batch) -> OneSequence:
+    """Windows of a corpus as a GPT reads them: every position predicts the character after it (the window's
+    first `context` characters read, its last `context` the targets)."""
+    window = batch.tgt_out[:, :-1]  # the window's ids (every window has the same length; EOS after it)
+    return OneSequence(window[:, :-1], window[:, 1:].masked_fill(window[:, 1:] == PAD, IGNORE),
+                       [0] * window.size(0))
+
+
+def masked_characters(batch: Batch, mask_id: int) -> OneSequence:
+    """Windows of a corpus as a BERT reads them: the window with some characters behind the mask, scored on those
+    characters alone."""
+    window = batch.tgt_out[:, :-1]
+    return OneSequence(batch.src, window.masked_fill(batch.src != mask_id, IGNORE), [0] * window.size(0))
+
+
 def one_sequence(batch: Batch) -> OneSequence:
     """A task's batch as GPT sequences, for a task whose source and target share one vocabulary (the digit
     tasks: copy, reverse, sort)."""

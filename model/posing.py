@@ -2,8 +2,10 @@
 
 The 2017 encoder-decoder reads the source and, teacher-forced, the target; a GPT reads prompt, separator and answer
 as one sequence (model/families.py one_sequence); BERT reads the input and answers at every position
-(per_position). Training (model/train) and held-out scoring (model/evaluate.py) take a family's Posing from
-`posing_for(arch)` and never branch on the family themselves.
+(per_position). A corpus (model/tasks/text.py) is read by a GPT one character ahead (next_character) and by a
+BERT with characters masked (masked_characters); both are scored teacher-forced, by held-out loss as well.
+Training (model/train) and held-out scoring (model/evaluate.py) take a family's Posing from `posing_for(arch)`
+and never branch on the family themselves.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from model.config import ConfigError, Switches, quoted
-from model.families import IGNORE, OneStack, one_sequence, per_position
+from model.families import IGNORE, OneStack, masked_characters, next_character, one_sequence, per_position
 from model.tasks import BOS, EOS, PAD, Batch, DigitTask, Task
+from model.tasks.text import MASK_ID
 from model.transformer import Seq2Seq
 
 
@@ -33,6 +36,18 @@ class Answers:
     given: torch.Tensor  # (K·B, T)
     expected: torch.Tensor  # (B, T)
     real: torch.Tensor  # (B, T): the positions that are scored
+    loss_sum: torch.Tensor | None = None  # (K,) cross-entropy summed over the scored positions, teacher-forced
+    whole: bool = True  # whether a row is one answer to get right as a whole (a corpus window is not)
+
+
+def _read_teacher_forced(model: OneStack, sequence, n_seeds: int, switches: Switches | None) -> Answers:
+    """Each seed reads the sequence once: its argmax and its loss at every scored position."""
+    logits = model(sequence.tokens.repeat(n_seeds, 1), switches)
+    targets = sequence.targets.repeat(n_seeds, 1)
+    per_token = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+                                                  reduction="none")
+    real = sequence.targets != IGNORE
+    return Answers(logits.argmax(-1), sequence.targets, real, per_token.view(n_seeds, -1).sum(1), whole=False)
 
 
 class Posing(ABC):
@@ -58,7 +73,10 @@ class EncoderDecoderPosing(Posing):
     arch = "encoder_decoder"
 
     def check_task(self, task: Task) -> None:
-        """Every task has a source to encode and a target to decode."""
+        """Every task but a corpus has a source to encode and a target to decode."""
+        if task.reads_text:
+            raise ConfigError("arch", f"task {quoted(task.name)} is a text to read, with no source to encode and "
+                                      "no target to decode; a GPT (decoder_only) or a BERT (encoder_only) reads it")
 
     def max_len(self, task: Task) -> int:
         return max(task.max_src_tokens, task.max_tgt_tokens + 1) + 1
@@ -84,13 +102,17 @@ class DecoderOnlyPosing(Posing):
                                       "sort)")
 
     def max_len(self, task: Task) -> int:
+        if task.reads_text:
+            return task.max_src_tokens - 1  # a window's characters but its last, each predicting the next
         return task.max_src_tokens + 1 + task.max_tgt_tokens  # prompt, separator, answer (its EOS is not read)
 
     def pose(self, batch: Batch) -> Posed:
-        sequence = one_sequence(batch)
+        sequence = next_character(batch) if batch.text else one_sequence(batch)
         return Posed((sequence.tokens,), sequence.targets, {"decoder": sequence.tokens != PAD})
 
     def answers(self, model: OneStack, batch: Batch, n_seeds: int, switches: Switches | None) -> Answers:
+        if batch.text:
+            return _read_teacher_forced(model, next_character(batch), n_seeds, switches)
         prompts = [[t for t in row if t != PAD] + [BOS] for row in batch.src.tolist()]  # as one_sequence poses them
         expected = batch.tgt_out
         given = greedy_answers(model, prompts, expected.size(1), n_seeds, switches)
@@ -101,19 +123,21 @@ class EncoderOnlyPosing(Posing):
     arch = "encoder_only"
 
     def check_task(self, task: Task) -> None:
-        # A digit task rearranges its input, so its answer has a token per input position.
-        if not isinstance(task, DigitTask):
+        # A digit task rearranges its input, so its answer has a token per input position; a corpus is masked.
+        if not isinstance(task, DigitTask) and not task.reads_text:
             raise ConfigError("arch", f"task {quoted(task.name)} has no answer token per input position; BERT "
-                                      "answers at every position, so it can be posed only copy, reverse or sort")
+                                      "answers at every position, so it can be posed copy, reverse, sort or a text")
 
     def max_len(self, task: Task) -> int:
         return task.max_src_tokens
 
     def pose(self, batch: Batch) -> Posed:
-        sequence = per_position(batch)
+        sequence = masked_characters(batch, MASK_ID) if batch.text else per_position(batch)
         return Posed((sequence.tokens,), sequence.targets, {"encoder": sequence.tokens != PAD})
 
     def answers(self, model: OneStack, batch: Batch, n_seeds: int, switches: Switches | None) -> Answers:
+        if batch.text:
+            return _read_teacher_forced(model, masked_characters(batch, MASK_ID), n_seeds, switches)
         # A BERT's answer has one token per input position and no EOS (its length is the input's), so its token
         # accuracy counts the answer's tokens only, where a GPT's and the 2017 model's count their EOS too.
         sequence = per_position(batch)

@@ -198,7 +198,7 @@ def test_cli_trains_several_seeds_and_prints_a_json_line_each(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [line["seed"] for line in lines[:3]] == [0, 1, 2]
     for line in lines[:3]:
-        assert set(line) == {"seed", "steps", "reached_at", "heldout_exact", "heldout_token", "wall_s"}
+        assert set(line) == {"seed", "steps", "reached_at", "heldout_exact", "heldout_token", "heldout_loss", "wall_s"}
         assert 1 <= line["steps"] <= 6 and 0 <= line["heldout_exact"] <= 1
     assert lines[3]["summary"]["seeds"] == [0, 1, 2]
 

@@ -6,6 +6,7 @@ import torch
 from model.tasks import (
     BOS,
     EOS,
+    MASK,
     PAD,
     TASKS,
     UnknownTokenError,
@@ -14,6 +15,7 @@ from model.tasks import (
     english_words,
     get_task,
 )
+from model.tasks.text import PASSAGE_BREAK
 
 DIGIT_TASKS = ["reverse", "copy", "sort"]
 NUMBER_TASKS = ["en_numbers", "zh_numbers"]
@@ -338,7 +340,7 @@ def test_collate_rejects_sources_longer_than_the_task_allows() -> None:
 
 
 def test_get_task_names_the_unknown_task_and_the_choices() -> None:
-    assert set(TASKS) == {"reverse", "copy", "sort", "en_numbers", "zh_numbers"}
+    assert set(TASKS) == {"reverse", "copy", "sort", "en_numbers", "zh_numbers", "tang_poems", "en_text"}
     assert all(get_task(name).name == name for name in TASKS)
     with pytest.raises(ValueError, match="unknown task 'rot13'.*reverse.*zh_numbers"):
         get_task("rot13")
@@ -348,4 +350,7 @@ def test_every_task_describes_itself_with_an_example_it_answers() -> None:
     for task in TASKS.values():
         assert task.title and task.title != task.description
         example, answer = task.description.rsplit(": ", 1)[1].split(" → ")
+        if task.reads_text:  # a line of the corpus with a character hidden, and that character
+            assert example.replace(MASK, answer) in PASSAGE_BREAK.join(task.passages), task.name
+            continue
         assert task.target(example) == answer, task.name  # the example shown is the task's own answer

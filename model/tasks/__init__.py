@@ -20,6 +20,7 @@ from model.tasks.base import (  # noqa: F401
     collate,
 )
 from model.tasks.numerals import EN_ONES, EN_TENS, ZH_DIGITS, chinese_numeral, english_words  # noqa: F401
+from model.tasks.text import MASK, TextTask, text_task  # noqa: F401
 from model.tasks.tokenizers import (  # noqa: F401
     BOS,
     EOS,
@@ -112,6 +113,26 @@ TASKS: dict[str, Task] = {
             "三百一十二",
             make_tokenizer(ZH_DIGITS + "十百", "char"),
             "in standard Chinese numerals",
+        ),
+        text_task(
+            "tang_poems",
+            "Tang poems, character by character",
+            "The 300 Tang poems, read a character at a time; a GPT writes the next one, a BERT fills in a hidden one: "
+            "床前明_光 → 月",
+            "床前明月光，",
+            "tang300.txt",
+            "唐诗三百首, from Debian's fortunes-zh (public domain)",
+            context=64,
+        ),
+        text_task(
+            "en_text",
+            "Shakespeare's sonnets, character by character",
+            "Shakespeare's sonnets, read a character at a time; a GPT writes the next one, a BERT fills in a "
+            "hidden one: summer's d_y → a",
+            "Shall I compare thee to a summer's day?",
+            "sonnets.txt",
+            "Shakespeare's Sonnets, the Project Gutenberg text (public domain)",
+            context=64,
         ),
     )
 }

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -42,6 +42,7 @@ class Batch:
     tgt_out: torch.Tensor  # (B, T) int64: target ids + EOS, padded (the labels: tgt_in shifted left)
     src_texts: list[str]
     tgt_texts: list[str]
+    text: bool = False  # windows of a corpus (model/tasks/text.py): src the masked window, tgt the window
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Task(ABC):
     max_len: int
     max_src_tokens: int  # longest source the task ever produces (sizes the positional table)
     max_tgt_tokens: int  # longest target, without BOS/EOS
+    reads_text: ClassVar[bool] = False  # a corpus read by a GPT or a BERT, not a source to turn into a target
 
     @abstractmethod
     def target(self, src_text: str) -> str:
@@ -227,4 +229,4 @@ def collate(task: Task, pairs: list[tuple[str, str]]) -> Batch:
     src = padded(srcs, src_width)
     tgt_in = padded([[BOS, *t] for t in tgts], tgt_width)
     tgt_out = padded([[*t, EOS] for t in tgts], tgt_width)
-    return Batch(src, tgt_in, tgt_out, [s for s, _ in pairs], [t for _, t in pairs])
+    return Batch(src, tgt_in, tgt_out, [s for s, _ in pairs], [t for _, t in pairs], task.reads_text)

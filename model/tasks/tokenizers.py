@@ -14,14 +14,16 @@ BOS = 1
 EOS = 2
 SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
 
-TokenizerKind = Literal["char", "word"]
+TokenizerKind = Literal["char", "word", "text"]
+LISTED_TOKENS = 40  # an error lists the allowed tokens up to this many (a corpus has thousands of characters)
 
 
 class UnknownTokenError(ValueError):
     """A token that is not in the vocabulary; `position` indexes `Tokenizer.split(text)`."""
 
     def __init__(self, token: str, position: int, allowed: tuple[str, ...]):
-        super().__init__(f"unknown token {quoted(token)} at position {position}; allowed: {' '.join(allowed)}")
+        listed = " ".join(allowed) if len(allowed) <= LISTED_TOKENS else f"the {len(allowed)} characters of the corpus"
+        super().__init__(f"unknown token {quoted(token)} at position {position}; allowed: {listed}")
         self.token = token
         self.position = position
         self.allowed = allowed
@@ -30,18 +32,20 @@ class UnknownTokenError(ValueError):
 @dataclass(frozen=True)
 class Tokenizer:
     vocab: tuple[str, ...]  # index = id; the three SPECIALS come first
-    kind: TokenizerKind  # "char": every non-space character is a token; "word": split on whitespace
+    # "char": every non-space character is a token; "word": split on whitespace; "text": every character is a
+    # token, spaces and line breaks included (a corpus read as written)
+    kind: TokenizerKind
     # For number words typed by a learner: "Forty-Two" reads as "forty two".
     fold_case_and_hyphens: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in ("char", "word"):
-            raise ValueError(f"kind {self.kind!r} is not allowed; choose one of char | word")
+        if self.kind not in ("char", "word", "text"):
+            raise ValueError(f"kind {self.kind!r} is not allowed; choose one of char | word | text")
         if self.vocab[: len(SPECIALS)] != SPECIALS:
             raise ValueError(f"vocabulary must start with {' '.join(SPECIALS)}")
         if len(set(self.vocab)) != len(self.vocab):
             raise ValueError("vocabulary has duplicate tokens")
-        if self.kind == "char" and any(len(t) != 1 for t in self.learner_tokens):
+        if self.kind != "word" and any(len(t) != 1 for t in self.learner_tokens):
             raise ValueError("a char vocabulary holds single characters only")
 
     @property
@@ -63,6 +67,8 @@ class Tokenizer:
             text = text.lower().replace("-", " ")
         if self.kind == "char":
             return [c for c in text if not c.isspace()]
+        if self.kind == "text":
+            return list(text)
         return text.split()
 
     def encode(self, text: str) -> list[int]:
@@ -82,7 +88,7 @@ class Tokenizer:
                 break
             if i not in (PAD, BOS):
                 tokens.append(self.token(i))
-        return ("" if self.kind == "char" else " ").join(tokens)
+        return ("" if self.kind != "word" else " ").join(tokens)
 
     def token(self, id: int) -> str:
         if not 0 <= id < self.size:

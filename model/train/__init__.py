@@ -46,6 +46,7 @@ class StepMetrics:
     elapsed_s: float
     heldout_seq_accuracy: float | None = None  # exact whole sequence, greedy decoding
     heldout_token_accuracy: float | None = None
+    heldout_loss: float | None = None  # a corpus's held-out cross-entropy, nats per character (bits: ÷ ln 2)
     diverged: bool = False  # loss became NaN/inf; the run stops
     seed: int = 0
 
@@ -64,6 +65,7 @@ class SeedResult:
     heldout_token: float | None
     wall_s: float  # from the start of the run to this seed's last step
     diverged: bool
+    heldout_loss: float | None = None  # a corpus's, nats per character, at the last evaluation
 
 
 def model_config_for(task: Task, **sizes) -> ModelConfig:
@@ -255,6 +257,7 @@ class MultiSeedRun:
         for m, s in zip(metrics, scores, strict=True):
             if m is not None:
                 m.heldout_seq_accuracy, m.heldout_token_accuracy = s.seq_accuracy, s.token_accuracy
+                m.heldout_loss = s.loss
 
     def _finished(self, m: StepMetrics) -> bool:
         target = self.train_config.stop_at
@@ -268,14 +271,14 @@ class MultiSeedRun:
         wall = time.perf_counter() - started
         for m in done:
             history = self.history[m.seed]
-            last_eval = next((h for h in reversed(history) if h.heldout_seq_accuracy is not None), None)
+            last_eval = next((h for h in reversed(history) if h.heldout_token_accuracy is not None), None)
             self._final_states[m.seed] = seed_state(self.model, self.active.index(m.seed))
             self.results[m.seed] = SeedResult(
                 seed=m.seed, steps=m.step,
                 reached_at=steps_to_reach(history, self.train_config.stop_at) if self.train_config.stop_at else None,
                 heldout_exact=last_eval.heldout_seq_accuracy if last_eval else None,
                 heldout_token=last_eval.heldout_token_accuracy if last_eval else None,
-                wall_s=wall, diverged=m.diverged)
+                wall_s=wall, diverged=m.diverged, heldout_loss=last_eval.heldout_loss if last_eval else None)
         stopped = {m.seed for m in done}
         keep = [i for i, s in enumerate(self.active) if s not in stopped]
         self.active = [self.active[i] for i in keep]

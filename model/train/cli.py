@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 import time
@@ -135,24 +136,29 @@ def _progress(run: MultiSeedRun, metrics, args, started: float) -> None:
     if not sys.stderr.isatty() and step % max(1, args.eval_every) and step != args.steps:
         return
     held = [m.heldout_seq_accuracy for m in metrics if m.heldout_seq_accuracy is not None]
+    held_loss = [m.heldout_loss for m in metrics if m.heldout_loss is not None]
     loss = statistics.fmean(m.loss for m in metrics)
     seeds = f"seeds training {len(metrics)}/{len(run.seeds)}  " if len(run.seeds) > 1 else ""
-    held_text = f"{statistics.fmean(held):.1%}" if held else "—"
+    held_text = f"seq {statistics.fmean(held):.1%}" if held else "seq —"
+    if run.task.reads_text:
+        held_text = f"{statistics.fmean(held_loss) / math.log(2):.3f} bits/char" if held_loss else "bits/char —"
     rate = step / max(time.perf_counter() - started, 1e-9)
     end = "\r" if sys.stderr.isatty() else "\n"
-    print(f"{_bar(step, args.steps)} step {step}/{args.steps} {seeds}loss {loss:.4f} held-out seq {held_text}  "
+    print(f"{_bar(step, args.steps)} step {step}/{args.steps} {seeds}loss {loss:.4f} held-out {held_text}  "
           f"{rate:.1f} steps/s", end=end, file=sys.stderr, flush=True)
 
 
 def summary(results: list[SeedResult], wall_s: float) -> dict:
     exact = [r.heldout_exact for r in results if r.heldout_exact is not None]
     reached = [r.reached_at for r in results if r.reached_at is not None]
+    losses = [r.heldout_loss for r in results if r.heldout_loss is not None]
     return {
         "seeds": [r.seed for r in results],
         "heldout_exact_mean": statistics.fmean(exact) if exact else None,
         "heldout_exact_sd": statistics.stdev(exact) if len(exact) > 1 else None,
         "heldout_exact_min": min(exact, default=None),
         "heldout_exact_max": max(exact, default=None),
+        "heldout_bits_per_char_mean": statistics.fmean(losses) / math.log(2) if losses else None,
         "reached": len(reached),
         "reached_at_median": statistics.median(reached) if reached else None,
         "diverged": sum(r.diverged for r in results),
@@ -179,9 +185,15 @@ def _report(run: MultiSeedRun, results: list[SeedResult], wall_s: float) -> None
         last = history[-1]
         prefix = f"seed {r.seed}: " if len(results) > 1 else ""
         held = "—" if r.heldout_exact is None else f"{r.heldout_exact:.1%}"
+        if r.heldout_loss is not None:  # a corpus: no whole answer, a loss per character
+            held = (f"{r.heldout_loss / math.log(2):.3f} bits per character, the most likely character right "
+                    f"{r.heldout_token:.1%} of the time")
+        scored = "held-out" if r.heldout_loss is not None else "held-out exact sequences"
         print(f"{prefix}done: {r.steps} steps in {r.wall_s:.1f} s; final loss {last.loss:.4f}; "
-              f"teacher-forced token accuracy {last.token_accuracy:.1%}; held-out exact sequences {held}"
+              f"teacher-forced token accuracy {last.token_accuracy:.1%}; {scored} {held}"
               + ("; diverged" if r.diverged else ""))
+        if r.heldout_loss is not None:
+            continue
         for target in (0.9, 0.99):
             reached = steps_to_reach(history, target)
             print(f"  held-out ≥ {target:.0%}: " + (f"at step {reached}" if reached else "not reached"))
@@ -225,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(json.dumps({"seed": r.seed, "steps": r.steps, "reached_at": r.reached_at,
                               "heldout_exact": r.heldout_exact, "heldout_token": r.heldout_token,
+                              "heldout_loss": r.heldout_loss,
                               "wall_s": round(r.wall_s, 2)}))
         print(json.dumps({"summary": summary(results, wall_s)}))
     else:
