@@ -310,3 +310,8 @@ class TrainConfig(_Serializable):
 
     def __post_init__(self) -> None:
         _check_types(self)  # the task among the tasks registered now (model.tasks)
+        from model.tasks import get_task
+
+        if self.stop_at and get_task(self.task).reads_text:
+            raise ConfigError("stop_at", f"task {quoted(self.task)} is a text, with no whole answer to get right; "
+                                         "train it for a number of steps (stop_at 0)")

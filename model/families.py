@@ -152,6 +152,24 @@ def greedy_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int,
     return sequence[:, prompt.size(1):]
 
 
+@torch.no_grad()
+def sampled_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int, temperature: float, seed: int,
+                     switches: Switches | None = None) -> torch.Tensor:
+    """As greedy_continue, but each token drawn from softmax(logits / temperature), with its own generator seeded
+    by `seed` (the same seed, the same text). Temperature 0 is greedy."""
+    if temperature == 0:
+        return greedy_continue(model, prompt, max_new_tokens, switches)
+    generator = torch.Generator().manual_seed(seed)
+    sequence = prompt
+    for _ in range(min(max_new_tokens, new_tokens_allowed(model.config.max_len, prompt.size(1)))):
+        probs = torch.softmax(model(sequence, switches)[:, -1] / temperature, dim=-1)
+        next_token = torch.multinomial(probs, 1, generator=generator)
+        sequence = torch.cat([sequence, next_token], dim=1)
+        if next_token.item() == EOS:
+            break
+    return sequence[:, prompt.size(1):]
+
+
 def build_model(config: ModelConfig, switches: Switches | None = None) -> Seq2Seq | OneStack:
     """The model of the config's family (`arch`)."""
     return Seq2Seq(config, switches) if config.arch == "encoder_decoder" else OneStack(config, switches)

@@ -7,15 +7,21 @@ every page reads it the same way: `stacks` names the one stack, whose rows are t
   step's pass is recorded, as for the 2017 decoder). The answer is written at rows P-1 … (P: prompt + separator),
   and the step-through walks those positions.
 - A BERT reads the input once and answers at every position at once: one pass, one step per layer.
+
+On a text (model/tasks/text.py) a GPT reads the typed line with no separator and writes up to CONTINUATION
+characters after it; there is no right continuation, so no answer is marked right or wrong, and the gradients are
+those of the line's own next characters. A BERT fills in each masked character of the line (its top guesses are
+the output's `top` at those rows); nothing says what was hidden, so there are no gradients.
 """
 
 from __future__ import annotations
 
 import torch
 
-from model.config import Switches
+from model.config import ModelConfig, Switches
 from model.families import IGNORE, OneStack, new_tokens_allowed
 from model.tasks import BOS, EOS, Task
+from model.tasks.text import CONTINUATION, MASK_ID
 from model.trace import (
     _cached,
     _embedding_summary,
@@ -129,29 +135,35 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
         raise ValueError("the input is empty")
     spec = model.spec
     gpt = spec.causal
-    prompt = _prompt(model, src_ids)
-    if len(prompt) >= model.config.max_len if gpt else len(prompt) > model.config.max_len:
-        raise ValueError(f"the input has {len(src_ids)} tokens; this model takes at most "
-                         f"{model.config.max_len - (2 if gpt else 0)}")
-    expected_ids = _expected_ids(task, src_text, expected)
-    src_tokens = task.src_tokenizer.split(src_text)
+    prompt = _prompt(model, task, src_ids)
+    longest = max_input_tokens(model.config, task)
+    if len(src_ids) > longest:
+        raise ValueError(f"the input has {len(src_ids)} tokens; this model takes at most {longest}")
+    expected_ids = None if task.reads_text else _expected_ids(task, src_text, expected)
+    shown = task.src_tokenizer.shown
+    src_tokens = [shown(c) for c in task.src_tokenizer.split(src_text)]
+    masked_rows = None  # a BERT on a text: the rows it was asked to fill in
     if gpt:
-        max_new = min(task.max_tgt_tokens + 1, new_tokens_allowed(model.config.max_len, len(prompt)))
+        room = new_tokens_allowed(model.config.max_len, len(prompt))
+        max_new = min(CONTINUATION if task.reads_text else task.max_tgt_tokens + 1, room)
         if expected_ids is not None:  # a model that never stops is shown a few tokens past the answer
             max_new = min(max_new, len(expected_ids) + 3)
         generated, cache = _continue_with_cache(model, prompt, max_new, switches)
         answer_rows = range(len(prompt) - 1, len(prompt) - 1 + len(generated))
-        tokens = src_tokens + ["<bos>"] + [task.tgt_tokenizer.token(i) for i in generated[:-1]]
+        separator = [] if task.reads_text else ["<bos>"]
+        tokens = src_tokens + separator + [shown(task.tgt_tokenizer.token(i)) for i in generated[:-1]]
         expected_ids_shown = expected_ids
     else:
         logits, cache = _cached(model, lambda: model(torch.tensor([prompt]), switches))
         generated = logits[0].argmax(-1).tolist()
         answer_rows = range(len(prompt))
         tokens = src_tokens
+        if task.reads_text:
+            masked_rows = [i for i, t in enumerate(src_ids) if t == MASK_ID]
         expected_ids_shown = None if expected_ids is None else expected_ids[:-1]  # an answer per position, no EOS
     rows = slice(answer_rows.start, answer_rows.stop)
     probs = torch.softmax(cache["hook_logits"][rows], dim=-1)
-    output_tokens = [task.tgt_tokenizer.token(i) for i in generated]
+    output_tokens = [shown(task.tgt_tokenizer.token(i)) for i in generated]
     sequence = spec.sequence
     result = {
         "switches": switches.to_dict(),
@@ -164,8 +176,9 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
         f"{sequence}_tokens": tokens,
         "answer_rows": [answer_rows.start, answer_rows.stop],
         "output_tokens": output_tokens,
-        "output_text": task.tgt_tokenizer.decode(generated),
-        "finished": (bool(generated) and generated[-1] == EOS) if gpt else True,
+        "output_text": _filled(task, src_ids, generated) if masked_rows is not None
+        else task.tgt_tokenizer.decode(generated),
+        "finished": (bool(generated) and generated[-1] == EOS) if gpt and not task.reads_text else True,
         "stacks": trace_stacks(model),
         "embedding": {sequence: _embedding_summary(cache["hook_embed"], cache["hook_pos"])},
         spec.name: _stack_summary(cache, model, spec.name, switches),
@@ -177,9 +190,11 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
         },
         "logit_lens": _logit_lens(cache, model, task, switches, rows),
         "steps": one_stack_steps(model, answer_rows, switches),
+        "masked_rows": masked_rows,
     }
     if expected_ids_shown is None:
-        result.update(expected_tokens=None, correct=None, gradients=None)
+        own = _own_next_characters(model, task, src_ids, switches) if with_gradients else None
+        result.update(expected_tokens=None, correct=None, gradients=own)
     else:
         result.update(expected_tokens=[task.tgt_tokenizer.token(i) for i in expected_ids_shown],
                       correct=generated == expected_ids_shown,
@@ -188,19 +203,44 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
     return result
 
 
-def _prompt(model: OneStack, src_ids: list[int]) -> list[int]:
-    return src_ids + [BOS] if model.spec.causal else src_ids
+def _filled(task: Task, src_ids: list[int], guesses: list[int]) -> str:
+    """The typed line with each masked character replaced by the BERT's guess."""
+    return task.tgt_tokenizer.decode([g if t == MASK_ID else t for t, g in zip(src_ids, guesses, strict=True)])
+
+
+def _prompt(model: OneStack, task: Task, src_ids: list[int]) -> list[int]:
+    """What a GPT continues: the input and the separator, or on a text the line alone; a BERT's input."""
+    return src_ids + [BOS] if model.spec.causal and not task.reads_text else src_ids
+
+
+def max_input_tokens(config: ModelConfig, task: Task) -> int:
+    """The longest input a one-stack model takes: a BERT its whole table; a GPT leaves room for its separator (not
+    on a text) and for at least one token after it."""
+    if config.arch == "encoder_only":
+        return config.max_len
+    return config.max_len - (1 if task.reads_text else 2)
+
+
+def _own_next_characters(model: OneStack, task: Task, src_ids: list[int], switches: Switches) -> dict | None:
+    """A GPT on a text: the gradients of predicting each next character of the typed line (none for a single
+    character, or for a BERT, whose hidden characters nobody has given)."""
+    if not (task.reads_text and model.spec.causal and len(src_ids) > 1):
+        return None
+    return one_stack_gradients(model, src_ids[:1], src_ids[1:], switches)
 
 
 def one_stack_expected_gradients(model: OneStack, task: Task, src_text: str, switches: Switches,
                                  expected: str | None = None) -> dict | None:
     """The `gradients` of trace_one_stack alone (None when the input has no expected answer)."""
     _eval_mode(model)
+    src_ids = task.src_tokenizer.encode(src_text)
+    if task.reads_text:
+        return _own_next_characters(model, task, src_ids, switches)
     expected_ids = _expected_ids(task, src_text, expected)
     if expected_ids is None:
         return None
     answer = expected_ids if model.spec.causal else expected_ids[:-1]
-    return one_stack_gradients(model, _prompt(model, task.src_tokenizer.encode(src_text)), answer, switches)
+    return one_stack_gradients(model, _prompt(model, task, src_ids), answer, switches)
 
 
 def teacher_forced(model: OneStack, prompt: list[int], answer: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

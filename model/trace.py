@@ -217,9 +217,9 @@ def _logit_lens(cache, model: Seq2Seq, task: Task, switches: Switches) -> list[l
 
 def _top_tokens(probs: torch.Tensor, task: Task, k: int = TOP_K) -> list[list]:
     top = probs.topk(min(k, probs.size(-1)), dim=-1)
-    token = task.tgt_tokenizer.token
+    tokenizer = task.tgt_tokenizer
     return [
-        [[token(i), _r(p)] for p, i in zip(row_p, row_i, strict=True)]
+        [[tokenizer.shown(tokenizer.token(i)), _r(p)] for p, i in zip(row_p, row_i, strict=True)]
         for row_p, row_i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
     ]
 
@@ -380,7 +380,7 @@ def trace_size(result: dict) -> int:
 def _decoder_input(task: Task, model: Seq2Seq, src: torch.Tensor, intact_output: list[str] | None) -> torch.Tensor:
     """BOS + the intact model's greedy output (but its last token): the decoder input every comparison shares."""
     if intact_output is not None:
-        generated = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]
+        generated = [task.tgt_tokenizer.id_of_shown(token) for token in intact_output]
     else:
         max_new = min(task.max_tgt_tokens + 1, model.config.max_len - 1)
         generated = model.greedy_decode(src, max_new, model.switches)[0].tolist()
@@ -389,25 +389,28 @@ def _decoder_input(task: Task, model: Seq2Seq, src: torch.Tensor, intact_output:
 
 def _shared_inputs(task: Task, model, src_text: str, intact_output: list[str] | None) -> tuple[tuple, list[str]]:
     """What every comparison feeds the model, and the tokens of the rows it compares: the source and the decoder
-    input above; for a GPT, prompt, separator and the intact model's answer (but its last token); for a BERT, the
-    input."""
+    input above; for a GPT, prompt, separator and the intact model's answer (but its last token; on a text, the
+    line and what the intact model wrote after it); for a BERT, the input."""
     src_ids = task.src_tokenizer.encode(src_text)
     src = torch.tensor([src_ids])
     if isinstance(model, Seq2Seq):
         tgt_in = _decoder_input(task, model, src, intact_output)
         return (src, tgt_in), ["<bos>"] + [task.tgt_tokenizer.token(i) for i in tgt_in[0, 1:].tolist()]
+    shown = task.src_tokenizer.shown
     if not model.spec.causal:
-        return (src,), task.src_tokenizer.split(src_text)
-    prompt = src_ids + [BOS]
+        return (src,), [shown(c) for c in task.src_tokenizer.split(src_text)]
+    prompt = src_ids if task.reads_text else src_ids + [BOS]
     if intact_output is not None:
-        answer = [task.tgt_tokenizer.vocab.index(token) for token in intact_output]
+        answer = [task.tgt_tokenizer.id_of_shown(token) for token in intact_output]
     else:
         from model.families import greedy_continue, new_tokens_allowed
+        from model.tasks.text import CONTINUATION
 
-        max_new = min(task.max_tgt_tokens + 1, new_tokens_allowed(model.config.max_len, len(prompt)))
+        longest = CONTINUATION if task.reads_text else task.max_tgt_tokens + 1
+        max_new = min(longest, new_tokens_allowed(model.config.max_len, len(prompt)))
         answer = greedy_continue(model, torch.tensor([prompt]), max_new, model.switches)[0].tolist()
     tokens = prompt + answer[:-1]
-    return (torch.tensor([tokens]),), [task.src_tokenizer.vocab[i] for i in tokens]
+    return (torch.tensor([tokens]),), [shown(task.src_tokenizer.vocab[i]) for i in tokens]
 
 
 @torch.no_grad()

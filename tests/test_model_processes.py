@@ -89,3 +89,21 @@ def test_a_killed_worker_is_replaced_and_the_request_still_answered(pooled):
     assert r.status_code == 200 and 'id="step-view"' in r.text
     (new,) = processes.worker_pids()
     assert new != old
+
+
+def failing_warm_up() -> None:
+    raise RuntimeError("a page that cannot be drawn")
+
+
+def test_a_worker_whose_warm_up_fails_still_serves_the_other_work(tmp_path):
+    import asyncio
+
+    from app.playground.compute import ModelProcesses
+
+    processes = ModelProcesses(1, tmp_path, warm_up=failing_warm_up)
+    processes.start()
+    try:
+        asyncio.run(processes.ready())
+        assert asyncio.run(processes.run("any", zoo_cache_size)) >= 0  # the worker is alive, not a broken pool
+    finally:
+        processes.stop()

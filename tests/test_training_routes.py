@@ -1,5 +1,7 @@
 """The training lab's routes: start, stream, replay, inspect in the playground, bad settings, restart."""
 
+import html
+import json
 import re
 import time
 
@@ -222,3 +224,24 @@ def test_a_store_that_cannot_be_written_refuses_the_run_and_the_lab_works_on(cli
     monkeypatch.undo()
     run_id, _ = start(client, seeds="1")
     assert '"status": "done"' in follow(client, run_id)
+
+
+def test_a_gpt_trains_on_a_text_in_the_lab_with_its_held_out_loss_drawn_and_writes_on_in_the_playground(client):
+    run_id, card = start(client, task="en_text", arch="decoder_only", layers="1", steps="20")
+    curves = json.loads(html.unescape(re.search(r'class="plot live-curves"[^>]*data-figure="([^"]+)"', card).group(1)))
+    assert curves["data"][-1]["meta"] == "heldout_loss" and curves["data"][-1]["yaxis"] == "y"  # on the loss axis
+    assert '"status": "done"' in follow(client, run_id)
+    metrics = client.get(f"/api/runs/{run_id}/metrics").json()["metrics"]
+    evaluated = [m for m in metrics if m["heldout_loss"] is not None]
+    assert evaluated and evaluated[-1]["step"] == 20 and all(m["heldout_seq_accuracy"] is None for m in evaluated)
+    page = client.get(f"/playground?model=run-{run_id}&input=Shall%20I&lang=en")
+    assert page.status_code == 200 and "Writes on" in page.text
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"task": "tang_poems"}, "arch"),  # the encoder-decoder has no source to encode in a text
+    ({"task": "tang_poems", "arch": "decoder_only", "stop_at": "0.9"}, "stop_at"),
+])
+def test_a_text_the_lab_cannot_train_so_is_refused_naming_the_field(client, changes, field):
+    r = client.post("/train/runs", data={**SMALL, **changes})
+    assert r.status_code == 422 and field in r.text, r.text[:300]

@@ -25,7 +25,8 @@ COMPONENT_COLOURS = {
     "output": "#000000",
 }
 MISMATCH_COLOUR = "#D55E00"  # Okabe-Ito vermillion; mismatched bars are also cross-hatched
-METRIC_COLOURS = {"loss": "#000000", "token_accuracy": "#0072B2", "heldout_seq_accuracy": "#E69F00"}
+METRIC_COLOURS = {"loss": "#000000", "token_accuracy": "#0072B2", "heldout_seq_accuracy": "#E69F00",
+                  "heldout_loss": "#E69F00"}
 TOKEN_LINE_COLOURS = ("#440154", "#472D7B", "#3B528B", "#2C728E", "#21918C", "#28AE80", "#5EC962", "#ADDC30")
 HEATMAP_SCALE = "Viridis"
 RESIDUAL_OFF_PATTERN = "/"

@@ -31,17 +31,24 @@ def _metric_line(rows: list[dict], key: str, yaxis: str, hovertemplate: str, **s
             "line": {"color": METRIC_COLOURS[key], "width": 2, **style}, "mode": "lines"}
 
 
-def training_curves(history: Iterable[Any]) -> Figure:
+HELDOUT_KEYS = ("heldout_seq_accuracy", "heldout_loss")
+
+
+def training_curves(history: Iterable[Any], heldout: str = "heldout_seq_accuracy") -> Figure:
     """Loss (log axis, left) and accuracies (0–100 %, right) against the training step.
 
-    Held-out accuracy is measured only every few steps (None in between): only measured steps are drawn."""
+    The held-out figure is measured only every few steps (None in between): only measured steps are drawn. It is
+    whole-answer accuracy, or for a text (heldout="heldout_loss") the held-out loss, on the loss axis. The line
+    names its key in `meta`, for training.js."""
     rows = _rows(history)
     data = [_metric_line(rows, "loss", "y", LABELS["hover_loss"])]
-    for key, dash in (("token_accuracy", "dash"), ("heldout_seq_accuracy", "dot")):
+    for key, dash in (("token_accuracy", "dash"), (heldout, "dot")):
         measured = [r for r in rows if finite(r.get(key)) is not None]
         if measured:
-            data.append(_metric_line(measured, key, "y2", LABELS["hover_accuracy"], dash=dash) | {
-                "mode": "lines+markers" if key == "heldout_seq_accuracy" else "lines"})
+            on_loss_axis = key == "heldout_loss"
+            data.append(_metric_line(measured, key, "y" if on_loss_axis else "y2",
+                                     LABELS["hover_loss" if on_loss_axis else "hover_accuracy"], dash=dash) | {
+                "mode": "lines+markers" if key in HELDOUT_KEYS else "lines", "meta": key})
     return _figure(data, LABELS["training_title"], 360, annotations=[] if rows else [_note(LABELS["no_history"])],
                    xaxis=_axis(LABELS["training_step_axis"]),
                    yaxis=_axis(LABELS["loss_axis"], type="log", **_log_ticks(r["loss"] for r in rows)),

@@ -40,7 +40,7 @@ from app.web.numbers import json_safe
 from app.web.params import RunId
 from app.web.templating import EventStream, event_stream, is_htmx, render
 from model.stacks import FAMILIES
-from model.tasks import TASKS
+from model.tasks import TASKS, get_task
 
 router = APIRouter(tags=["training"], route_class=FormRoute)
 # What a run's form may hold: its fields, and the language of the page it came from.
@@ -65,12 +65,13 @@ def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
     record = records[0]
     config = record.spec.model
     stacks = [spec.name for spec in FAMILIES[config.arch]]
-    placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, "heldout_seq_accuracy": 0.0,
+    heldout = "heldout_loss" if get_task(record.spec.task).reads_text else "heldout_seq_accuracy"
+    placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, heldout: 1.0 if heldout == "heldout_loss" else 0.0,
                    "layer_grad_norms": {stack: [1.0] * config.n_layers(stack) for stack in stacks}}
     with figures.language(lang):
         return {"run": record, "seed_runs": records, "replayed": all(replayed for _, replayed in seeds),
                 "reason": reason_text(record.error, Translator(lang)),
-                "curves": figures.training_curves([placeholder]),
+                "curves": figures.training_curves([placeholder], heldout),
                 "heatmap": figures.gradient_heatmap([placeholder], stacks[-1])}
 
 

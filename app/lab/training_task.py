@@ -36,7 +36,7 @@ def train_seeds(model_config: ModelConfig, switches: Switches, train_config: Tra
     pending, last_flush = [], time.monotonic()
     for metrics in run:
         pending += [m.to_dict() for m in metrics]
-        evaluated = any(m.heldout_seq_accuracy is not None for m in metrics)
+        evaluated = any(m.heldout_token_accuracy is not None for m in metrics)  # a text has no whole answer
         if evaluated or time.monotonic() - last_flush >= FLUSH_SECONDS:
             yield ("metrics", pending)
             pending, last_flush = [], time.monotonic()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import multiprocessing
 import zlib
 from collections.abc import Callable
@@ -66,7 +67,10 @@ def _start_worker(data_dir: str, torch_threads: int, warm_up: Callable[[], None]
     if store_path.is_file():
         with suppress(Exception):  # a store the web process could not open either: zoo models only
             use_store(RunStore(store_path, read_only=True))
-    warm_up()
+    try:
+        warm_up()
+    except Exception:  # a page that fails to draw fails on its own request, with its error; the others are served
+        logging.getLogger(__name__).exception("the model worker's warm-up failed")
     gc.collect()
     gc.freeze()
 

@@ -13,6 +13,7 @@ from jinja2_fragments import render_block, render_blocks
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.playground.compute import run_playground_work
+from app.playground.samples import MAX_TEMPERATURE, samples
 from app.playground.state import PlaygroundQuery, PlaygroundState, parse_state, query_params
 from app.playground.view import LATER_PANELS, panel, playground_context, step_context, step_span
 from app.web.dependencies import SettingsDep, TranslatorDep
@@ -108,6 +109,22 @@ async def playground(request: Request, state: StateDep, t: TranslatorDep):
 async def playground_step(request: Request, state: StateDep, t: TranslatorDep):
     html = await _work(request, state, _step_html, t.lang, memo=True)
     return HTMLResponse(html, headers={"HX-Replace-Url": _url(state, request)})
+
+
+def _samples_html(state: PlaygroundState, lang: str, temperature: float) -> str:
+    t = Translator(lang)
+    return templates.env.get_template("partials/samples.html").render(
+        t=t, samples=samples(state, temperature), temperature=temperature, line=state.input)
+
+
+@router.get("/playground/samples", summary="A GPT on a text: continuations of the line drawn with a temperature",
+            response_class=HTMLResponse, responses=ERRORS)
+async def playground_samples(request: Request, state: StateDep, t: TranslatorDep,
+                             temperature: Annotated[float, Query(ge=0, le=MAX_TEMPERATURE, description=(
+                                 "softmax(logits / temperature): 0 is greedy, 1 the model's own odds, higher "
+                                 "flatter"))] = 0.8):
+    """Each sample from its own seed: the same state and temperature give the same samples."""
+    return HTMLResponse(await _work(request, state, _samples_html, t.lang, temperature, memo=True))
 
 
 PanelName = Literal[LATER_PANELS]

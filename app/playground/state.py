@@ -19,6 +19,7 @@ from app.switches import SWITCH_FIELDS, apply_switches, parse_switches, switch_d
 from app.web.errors import BadInput, quoted
 from app.web.params import MAX_ID, parse_whole
 from model.config import ConfigError, ModelConfig, Switches
+from model.one_stack_trace import max_input_tokens
 from model.tasks import Task, UnknownTokenError, get_task
 from model.transformer import check_switches_fit
 
@@ -55,8 +56,9 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
                 default_step: int | None = 0) -> PlaygroundState:
     """The state the query parameters name; without `step`, `default_step` (None: the last step)."""
     entry, task = _model(params.get("model"))
-    text = task.sample(rng or random.Random(), split="heldout")[0] if params.get("random") else params.get("input")
-    text = _input(task, text, max_input_chars)
+    config = ModelConfig.from_dict(entry.model_config)
+    text = _random_input(task, config, rng or random.Random()) if params.get("random") else params.get("input")
+    text = _input(task, config, text, max_input_chars)
     switches = _switches(entry, parse_switches(params, Switches.from_dict(entry.switches)))
     step = _step(params["step"]) if "step" in params else default_step
     return PlaygroundState(entry.name, text, switches, step)
@@ -68,7 +70,8 @@ def state_of(model: str, text: str | None, changes: Mapping[str, Any], max_input
     field names and types) over the model's own; `text` None is the task's example. Lessons build theirs here."""
     entry, task = _model(model)
     switches = _switches(entry, apply_switches(Switches.from_dict(entry.switches), changes))
-    return PlaygroundState(entry.name, _input(task, text, max_input_chars), switches, step)
+    return PlaygroundState(entry.name, _input(task, ModelConfig.from_dict(entry.model_config), text, max_input_chars),
+                           switches, step)
 
 
 def _model(name: str | None) -> tuple[ModelInfo, Task]:
@@ -81,18 +84,36 @@ def _model(name: str | None) -> tuple[ModelInfo, Task]:
     return entry, get_task(entry.task)
 
 
-def _input(task: Task, text: str | None, max_input_chars: int) -> str:
-    text = (task.example if text is None else text).strip()
+def example_input(task: Task, config: ModelConfig) -> str:
+    """The input a model's page opens with: its task's example (a BERT reading a text: with a character masked)."""
+    return task.masked_example if task.reads_text and config.arch == "encoder_only" else task.example
+
+
+def _random_input(task: Task, config: ModelConfig, rng: random.Random) -> str:
+    """A held-out input: a line of a held-out passage for a text (a BERT's with characters masked)."""
+    if task.reads_text:
+        return task.line(rng, masked=config.arch == "encoder_only")
+    return task.sample(rng, split="heldout")[0]
+
+
+def _longest_input(task: Task, config: ModelConfig) -> int:
+    return max_input_tokens(config, task) if task.reads_text else task.max_src_tokens
+
+
+def _input(task: Task, config: ModelConfig, text: str | None, max_input_chars: int) -> str:
+    example = example_input(task, config)
+    text = (example if text is None else text).strip()
     if not text:
-        raise BadInput("input", "is empty; type a few tokens, e.g. " + task.example)
+        raise BadInput("input", "is empty; type a few tokens, e.g. " + example)
     if len(text) > max_input_chars:
         raise BadInput("input", f"has {len(text)} characters; at most {max_input_chars} are allowed", 413)
     try:
         tokens = task.src_tokenizer.encode(text)
     except UnknownTokenError as error:
         raise BadInput("input", str(error)) from None
-    if len(tokens) > task.max_src_tokens:
-        raise BadInput("input", f"has {len(tokens)} tokens; this model takes at most {task.max_src_tokens}", 413)
+    longest = _longest_input(task, config)
+    if len(tokens) > longest:
+        raise BadInput("input", f"has {len(tokens)} tokens; this model takes at most {longest}", 413)
     return text
 
 

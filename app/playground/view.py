@@ -26,6 +26,7 @@ from app.web.templating import templates
 from model.config import ModelConfig, Switches
 from model.layers import sinusoidal_table
 from model.stacks import FAMILIES
+from model.tasks import get_task
 
 
 def _add_norm_case(step: dict, switches: Switches) -> tuple[bool, str | None]:
@@ -285,6 +286,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         train_query=train_query(state, entry.task, r.config.arch),
         residual_off_example=residual_off_example(r.config),
         first_stack=FAMILIES[r.config.arch][0].name,
+        samplable=get_task(entry.task).reads_text and r.config.arch == "decoder_only",
         entry_dict=asdict(entry),
     )
     return context

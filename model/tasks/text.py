@@ -27,6 +27,8 @@ MASK = "_"  # the mask character: a learner types it where a character is hidden
 MASK_ID = len(SPECIALS)  # its id in every corpus vocabulary: the first after the specials
 MASK_SHARE = 0.15  # of a window's characters, as BERT's
 PASSAGE_BREAK = "\n\n"
+LINE_CHARS = 40  # longest held-out line offered as a random input
+CONTINUATION = 24  # characters a GPT writes after a typed line in the playground
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ class TextTask(Task):
         """n windows of the held-out passages (overlapping windows are different samples)."""
         rng = random.Random(seed)
         return [self.sample(rng, "heldout") for _ in range(min(n, MAX_SAMPLE_ATTEMPTS))]
+
+    def line(self, rng: random.Random, masked: bool) -> str:
+        """A line of a held-out passage, for a learner to try (a BERT's with characters masked)."""
+        lines = [line for line in self._text_of["heldout"].splitlines() if 0 < len(line) <= LINE_CHARS]
+        line = rng.choice(lines)
+        return self.masked(rng, line) if masked else line
+
+    @property
+    def masked_example(self) -> str:
+        """The example with one character behind the mask, for a BERT: the one in the middle."""
+        middle = len(self.example) // 2
+        return self.example[:middle] + MASK + self.example[middle + 1:]
 
     def _canonical(self, src_text: str) -> str:
         return src_text

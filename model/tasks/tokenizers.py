@@ -15,6 +15,7 @@ EOS = 2
 SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
 
 TokenizerKind = Literal["char", "word", "text"]
+SHOWN_WHITESPACE = {" ": "␣", "\n": "↵"}
 LISTED_TOKENS = 40  # an error lists the allowed tokens up to this many (a corpus has thousands of characters)
 
 
@@ -89,6 +90,16 @@ class Tokenizer:
             if i not in (PAD, BOS):
                 tokens.append(self.token(i))
         return ("" if self.kind != "word" else " ").join(tokens)
+
+    def shown(self, token: str) -> str:
+        """The token as a page labels it: a text's space and line break as visible marks."""
+        return SHOWN_WHITESPACE.get(token, token) if self.kind == "text" else token
+
+    def id_of_shown(self, shown: str) -> int:
+        """The id of a token as a page labelled it (shown's inverse)."""
+        if self.kind == "text":
+            shown = {mark: token for token, mark in SHOWN_WHITESPACE.items()}.get(shown, shown)
+        return self.vocab.index(shown)
 
     def token(self, id: int) -> str:
         if not 0 <= id < self.size:

@@ -28,11 +28,13 @@ class ZooEntry:
     train_config: dict[str, Any]
     steps: int  # steps actually trained
     train_seconds: float
-    heldout_seq_accuracy: float  # measured after training, greedy decoding, held-out split
+    heldout_seq_accuracy: float | None  # measured after training, greedy decoding, held-out split (None: a text)
     heldout_token_accuracy: float
     heldout_size: int
     size_bytes: int
     default: bool = False
+    heldout_loss: float | None = None  # a text's held-out cross-entropy, nats per character
+    heldout_bits_per_char: float | None = None
 
     @property
     def config(self) -> ModelConfig:

@@ -4,12 +4,16 @@
     python -m model.zoo.build reverse-post-2x2
 
 Each recipe trains until held-out exact-sequence accuracy reaches `stop_at` or the step budget
-runs out; the manifest records the steps taken and the accuracy measured afterwards.
+runs out; the manifest records the steps taken and the accuracy measured afterwards. A text (tang_poems,
+en_text) has no answer to get right: its model is kept at its best held-out loss, and training stops once
+PATIENCE evaluations in a row have not bettered it (these corpora are small, and a model soon learns its
+training passages by heart while the held-out loss climbs again).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,9 +23,11 @@ from model.config import Switches
 from model.evaluate import evaluate
 from model.tasks import get_task
 from model.train import TrainConfig, TrainingRun, model_config_for
+from model.transformer import SwitchedModel
 from model.zoo import MANIFEST, ZOO_DIR, ZooEntry, load_manifest
 
 HELDOUT_SIZE = 300
+PATIENCE = 4
 SIZE_LIMIT_BYTES = 2_000_000
 
 
@@ -38,6 +44,8 @@ class Recipe:
     stop_at: float = 0.995
     default: bool = False
     arch: str = "encoder_decoder"
+    d_model: int = 64
+    eval_every: int = 50
 
 
 RECIPES = [
@@ -53,35 +61,67 @@ RECIPES = [
            Switches(norm_position="pre"), steps=3000, arch="decoder_only"),
     Recipe("reverse-bert-2", "Reverse digits · BERT (encoder only) · 2 layers · Post-LN, as BERT", "reverse", 2,
            arch="encoder_only"),
+    Recipe("poems-gpt-4", "唐诗 · GPT (decoder only) · 4 layers · Pre-LN, as GPT-2", "tang_poems", 4,
+           Switches(norm_position="pre"), steps=2000, arch="decoder_only"),
+    Recipe("poems-bert-2", "唐诗 · BERT (encoder only) · 2 layers · Post-LN, as BERT", "tang_poems", 2,
+           steps=3000, arch="encoder_only"),
+    Recipe("sonnets-gpt-4", "Shakespeare's sonnets · GPT (decoder only) · 4 layers · Pre-LN, as GPT-2", "en_text", 4,
+           Switches(norm_position="pre"), steps=3000, arch="decoder_only"),
 ]
 
 
 def build(recipe: Recipe) -> ZooEntry:
     task = get_task(recipe.task)
     model_config = model_config_for(task, n_encoder_layers=recipe.layers, n_decoder_layers=recipe.layers,
-                                    arch=recipe.arch)
-    train_config = TrainConfig(task=recipe.task, steps=recipe.steps, lr=recipe.lr,
-                               warmup_steps=recipe.warmup_steps, seed=0, eval_every=50, stop_at=recipe.stop_at)
+                                    arch=recipe.arch, d_model=recipe.d_model, d_ff=2 * recipe.d_model)
+    train_config = TrainConfig(task=recipe.task, steps=recipe.steps, lr=recipe.lr, warmup_steps=recipe.warmup_steps,
+                               seed=0, eval_every=recipe.eval_every,
+                               eval_size=HELDOUT_SIZE if task.reads_text else TrainConfig.eval_size,
+                               stop_at=0.0 if task.reads_text else recipe.stop_at)
     run = TrainingRun(model_config, recipe.switches, train_config)
     started = time.perf_counter()
-    for m in run:  # stops by itself once held-out accuracy reaches stop_at
-        if m.heldout_seq_accuracy is not None:
-            print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} held-out {m.heldout_seq_accuracy:.1%}",
-                  file=sys.stderr)
+    model, history = _train_to_best_heldout_loss(run, recipe) if task.reads_text else _train_to_stop_at(run, recipe)
     seconds = time.perf_counter() - started
     path = ZOO_DIR / f"{recipe.name}.pt"
-    save_checkpoint(path, run.model, train_config, run.history, {"recipe": recipe.name})
-    scores = evaluate(run.model, task, task.heldout_set(HELDOUT_SIZE))
+    save_checkpoint(path, model, train_config, history, {"recipe": recipe.name})
+    scores = evaluate(model, task, task.heldout_set(HELDOUT_SIZE))
     size = path.stat().st_size
     if size > SIZE_LIMIT_BYTES:
         raise SystemExit(f"{path.name} is {size:,} bytes, over the {SIZE_LIMIT_BYTES:,} limit")
     return ZooEntry(
         name=recipe.name, title=recipe.title, task=recipe.task, file=path.name,
         model_config=model_config.to_dict(), switches=recipe.switches.to_dict(),
-        train_config=train_config.to_dict(), steps=run.history[-1].step, train_seconds=round(seconds, 1),
+        train_config=train_config.to_dict(), steps=history[-1].step, train_seconds=round(seconds, 1),
         heldout_seq_accuracy=scores.seq_accuracy, heldout_token_accuracy=scores.token_accuracy,
-        heldout_size=scores.n, size_bytes=size, default=recipe.default,
+        heldout_size=scores.n, size_bytes=size, default=recipe.default, heldout_loss=scores.loss,
+        heldout_bits_per_char=scores.bits_per_char,
     )
+
+
+def _train_to_stop_at(run: TrainingRun, recipe: Recipe) -> tuple[SwitchedModel, list]:
+    for m in run:  # stops by itself once held-out accuracy reaches stop_at
+        if m.heldout_seq_accuracy is not None:
+            print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} held-out {m.heldout_seq_accuracy:.1%}",
+                  file=sys.stderr)
+    return run.model, run.history
+
+
+def _train_to_best_heldout_loss(run: TrainingRun, recipe: Recipe) -> tuple[SwitchedModel, list]:
+    """Trains until PATIENCE evaluations have not bettered the best held-out loss: the model as it was at its best,
+    and the history up to that step."""
+    best_loss, best_model, best_len, since_best = math.inf, None, 0, 0
+    for m in run:
+        if m.heldout_loss is None:
+            continue
+        print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} held-out {m.heldout_loss / math.log(2):.3f} "
+              "bits/char", file=sys.stderr)
+        if m.heldout_loss < best_loss:
+            best_loss, best_model, best_len, since_best = m.heldout_loss, run.model, len(run.history), 0  # a copy
+        else:
+            since_best += 1
+            if since_best >= PATIENCE:
+                break
+    return best_model, run.history[:best_len]
 
 
 def main(names: list[str]) -> None:
@@ -94,8 +134,10 @@ def main(names: list[str]) -> None:
             continue
         entry = build(recipe)
         entries[entry.name] = entry
-        print(f"{entry.name}: {entry.steps} steps, {entry.train_seconds} s, held-out exact sequences "
-              f"{entry.heldout_seq_accuracy:.1%} (tokens {entry.heldout_token_accuracy:.1%}), {entry.size_bytes:,} B")
+        held = (f"{entry.heldout_bits_per_char:.3f} bits per character" if entry.heldout_loss is not None
+                else f"exact sequences {entry.heldout_seq_accuracy:.1%}")
+        print(f"{entry.name}: {entry.steps} steps, {entry.train_seconds} s, held-out {held} "
+              f"(tokens {entry.heldout_token_accuracy:.1%}), {entry.size_bytes:,} B")
         order = [r.name for r in RECIPES]
         models = [asdict(entries[n]) for n in order if n in entries]
         MANIFEST.write_text(json.dumps({"heldout_size": HELDOUT_SIZE, "models": models}, indent=2,

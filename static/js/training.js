@@ -87,7 +87,9 @@ function showStatus(card, statusEl, info) {
 const hasValue = (v) => v !== null && v !== undefined;
 const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
 
-// Per step: the mean over the seeds that reached it (held-out accuracy only where every such seed was
+const HELDOUT_KEYS = ["heldout_seq_accuracy", "heldout_loss"];
+
+// Per step: the mean over the seeds that reached it (a held-out figure only where every such seed was
 // evaluated), and the min and max as bands.
 function seedMeans(perSeed) {
   const bySteps = new Map();
@@ -96,20 +98,23 @@ function seedMeans(perSeed) {
     bySteps.get(r.step).push(r);
   }));
   const rows = [];
-  const bands = { loss: [], heldout_seq_accuracy: [] };
+  const bands = { loss: [], heldout_seq_accuracy: [], heldout_loss: [] };
   [...bySteps.keys()].sort((a, b) => a - b).forEach((step) => {
     const group = bySteps.get(step);
     const losses = group.map((r) => r.loss).filter(Number.isFinite);
-    const held = group.map((r) => r.heldout_seq_accuracy);
-    const evaluated = held.every(hasValue);
     const stacks = Object.keys(group[0].layer_grad_norms || {});
     const grads = Object.fromEntries(stacks.map((stack) => [stack, group[0].layer_grad_norms[stack].map(
       (_, i) => mean(group.map((r) => r.layer_grad_norms[stack][i]).filter(Number.isFinite)))]));
-    rows.push({ step, loss: losses.length ? mean(losses) : null, token_accuracy: mean(group.map((r) => r.token_accuracy)),
-      heldout_seq_accuracy: evaluated ? mean(held) : null, elapsed_s: Math.max(...group.map((r) => r.elapsed_s)),
-      layer_grad_norms: grads });
+    const row = { step, loss: losses.length ? mean(losses) : null, token_accuracy: mean(group.map((r) => r.token_accuracy)),
+      elapsed_s: Math.max(...group.map((r) => r.elapsed_s)), layer_grad_norms: grads };
+    HELDOUT_KEYS.forEach((key) => {  // whole-answer accuracy, or a text's held-out loss
+      const held = group.map((r) => r[key]);
+      const evaluated = held.every(hasValue);
+      row[key] = evaluated ? mean(held) : null;
+      if (evaluated) bands[key].push([step, Math.min(...held), Math.max(...held)]);
+    });
+    rows.push(row);
     if (losses.length) bands.loss.push([step, Math.min(...losses), Math.max(...losses)]);
-    if (evaluated) bands.heldout_seq_accuracy.push([step, Math.min(...held), Math.max(...held)]);
   });
   return { rows, bands };
 }
@@ -139,17 +144,19 @@ function figureOf(el) {
 function drawCurves(el, rows, bands, labels) {
   const fig = figureOf(el);
   const steps = rows.map((r) => r.step);
-  const evals = rows.filter((r) => hasValue(r.heldout_seq_accuracy));
   const [loss, tok, held] = fig.data;
+  const key = held.meta || "heldout_seq_accuracy";  // a text's held-out figure is its loss
+  const evals = rows.filter((r) => hasValue(r[key]));
   loss.x = steps; loss.y = rows.map((r) => r.loss);
   tok.x = steps; tok.y = rows.map((r) => r.token_accuracy);
-  held.x = evals.map((r) => r.step); held.y = evals.map((r) => r.heldout_seq_accuracy);
+  held.x = evals.map((r) => r.step); held.y = evals.map((r) => r[key]);
   let data = fig.data;
   if (bands) {  // several seeds: each mean line over the band of its seeds' range
     [loss, held].forEach((trace) => { trace.name = `${trace.name} (${labels.meanLabel})`; });
-    data = [...band(bands.loss, loss, labels.bandLabel), loss, tok, ...band(bands.heldout_seq_accuracy, held, labels.bandLabel), held];
+    data = [...band(bands.loss, loss, labels.bandLabel), loss, tok, ...band(bands[key], held, labels.bandLabel), held];
   }
-  const losses = [...loss.y, ...(bands ? bands.loss.flatMap((p) => [p[1], p[2]]) : [])];
+  const onLossAxis = key === "heldout_loss" ? [...held.y, ...(bands ? bands[key].flatMap((p) => [p[1], p[2]]) : [])] : [];
+  const losses = [...loss.y, ...(bands ? bands.loss.flatMap((p) => [p[1], p[2]]) : []), ...onLossAxis];
   Object.assign(fig.layout.yaxis, logAxis(losses));
   Plotly.react(el, data, fitLayout(el, fig.layout), { displaylogo: false, responsive: true });
 }

@@ -1,0 +1,27 @@
+"""A GPT reading a text writes on from the typed line, each token drawn with a temperature: a few samples, each
+from a seed of its own, so the same state and temperature always show the same samples (and a shared link too)."""
+
+from __future__ import annotations
+
+import torch
+
+from app.playground.registry import load_model
+from app.playground.state import PlaygroundState
+from app.web.errors import BadInput
+from model.families import sampled_continue
+from model.tasks.text import CONTINUATION
+
+SAMPLES = 3
+MAX_TEMPERATURE = 2.0
+
+
+def samples(state: PlaygroundState, temperature: float) -> list[str]:
+    """SAMPLES continuations of the state's line (seeds 1…SAMPLES); BadInput for a model that writes no text."""
+    model, task, _ = load_model(state.model)
+    if not (task.reads_text and model.config.arch == "decoder_only"):
+        raise BadInput("model", f"{state.model} writes no text: sampling is for a GPT (decoder_only) on a text task")
+    model.eval()
+    prompt = torch.tensor([task.src_tokenizer.encode(state.input)])
+    return [task.tgt_tokenizer.decode(
+                sampled_continue(model, prompt, CONTINUATION, temperature, seed, state.switches)[0].tolist())
+            for seed in range(1, SAMPLES + 1)]
