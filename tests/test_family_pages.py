@@ -100,7 +100,9 @@ def test_the_zoo_table_gives_a_one_stack_model_its_one_depth(client):
     rows = {row.split("</td>")[0].split(">")[-1]: row for row in client.get("/?lang=en").text.split("<tr><td>")[1:]}
     depth = {title: row.split("<td>")[2].split("</td>")[0].strip() for title, row in rows.items()}
     shown = {html.unescape(title): value for title, value in depth.items()}
+    titles = labels("en")
     for entry in load_manifest():
-        one_stack = entry.arch != "encoder_decoder"
-        assert shown[entry.title] == (str(entry.config.n_layers(FAMILIES[entry.arch][0].name)) if one_stack
-                                      else f"{entry.config.n_encoder_layers}+{entry.config.n_decoder_layers}")
+        config = entry.config
+        want = (str(config.n_layers(FAMILIES[entry.arch][0].name)) if entry.arch != "encoder_decoder"
+                else f"{config.n_encoder_layers}+{config.n_decoder_layers}")
+        assert shown[titles.get(f"model.{entry.name}", entry.title)] == want
