@@ -19,7 +19,9 @@ Four loads:
 - saturation: 20 clients clicking back to back with no pause, which no class does; it shows the
   server's throughput and how the queue grows once the cores are busy;
 - a class of 50: each learner keeps an input of its own and clicks a random combination of every switch
-  (so nearly every click is a state nobody traced yet), 1-3 s apart, for `--class-seconds`.
+  (so nearly every click is a state nobody traced yet), 1-3 s apart, for `--class-seconds`; once per model of
+  `--class-models` (the default model's random digits; a text model's learners each keep a held-out line of its
+  text, as they would type one).
 
 And the load a lecture hall makes, measured twice: `--hall-seconds` from the moment a freshly started server
 first answers `/` (the teacher starts it and the hall clicks at once), and again on the now warm server. 50
@@ -44,11 +46,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 from loopback import free_port, pct  # benchmarks/loopback.py: a script's folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # a text model's held-out lines come from its task
 HX = {"HX-Request": "true", "Accept-Encoding": "gzip"}
 SWITCHES = {
     "residual": ["on", "off"], "norm": ["layer", "rms", "batch", "none"], "norm_position": ["post", "pre"],
@@ -139,7 +143,20 @@ async def checked_click(client: httpx.AsyncClient, query: str, times: list[float
     times.append((time.perf_counter() - start) * 1000)
 
 
-async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> dict:
+def own_input(model: str | None, rng: random.Random) -> str:
+    """What a learner types: 6-10 random digits, or for a model reading a text a held-out line of it."""
+    if model is not None:
+        from model.tasks import get_task
+        from model.zoo import get_entry
+
+        task = get_task(get_entry(model).task)
+        if task.reads_text:
+            return f"model={quote(model)}&input={quote(task.line(rng, masked=get_entry(model).arch == 'encoder_only'))}"
+    digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 10)))
+    return (f"model={quote(model)}&" if model else "") + f"input={digits}"
+
+
+async def class_of(base: str, learners: int, seconds: float, seed: int = 7, model: str | None = None) -> dict:
     """`learners` learners for `seconds`: each opens the page on an input of its own (not timed), then
     clicks random switch combinations, reading each result for 1-3 s. Every response is checked."""
     rng = random.Random(seed)
@@ -151,14 +168,14 @@ async def class_of(base: str, learners: int, seconds: float, seed: int = 7) -> d
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=learners)) as client:
         async def learner(own: random.Random):
             nonlocal misses
-            digits = "".join(own.choice("0123456789") for _ in range(own.randint(6, 10)))
+            mine = own_input(model, own)
             await asyncio.sleep(own.uniform(0, 3))
-            await client.get(f"/playground?input={digits}", headers=HX)
+            await client.get(f"/playground?{mine}", headers=HX)
             while True:
                 await asyncio.sleep(own.uniform(1.0, 3.0))
                 if time.perf_counter() > deadline:
                     return
-                query = f"{random_combination(own)}&input={digits}"
+                query = f"{random_combination(own)}&{mine}"
                 misses += query not in seen
                 seen.add(query)
                 await checked_click(client, query, times, errors)
@@ -258,7 +275,8 @@ def wait_until_up(base: str) -> None:
     raise SystemExit("the server did not start")
 
 
-async def measure(requests: int, class_seconds: float, model_processes: int) -> None:
+async def measure(requests: int, class_seconds: float, model_processes: int,
+                  class_models: list[str | None] = (None,)) -> None:
     port = free_port()
     data_dir = tempfile.TemporaryDirectory(prefix="addnorm-bench-")  # the server's run store, not the project's
     server = start_server(port, model_processes, data_dir.name)
@@ -285,11 +303,12 @@ async def measure(requests: int, class_seconds: float, model_processes: int) -> 
                   f"p95 {pct(hit_t, 95):.1f} ms\n"
                   f"    static file p50 {pct(base_t, 50):.1f} ms (model run = {pct(miss_t, 50) / pct(base_t, 50):.0f}x "
                   f"static); partial {statistics.median(sizes) / 1000:.0f} KB gzipped (max {max(sizes) / 1000:.0f} KB)")
-        if class_seconds > 0:
+        for class_model in class_models if class_seconds > 0 else ():
             idle_t, _ = await run_load(base, [static_path] * 50, 1)
-            result = await class_of(base, 50, class_seconds)
+            result = await class_of(base, 50, class_seconds, model=class_model)
             times = result["times"]
-            print(f"class of 50, random switch combinations, 1-3 s between clicks, {class_seconds:.0f} s: "
+            print(f"class of 50 on {class_model or 'the default model'}, random switch combinations, 1-3 s between "
+                  f"clicks, {class_seconds:.0f} s: "
                   f"{len(times)} clicks ({len(times) / class_seconds:.1f}/s), "
                   f"{result['misses'] / max(1, len(times)):.0%} new states, {len(result['errors'])} errors\n"
                   f"    p50 {pct(times, 50):.0f} ms, p95 {pct(times, 95):.0f} ms, max {max(times):.0f} ms "
@@ -305,14 +324,14 @@ async def measure(requests: int, class_seconds: float, model_processes: int) -> 
 
 
 async def main(requests: int, class_seconds: float, model_processes: list[int], hall_seconds: float,
-               hall_only: bool) -> None:
+               hall_only: bool, class_models: list[str | None]) -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     if hall_seconds > 0:
         await measure_hall(hall_seconds, None)
     if hall_only:
         return
     for processes in model_processes:
-        await measure(requests, class_seconds, processes)
+        await measure(requests, class_seconds, processes, class_models)
 
 
 if __name__ == "__main__":
@@ -323,5 +342,9 @@ if __name__ == "__main__":
                         help="ADDNORM_MODEL_PROCESSES values to compare (0: a thread of the web process)")
     parser.add_argument("--hall-seconds", type=float, default=40, help="length of each hall load (0: skip)")
     parser.add_argument("--hall-only", action="store_true", help="only the hall, cold and warm")
+    parser.add_argument("--class-models", nargs="+", default=["default"],
+                        help="zoo models the class of 50 works on, one load each ('default': the default model)")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.class_seconds, args.model_processes, args.hall_seconds, args.hall_only))
+    models = [None if name == "default" else name for name in args.class_models]
+    asyncio.run(main(args.requests, args.class_seconds, args.model_processes, args.hall_seconds, args.hall_only,
+                     models))

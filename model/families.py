@@ -51,9 +51,11 @@ class OneStack(SwitchedModel):
     def stack(self) -> Stack:
         return self._modules[self.spec.name]
 
-    def forward(self, tokens: torch.Tensor, switches: Switches | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, switches: Switches | None = None, last_only: bool = False) -> torch.Tensor:
         """tokens: (B, T) ids, right-padded with PAD. A causal stack with the causal mask on lets position t
-        read positions ≤ t only; otherwise every position reads every real token."""
+        read positions ≤ t only; otherwise every position reads every real token. `last_only`: the logits of the
+        last position alone, (B, 1, V), as generation needs them (the unembedding of a large vocabulary at every
+        position would cost more than the stack)."""
         sw = self._switches(switches)
         pad_mask = tokens == PAD
         inputs = LayerInputs(sw, pad_mask, self_attention_mask(pad_mask, self.spec.causal and sw.causal_mask),
@@ -65,8 +67,12 @@ class OneStack(SwitchedModel):
             if i > 0 and sw.pos_every_layer:
                 x = x + pe
             x = layer(x, inputs)
-        x = self.stack.norm_final(x, self._final_norm_kind(sw), pad_mask)
-        return self.hook_logits(self.unembed(x))
+        norm_final = self.stack.norm_final
+        if last_only and not (self.training or norm_final.batch_statistics_at_eval):  # then it is per position
+            x, pad_mask = x[:, -1:], pad_mask[:, -1:]
+        x = norm_final(x, self._final_norm_kind(sw), pad_mask)
+        logits = self.hook_logits(self.unembed(x))
+        return logits[:, -1:] if last_only else logits
 
 
 IGNORE = -100  # a target the loss skips (torch's cross_entropy ignore_index)
@@ -145,7 +151,7 @@ def greedy_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int,
     read). Returns the new ids (1, ≤ max_new_tokens)."""
     sequence = prompt
     for _ in range(min(max_new_tokens, new_tokens_allowed(model.config.max_len, prompt.size(1)))):
-        next_token = model(sequence, switches)[:, -1].argmax(-1, keepdim=True)
+        next_token = model(sequence, switches, last_only=True)[:, -1].argmax(-1, keepdim=True)
         sequence = torch.cat([sequence, next_token], dim=1)
         if next_token.item() == EOS:
             break
@@ -162,7 +168,7 @@ def sampled_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int,
     generator = torch.Generator().manual_seed(seed)
     sequence = prompt
     for _ in range(min(max_new_tokens, new_tokens_allowed(model.config.max_len, prompt.size(1)))):
-        probs = torch.softmax(model(sequence, switches)[:, -1] / temperature, dim=-1)
+        probs = torch.softmax(model(sequence, switches, last_only=True)[:, -1] / temperature, dim=-1)
         next_token = torch.multinomial(probs, 1, generator=generator)
         sequence = torch.cat([sequence, next_token], dim=1)
         if next_token.item() == EOS:

@@ -55,7 +55,7 @@ def _continue_with_cache(model: OneStack, prompt: list[int], max_new: int, switc
 
 
 def _greedy(model: OneStack, sequence: torch.Tensor, max_new: int, switches: Switches, forward=None) -> list[int]:
-    forward = forward or (lambda tokens: model(tokens, switches))
+    forward = forward or (lambda tokens: model(tokens, switches, last_only=True))
     generated: list[int] = []
     for _ in range(max_new):
         next_token = int(forward(sequence)[0, -1].argmax())

@@ -190,3 +190,14 @@ def test_bert_answers_at_every_position_where_the_task_has_a_token_per_position(
             assert set(posed.targets[row, n:].tolist()) <= {IGNORE} and set(posed.tokens[row, n:].tolist()) <= {PAD}
     with pytest.raises(ValueError, match="no token per position"):
         per_position(get_task("en_numbers").batch(random.Random(0), 4))
+
+
+@pytest.mark.parametrize("norm", ["layer", "rms", "batch", "none"])
+@pytest.mark.parametrize("norm_position", ["post", "pre"])
+def test_the_last_positions_logits_alone_are_the_last_row_of_all_of_them(norm, norm_position):
+    """What generation reads (last_only) is what the whole forward gives at the last position, padding included."""
+    model = one_stack("decoder_only", norm_position, norm=norm)
+    tokens = torch.randint(4, VOCAB, (3, T))
+    tokens[0, -2:] = 0  # PAD
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, last_only=True), model(tokens)[:, -1:])

@@ -9,7 +9,7 @@ from app.playground.registry import load_model
 from app.playground.state import PlaygroundState
 from app.web.errors import BadInput
 from model.families import sampled_continue
-from model.tasks.text import CONTINUATION
+from model.tasks.text import SAMPLED_CHARACTERS
 
 SAMPLES = 3
 MAX_TEMPERATURE = 2.0
@@ -23,5 +23,5 @@ def samples(state: PlaygroundState, temperature: float) -> list[str]:
     model.eval()
     prompt = torch.tensor([task.src_tokenizer.encode(state.input)])
     return [task.tgt_tokenizer.decode(
-                sampled_continue(model, prompt, CONTINUATION, temperature, seed, state.switches)[0].tolist())
+                sampled_continue(model, prompt, SAMPLED_CHARACTERS, temperature, seed, state.switches)[0].tolist())
             for seed in range(1, SAMPLES + 1)]

@@ -28,7 +28,8 @@ MASK_ID = len(SPECIALS)  # its id in every corpus vocabulary: the first after th
 MASK_SHARE = 0.15  # of a window's characters, as BERT's
 PASSAGE_BREAK = "\n\n"
 LINE_CHARS = 40  # longest held-out line offered as a random input
-CONTINUATION = 24  # characters a GPT writes after a typed line in the playground
+CONTINUATION = 16  # characters a GPT writes after a typed line in the playground's trace (each is a traced step)
+SAMPLED_CHARACTERS = 40  # characters of each continuation sampled with a temperature (not traced: cheaper)
 
 
 @dataclass(frozen=True)
