@@ -245,3 +245,12 @@ def test_a_gpt_trains_on_a_text_in_the_lab_with_its_held_out_loss_drawn_and_writ
 def test_a_text_the_lab_cannot_train_so_is_refused_naming_the_field(client, changes, field):
     r = client.post("/train/runs", data={**SMALL, **changes})
     assert r.status_code == 422 and field in r.text, r.text[:300]
+
+
+def test_an_a_b_pair_on_a_text_compares_held_out_losses(client):
+    r = client.post("/train/runs", data={**SMALL, "task": "en_text", "arch": "decoder_only", "steps": "10",
+                                         "ab": "residual=off"})
+    assert r.status_code == 200, r.text[:300]
+    overlay = re.search(r'class="plot ab-overlay"[^>]*data-figure="([^"]+)"', r.text).group(1)
+    assert json.loads(html.unescape(overlay))["data"][-1]["meta"] == "heldout_loss"
+    assert "bits per character (lower is better)" in html.unescape(r.text)  # the verdict the page fills in

@@ -120,9 +120,9 @@ async def start_run(request: Request, fields: Annotated[RunForm, Form()], settin
     b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
     a_runs, b_runs = _submit(runner, JobRequest(spec, seeds, label or "A", learner=learner),  # both, or neither
                              JobRequest(b_spec, seeds, f"B: {change}", learner=learner))
+    heldout = "heldout_loss" if get_task(spec.task).reads_text else "heldout_seq_accuracy"
     with figures.language(lang):
-        overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0,
-                                            "heldout_seq_accuracy": 0.0}])
+        overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0, heldout: 1.0}], heldout)
     context = {"a": _run_context(a_runs, lang), "b": _run_context(b_runs, lang),
                "change": change, "change_label": ab_option_label(change, Translator(lang)), "overlay": overlay}
     return render(request, "train.html", context, block_names=["ab_card"])

@@ -218,7 +218,17 @@ function fill(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, key) => (key in values ? values[key] : `{${key}}`));
 }
 
-function abVerdict(section, a, b) {
+// A text's runs have no answer to reach: their last held-out loss, in bits per character.
+function textVerdict(section, a, b) {
+  const lastBits = (rows) => {
+    const evals = rows.filter((r) => hasValue(r.heldout_loss));
+    return evals.length ? (evals[evals.length - 1].heldout_loss / Math.LN2).toFixed(3) : "—";
+  };
+  return fill(section.dataset.resultText, { a_final: lastBits(a.runRows), b_final: lastBits(b.runRows) });
+}
+
+function abVerdict(section, a, b, key) {
+  if (key === "heldout_loss") return textVerdict(section, a, b);
   const target = Number(section.dataset.target);
   const pct = `${Math.round(target * 100)}%`;
   const atA = stepReaching(a.runRows, target);
@@ -245,19 +255,20 @@ function drawOverlay(section) {
   const el = section.querySelector(".ab-overlay");
   const fig = figureOf(el);
   const [lossTemplate, , heldTemplate] = fig.data;
+  const key = heldTemplate.meta || "heldout_seq_accuracy";  // a text's held-out figure is its loss
   const data = [];
   [["A", a, "solid"], ["B", b, "dash"]].forEach(([name, card, dash]) => {
     const rows = card.runRows;
-    const evals = rows.filter((r) => r.heldout_seq_accuracy !== null && r.heldout_seq_accuracy !== undefined);
+    const evals = rows.filter((r) => hasValue(r[key]));
     data.push({ ...lossTemplate, name: `${name} · ${lossTemplate.name}`, x: rows.map((r) => r.step), y: rows.map((r) => r.loss),
       line: { ...lossTemplate.line, dash, color: name === "A" ? "#000000" : "#CC79A7" } });
-    data.push({ ...heldTemplate, name: `${name} · ${heldTemplate.name}`, x: evals.map((r) => r.step), y: evals.map((r) => r.heldout_seq_accuracy),
+    data.push({ ...heldTemplate, name: `${name} · ${heldTemplate.name}`, x: evals.map((r) => r.step), y: evals.map((r) => r[key]),
       line: { ...heldTemplate.line, dash, color: name === "A" ? "#0072B2" : "#E69F00" } });
   });
   Object.assign(fig.layout.yaxis, logAxis(data.filter((t) => t.yaxis === "y").flatMap((t) => t.y)));
   Plotly.react(el, data, fitLayout(el, fig.layout), { displaylogo: false, responsive: true });
   if (FINAL.includes(a.dataset.status) && FINAL.includes(b.dataset.status)) {
-    section.querySelector(".ab-result").textContent = abVerdict(section, a, b) + section.dataset.meanNote;
+    section.querySelector(".ab-result").textContent = abVerdict(section, a, b, key) + section.dataset.meanNote;
   }
 }
 
