@@ -55,6 +55,16 @@ NOT_IN_FAMILY = {
 }
 
 
+def family_notes() -> dict[str, dict[str, str]]:
+    """Per switch: the families it does nothing in, each with the label key saying why (the lab's form, whose
+    family can change while it is filled in)."""
+    notes: dict[str, dict[str, str]] = {name: {} for name in Switches().values()}
+    for arch, missing in NOT_IN_FAMILY.items():
+        for name, key in missing.items():
+            notes[name][arch] = key
+    return notes
+
+
 def switch_controls(switches: Switches, trained: Switches, arch: str = "encoder_decoder") -> list[dict]:
     """One control per switch: kind (toggle / select), value, choices, whether it differs from training, and
     (`not_applicable`, a label key) why it does nothing in this model's family."""

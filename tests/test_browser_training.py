@@ -103,7 +103,14 @@ def test_a_gpt_trains_in_the_lab_draws_its_one_stack_and_opens_in_the_playground
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{live_server}/train")
     page.select_option("select[name=task]", "copy")
-    page.select_option("select[name=arch]", "decoder_only")
+    cross = page.locator("#train-switch-residual_cross_attn")
+    expect(cross).not_to_have_class(re.compile("is-not-applicable"))
+    page.select_option("select[name=arch]", "encoder_only")
+    expect(page.locator("#train-switch-causal_mask .switch-note")).to_contain_text("Does nothing here")
+    page.select_option("select[name=arch]", "decoder_only")  # the switches a GPT lacks are greyed, saying why
+    expect(cross).to_have_class(re.compile("is-not-applicable"))
+    expect(cross.locator(".switch-note")).to_contain_text("no encoder")
+    expect(page.locator("#train-switch-causal_mask")).not_to_have_class(re.compile("is-not-applicable"))
     for name, value in (("layers", "2"), ("d_model", "16"), ("n_heads", "2"), ("steps", "40"), ("seeds", "2"),
                         ("seed", "21")):
         page.fill(f"input[name={name}]", value)

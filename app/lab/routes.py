@@ -31,7 +31,7 @@ from app.lab.jobs import ABANDONED, STOPPED_BEFORE_START, STOPPED_BY_LEARNER, Jo
 from app.lab.quotas import QuotaExceeded
 from app.lab.runs import INTERRUPTED, RunRecord
 from app.lab.sweeps import SWEEP_STOPPED
-from app.switches import SWITCH_FIELDS, choices, parse_switches, switch_doc
+from app.switches import SWITCH_FIELDS, choices, family_notes, parse_switches, switch_doc
 from app.web.dependencies import LanguageDep, LearnerDep, SettingsDep, TranslatorDep
 from app.web.errors import BadInput, api_errors, page_errors
 from app.web.forms import FormRoute, refuse_unknown_fields
@@ -98,6 +98,7 @@ def training_page(request: Request, query: Annotated[TrainQuery, Query()], store
     return render(request, "train.html", {
         "defaults": defaults, "tasks": list(TASKS), "families": FIELDS["arch"].choices,
         "controls": switch_controls_for(switches),
+        "family_notes": family_notes(),
         "norm_choices": choices("norm"), "runs": store.list(limit=12), "init_schemes": FIELDS["init"].choices,
         "ab_options": [(option, ab_option_label(option, t)) for option in AB_OPTIONS],
         "limits": input_limits(settings),

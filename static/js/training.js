@@ -297,3 +297,22 @@ function attachAll(root) {
 
 htmx.onLoad(attachAll);
 window.addEventListener("DOMContentLoaded", () => attachAll(document));
+
+// The lab's form: a switch the chosen family lacks is greyed, with the reason (the playground's words).
+function showFamilySwitches(form) {
+  const arch = form.querySelector("select[name=arch]");
+  if (!arch) return;
+  form.querySelectorAll(".switch").forEach((el) => {
+    const note = el.dataset[`na-${arch.value}`.replace(/-(\w)/g, (_, c) => c.toUpperCase())];
+    const small = el.querySelector(".switch-note");
+    el.classList.toggle("is-not-applicable", Boolean(note));
+    if (small) { small.textContent = note || ""; small.hidden = !note; }
+  });
+}
+
+document.addEventListener("change", (event) => {
+  if (event.target.matches("select[name=arch]")) showFamilySwitches(event.target.form);
+});
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form").forEach(showFamilySwitches);
+});
