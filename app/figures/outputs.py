@@ -26,6 +26,8 @@ from app.figures._base import (
 )
 from app.web.numbers import finite
 
+UNASKED_COLOUR = "#c8ced6"
+
 
 def output_probabilities(trace: dict) -> Figure:
     """Probability of each chosen token; positions that differ from the expected answer are vermillion, crossed."""
@@ -38,6 +40,11 @@ def output_probabilities(trace: dict) -> Figure:
     hover = LABELS["hover_output"] + (LABELS["hover_expected"] if expected is not None else "") + "<extra></extra>"
     groups = ((False, LABELS["chosen" if expected is None else "matches"], COMPONENT_COLOURS["output"], None),
               (True, LABELS["differs"], MISMATCH_COLOUR, MISMATCH_PATTERN))
+    masked = trace.get("masked_rows")
+    if masked is not None:  # a BERT filling a text: only its masked positions were ever asked for an answer
+        differs = [t not in masked for t in range(n)]
+        groups = ((False, LABELS["filled_guess"], COMPONENT_COLOURS["output"], None),
+                  (True, LABELS["not_masked"], UNASKED_COLOUR, None))
     data = []
     for flag, name, colour, pattern in groups:
         idx = [t for t in range(n) if differs[t] == flag]
