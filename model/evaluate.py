@@ -14,6 +14,8 @@ from model.posing import posing_for
 from model.tasks import EOS, Task, collate
 from model.transformer import SwitchedModel
 
+EVAL_LOGITS_BYTES = 128 * 2**20  # a held-out batch's logits, at most
+
 
 @dataclass
 class Scores:
@@ -37,6 +39,9 @@ def evaluate(model: SwitchedModel, task: Task, pairs: list[tuple[str, str]], swi
 def evaluate_seeds(model: SwitchedModel, task: Task, pairs: list[tuple[str, str]], n_seeds: int,
                    switches: Switches | None = None, batch_size: int = 256) -> list[Scores]:
     """Scores per seed of a seed-stacked model (model.seeds), every seed decoding the same pairs at once."""
+    if task.reads_text:  # every row's logits over the whole vocabulary: a corpus's is large
+        row_bytes = n_seeds * task.max_src_tokens * task.tgt_tokenizer.size * 4
+        batch_size = max(1, min(batch_size, EVAL_LOGITS_BYTES // row_bytes))
     was_training = model.training
     model.eval()
     exact = torch.zeros(n_seeds)

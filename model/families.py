@@ -160,15 +160,18 @@ def greedy_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int,
 
 @torch.no_grad()
 def sampled_continue(model: OneStack, prompt: torch.Tensor, max_new_tokens: int, temperature: float, seed: int,
-                     switches: Switches | None = None) -> torch.Tensor:
+                     switches: Switches | None = None, never: tuple[int, ...] = ()) -> torch.Tensor:
     """As greedy_continue, but each token drawn from softmax(logits / temperature), with its own generator seeded
-    by `seed` (the same seed, the same text). Temperature 0 is greedy."""
+    by `seed` (the same seed, the same text), and never a token of `never`. Temperature 0 is greedy."""
     if temperature == 0:
         return greedy_continue(model, prompt, max_new_tokens, switches)
     generator = torch.Generator().manual_seed(seed)
     sequence = prompt
     for _ in range(min(max_new_tokens, new_tokens_allowed(model.config.max_len, prompt.size(1)))):
-        probs = torch.softmax(model(sequence, switches, last_only=True)[:, -1] / temperature, dim=-1)
+        logits = model(sequence, switches, last_only=True)[:, -1]
+        logits[:, list(never)] = -torch.inf
+        # less the largest first: a tiny temperature then divides only ≤ 0 numbers, with no overflow to inf - inf
+        probs = torch.softmax((logits - logits.max(-1, keepdim=True).values) / temperature, dim=-1)
         next_token = torch.multinomial(probs, 1, generator=generator)
         sequence = torch.cat([sequence, next_token], dim=1)
         if next_token.item() == EOS:

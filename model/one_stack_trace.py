@@ -205,7 +205,8 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
 
 def _filled(task: Task, src_ids: list[int], guesses: list[int]) -> str:
     """The typed line with each masked character replaced by the BERT's guess."""
-    return task.tgt_tokenizer.decode([g if t == MASK_ID else t for t, g in zip(src_ids, guesses, strict=True)])
+    token = task.tgt_tokenizer.token  # every guess shown, even a special one an ablated model may pick
+    return "".join(token(g if t == MASK_ID else t) for t, g in zip(src_ids, guesses, strict=True))
 
 
 def _prompt(model: OneStack, task: Task, src_ids: list[int]) -> list[int]:
@@ -215,7 +216,7 @@ def _prompt(model: OneStack, task: Task, src_ids: list[int]) -> list[int]:
 
 def max_input_tokens(config: ModelConfig, task: Task) -> int:
     """The longest input a one-stack model takes: a BERT its whole table; a GPT leaves room for its separator (not
-    on a text) and for at least one token after it."""
+    on a text) and to write at least two tokens after it."""
     if config.arch == "encoder_only":
         return config.max_len
     return config.max_len - (1 if task.reads_text else 2)
@@ -231,7 +232,8 @@ def _own_next_characters(model: OneStack, task: Task, src_ids: list[int], switch
 
 def one_stack_expected_gradients(model: OneStack, task: Task, src_text: str, switches: Switches,
                                  expected: str | None = None) -> dict | None:
-    """The `gradients` of trace_one_stack alone (None when the input has no expected answer)."""
+    """The `gradients` of trace_one_stack alone (None when the input has no expected answer; a GPT on a text: the
+    line's own next characters)."""
     _eval_mode(model)
     src_ids = task.src_tokenizer.encode(src_text)
     if task.reads_text:

@@ -39,12 +39,12 @@ ALLOWED_WORDS = {"LayerNorm", "BatchNorm", "Adam", "Xavier", "Glorot", "GPT", "B
                  "Santurkar", "Xiong", "Wilson", "logits", "Sublayer", "sin", "cos", "max", "pos",
                  "addnorm", "PyTorch", "API", "English"}  # every page: app name, API link, language switch
 # Whole pages also hold terms Chinese technical writing keeps in English, cited authors, the study note's
-# own English glosses (quoted), and the English-number task's inputs ("three hundred twelve").
+# own English glosses (quoted), model names (LLaMA) and the English-number task's inputs ("three hundred twelve").
 TERMS_KEPT_IN_CHINESE = {"Add", "Norm", "logit", "lens", "teacher", "forcing", "softmax", "ReLU", "RMSNorm", "JSON",
                          "notebook", "memory", "bos", "eos", "Glorot", "ALiBi", "ICS",
                          "Ioffe", "Szegedy", "Xiong", "Tenney", "Haviv", "Press",
                          "Residual", "Connection", "Positional", "Encoding", "Token", "Embedding", "SubLayer",
-                         "three", "hundred", "twelve"}
+                         "three", "hundred", "twelve", "LLaMA"}
 
 
 @contextmanager

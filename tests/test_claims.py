@@ -7,18 +7,22 @@ from helpers import depth_cells as _depth_cells
 from helpers import fill_sweep as _fill
 from helpers import rows as _rows
 
+from app.lab.runs import RunSpec
 from app.lab.store import RunStore
 from app.teaching.claims import CLAIMS, VERDICTS, measure
 from app.teaching.claims.common import FLOAT32_FLOOR, GRADIENT_FLOOR, heldout_batch, noise_marker, zoo
 from app.teaching.claims.render import render_text, verdict_view
 from app.web.i18n import Translator, labels
+from model.config import Switches
+from model.tasks import get_task
+from model.train import TrainConfig, model_config_for
 
 CLAIM_IDS = ["R1", "R2", "R3", "R4", "R5", "N1", "N2", "N3", "N4", "N5", "E1", "E2",
              "P1", "P2", "P3", "P4", "P5", "D1", "D2", "D3", "D4"]
 STORE_CLAIMS = ["R3", "R4", "N2", "N3", "N4", "N5", "P2", "P4"]
 ZOO_CLAIMS = [c for c in CLAIM_IDS if c not in STORE_CLAIMS]
 LESSONS = {"residual", "normalization", "encoder-stack", "positional-encoding", "decoder-stack",
-           "training-vs-inference"}
+           "training-vs-inference", "three-families"}
 
 
 EN, ZH = Translator("en"), Translator("zh")
@@ -221,6 +225,20 @@ def test_d3_reports_a_stored_run_trained_without_the_mask(tmp_path):
     assert v.verdict == "holds" and f"run:{run.id}" in v.sources
     assert v.numbers["unmasked_run_teacher_forced_token_accuracy"] == 0.9
     assert v.numbers["unmasked_run_greedy_heldout_accuracy"] == 0.04
+
+
+def test_d3_is_not_answered_by_a_newer_gpt_trained_without_the_mask(tmp_path):
+    """A lesson trains a GPT without its mask; the claim is about the 2017 decoder's run."""
+    with RunStore(tmp_path / "runs.sqlite3") as store:
+        ours = store.create(spec_with(causal_mask=False))
+        store.add_metrics(ours.id, _rows(2))
+        store.finish(ours.id, "done")
+        gpt_config = model_config_for(get_task("reverse"), arch="decoder_only")
+        gpt = store.create(RunSpec(gpt_config, Switches(causal_mask=False), TrainConfig(task="reverse")))
+        store.add_metrics(gpt.id, _rows(2))
+        store.finish(gpt.id, "done")
+        v = measure("D3", store)
+    assert f"run:{ours.id}" in v.sources and f"run:{gpt.id}" not in v.sources
 
 
 def test_the_gradient_noise_floor_is_where_float32_stops_agreeing_with_float64():

@@ -37,11 +37,12 @@ def _id(item):
 
 
 def test_every_prediction_has_a_rule_naming_its_own_choices():
-    assert len(PREDICT) == 23
+    assert len(PREDICT) == 25
     for _, step in PREDICT:
         ids = {c.id for c in step.predict.choices}
         assert step.resolve.figure or (set(step.resolve.choices) <= ids and step.resolve.choices)
-    assert [step.id for _, step in PREDICT if step.resolve.figure] == ["train-same-depth"]
+    assert [step.id for _, step in PREDICT if step.resolve.figure] == ["train-same-depth", "gpt-without-mask",
+                                                                       "gpt-trained-without-mask"]
 
 
 def _step(**resolve) -> dict:

@@ -24,8 +24,8 @@ def client(tmp_path_factory):
         yield c
 
 
-def test_six_lessons_cover_every_claim():
-    assert [lesson.order for lesson in LESSONS] == [1, 2, 3, 4, 5, 6]
+def test_seven_lessons_cover_every_claim():
+    assert [lesson.order for lesson in LESSONS] == [1, 2, 3, 4, 5, 6, 7]
     covered = {claim for lesson in LESSONS for claim in lesson.claims}
     assert covered == set(CLAIMS)
 
@@ -47,6 +47,30 @@ def test_a_preset_the_app_cannot_run_is_named_with_what_is_wrong():
         broken = step.model_copy(update={"widget": step.widget.model_copy(update=change)})
         problems = preset_problems(lesson.model_copy(update={"steps": [broken]}), Settings())
         assert len(problems) == 1 and said in problems[0], (change, problems)
+
+
+@pytest.mark.parametrize(("model", "switches", "stack", "title", "causal"), [
+    ("reverse-post-2x2", {}, "encoder", "fig.pattern.encoder.self_attn", False),
+    ("reverse-bert-2", {}, "encoder", "fig.pattern.encoder.self_attn", False),
+    ("reverse-gpt-4", {}, "decoder", "fig.pattern.decoder.self_attn", True),
+    ("reverse-gpt-4", {"causal_mask": False}, "decoder", "fig.pattern.encoder.self_attn", False),
+])
+def test_self_attention_is_layer_1_of_the_model_s_first_stack(model, switches, stack, title, causal):
+    """A GPT has no encoder: its self_attention figure is its one stack's (a decoder's) layer 1, a triangle, and
+    called masked only while the mask is on."""
+    from app.playground.state import state_of
+    from app.playground.traces import full_trace_for
+    from app.teaching.widgets import figures_for
+    from app.web.i18n import Translator
+
+    t = Translator("en")
+    trace = full_trace_for(state_of(model, "31415", switches, Settings().max_input_chars))
+    [figure] = figures_for("self_attention", trace, model, t)
+    heads = trace[stack][0]["sublayers"]["self_attn"]["pattern"]
+    assert [data["z"] for data in figure["data"]] == heads
+    assert figure["layout"]["title"]["text"] == t(title)
+    above_diagonal = [row[j] for head in heads for i, row in enumerate(head) for j in range(i + 1, len(row))]
+    assert (max(above_diagonal) == 0) is causal
 
 
 def test_ui_labels_exist_in_both_languages():

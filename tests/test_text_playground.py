@@ -90,7 +90,21 @@ def test_the_poem_gpt_page_writes_on_and_offers_samples(client):
     assert "Writes on" in text and 'name="temperature"' in text
     samples = page(client, "/playground/samples?model=poems-gpt-4&input=床前明月光&temperature=0.8&lang=en")
     assert samples.count('<li>') == 3 and "temperature 0.8" in samples
-    assert page(client, "/playground/samples?model=poems-gpt-4&input=床前明月光&temperature=0.8&lang=en") == samples
+
+
+def test_samples_are_the_same_for_the_same_seed_and_greedy_at_a_tiny_temperature():
+    from app.playground.samples import SAMPLES, samples
+    from app.playground.state import parse_state
+    from model.tasks.text import SAMPLED_CHARACTERS
+    from model.zoo import load_zoo_model
+
+    state = parse_state({"model": "poems-gpt-4", "input": LINE}, 200)
+    drawn = samples(state, 1.0)
+    assert samples(state, 1.0) == drawn and len(set(drawn)) == SAMPLES  # each seed its own, each the same again
+    assert all(len(text) == SAMPLED_CHARACTERS and "_" not in text for text in drawn)
+    model = load_zoo_model("poems-gpt-4")[0].eval()
+    greedy = greedy_continue(model, torch.tensor([POEMS.src_tokenizer.encode(LINE)]), SAMPLED_CHARACTERS)
+    assert samples(state, 1e-30) == [POEMS.tgt_tokenizer.decode(greedy[0].tolist())] * SAMPLES  # no overflow
 
 
 def test_the_poem_bert_page_opens_on_a_masked_line_and_shows_its_top_guesses(client):
@@ -114,11 +128,28 @@ def test_a_random_input_for_a_text_is_a_held_out_line(client):
                    for held in lines), line
 
 
+def test_odd_lines_are_read_as_typed(client):
+    for model, line in (("poems-gpt-4", "___"), ("poems-bert-2", "___"), ("sonnets-gpt-4", "thee ")):
+        r = client.get(f"/playground?model={model}&input={line}&lang=en")
+        assert r.status_code == 200, (model, line, r.text[:300])
+    assert 'value="thee "' in client.get("/playground?model=sonnets-gpt-4&input=thee%20&lang=en").text  # its space
+
+
+def test_the_api_example_of_a_text_model_is_a_line_the_playground_takes(client):
+    for model in ("sonnets-gpt-4", "poems-bert-2"):
+        for seed in range(5):
+            example = client.get(f"/api/models/{model}/example?seed={seed}").json()
+            assert example["expected"] is None  # no one right continuation or filling
+            assert client.get("/playground", params={"model": model, "input": example["input"]}).status_code == 200
+
+
 @pytest.mark.parametrize("path, status, words", [
     ("/playground/samples?model=poems-gpt-4&input=床前&temperature=5", 422, "temperature"),
     ("/playground/samples?model=reverse-post-2x2&input=123", 422, "sampling is for a GPT"),
     ("/playground/samples?model=poems-bert-2&input=床_", 422, "sampling is for a GPT"),
     ("/playground?model=poems-gpt-4&input=" + "月" * 64, 413, "at most 63"),
+    ("/playground?model=poems-bert-2&input=" + "月" * 66, 413, "at most 65"),
+    ("/playground?model=poems-gpt-4&input=%20%20", 422, "is empty"),
     ("/playground?model=poems-gpt-4&input=床前x", 422, "unknown token 'x'"),
 ])
 def test_bad_text_input_is_refused_saying_what_was_wrong(client, path, status, words):

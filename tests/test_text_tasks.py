@@ -29,15 +29,18 @@ def train_config(task: str, **changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
-@pytest.mark.parametrize("name", TEXT_TASKS)
-def test_a_corpus_is_split_into_whole_passages_about_one_in_ten_held_out(name):
+@pytest.mark.parametrize("name, held_out", [("tang_poems", 35), ("en_text", 16)])
+def test_a_corpus_is_split_into_whole_passages_about_one_in_ten_held_out(name, held_out):
     task = get_task(name)
     splits = {split: set(text.split(PASSAGE_BREAK)) - {""} for split, text in task._text_of.items()}
-    assert splits["train"].isdisjoint(splits["heldout"])
-    assert splits["train"] | splits["heldout"] == set(task.passages)  # every passage whole, in one split
-    share = len(splits["heldout"]) / len(task.passages)
+    train, scored, selection = splits["train"], splits["heldout"], splits["selection"]
+    assert train.isdisjoint(scored) and train.isdisjoint(selection) and scored.isdisjoint(selection)
+    assert train | scored | selection == set(task.passages)  # every passage whole, in one split
+    share = (len(scored) + len(selection)) / len(task.passages)
     assert 0.5 * HELDOUT_PERCENT / 100 < share < 1.5 * HELDOUT_PERCENT / 100, share
-    assert all(task.is_heldout(p) for p in splits["heldout"])
+    assert len(scored) + len(selection) == held_out  # a stable hash of each passage's text: the same everywhere
+    assert len(scored) >= held_out // 4 and len(selection) >= held_out // 4  # a model is chosen on one part
+    assert all(window in task._text_of["selection"] for _, window in task.selection_set(20))
 
 
 @pytest.mark.parametrize("name", TEXT_TASKS)

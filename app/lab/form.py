@@ -155,6 +155,25 @@ def build_spec(values: Mapping[str, Any], switches: Switches, settings=None, che
     return RunSpec(model_config, switches, train_config)
 
 
+TEXT_STEP_BYTES = 2**30  # a text run's logits, their log-softmax and their gradient in one step, at most
+
+
+def check_text_step_fits(spec: RunSpec, seeds: int) -> None:
+    """A text's vocabulary makes every position's logits large (the poems: 2,582 characters): a run whose step would
+    need more than TEXT_STEP_BYTES is refused here, not killed by the machine's memory later."""
+    task = get_task(spec.task)
+    if not task.reads_text:
+        return
+    per_sequence = 3 * task.max_src_tokens * task.tgt_tokenizer.size * 4
+    batch = spec.train.batch_size
+    if batch * seeds * per_sequence > TEXT_STEP_BYTES:
+        most = max(1, TEXT_STEP_BYTES // (seeds * per_sequence))
+        raise BadInput("batch_size", f"{batch} sequences × {seeds} seed(s) of {task.name}, whose "
+                                     f"{task.tgt_tokenizer.size - 3:,} characters each position scores, need about "
+                                     f"{batch * seeds * per_sequence / 2**30:.1f} GB per step; this server allows "
+                                     f"{TEXT_STEP_BYTES / 2**30:.0f} GB: at most {most} sequences per seed")
+
+
 def seeds_of(form: Mapping[str, Any]) -> tuple[int, ...]:
     """The seeds a lab request trains: `seeds` of them, from `seed` on."""
     first, count = field_value("seed", form.get("seed")), field_value("seeds", form.get("seeds"))

@@ -21,6 +21,7 @@ from app.lab.form import (
     FIELDS,
     RunForm,
     ab_option_label,
+    check_text_step_fits,
     input_limits,
     parse_ab,
     parse_run_request,
@@ -113,6 +114,7 @@ async def start_run(request: Request, fields: Annotated[RunForm, Form()], settin
     form = fields.model_dump(exclude_none=True)
     spec, label = parse_run_request(form, settings)
     seeds = seeds_of(form)
+    check_text_step_fits(spec, len(seeds))
     ab = parse_ab(form)
     if ab is None:
         [runs] = _submit(runner, JobRequest(spec, seeds, label, learner=learner))

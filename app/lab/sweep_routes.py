@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from app import figures
 from app.lab.dependencies import StoreDep, SweepsDep
-from app.lab.form import DEFAULTS, FIELDS, input_limits, parse_run_request, seeds_of
+from app.lab.form import DEFAULTS, FIELDS, check_text_step_fits, input_limits, parse_run_request, seeds_of
 from app.lab.precompute import PLANS
 from app.lab.runs import FINAL_STATUSES
 from app.lab.sweeps import DEPTHS, SWEEP_SEEDS, TARGET, VARIANTS, sweep_items, sweep_results, time_left
@@ -107,6 +107,7 @@ async def start_sweep(request: Request, fields: Annotated[SweepForm, Form()], se
         name = form.pop("name", "").strip()[:60]
         base, _ = parse_run_request(form, settings, check_layers=False)  # checked at each depth
         seeds = seeds_of({**form, "seeds": form.get("seeds") or str(SWEEP_SEEDS)})
+        check_text_step_fits(base, len(seeds))
         name = name or f"{base.task} · {', '.join(variants)}"
     items = sweep_items(base, depths, variants, settings, seeds)
     sweep_id = sweeps.create(name, items)

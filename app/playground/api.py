@@ -11,10 +11,11 @@ from pydantic import Field, create_model
 
 from app.playground.compute import run_model_work
 from app.playground.registry import BadModelName, model_info
-from app.playground.state import PlaygroundQuery, parse_state, query_params
+from app.playground.state import PlaygroundQuery, parse_state, query_params, random_input
 from app.playground.traces import full_trace_for
 from app.web.dependencies import SettingsDep
 from app.web.errors import BadInput, api_errors
+from model.config import ModelConfig
 from model.tasks import get_task
 from model.zoo import load_manifest
 
@@ -48,12 +49,14 @@ async def trace(request: Request, settings: SettingsDep, query: Annotated[TraceQ
 
 @router.get("/models/{name}/example", summary="A random held-out input for a model's task",
             responses=api_errors(404, 422))
-def example(name: str, seed: int | None = None) -> dict[str, str]:
+def example(name: str, seed: int | None = None) -> dict[str, str | None]:
     try:
         entry = model_info(name)
     except BadModelName as error:
         raise BadInput("model", str(error)) from None
     except KeyError as error:
         raise BadInput("model", error.args[0], 404) from None
-    source, target = get_task(entry.task).sample(random.Random(seed), split="heldout")
-    return {"input": source, "expected": target}
+    task = get_task(entry.task)
+    source = random_input(task, ModelConfig.from_dict(entry.model_config), random.Random(seed))
+    expected = None if task.reads_text else task.target(source)  # a text has no one right continuation
+    return {"input": source, "expected": expected}

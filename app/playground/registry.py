@@ -41,7 +41,7 @@ def using_store(store):
     try:
         yield store
     finally:
-        _open_stores[:] = [s for s in _open_stores if s is not store]
+        del _open_stores[max(i for i, s in enumerate(_open_stores) if s is store)]
         if _store is store:
             use_store(_open_stores[-1] if _open_stores else None)
 

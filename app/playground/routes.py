@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -78,9 +79,12 @@ def warm_up() -> None:
     from app.playground.registry import zoo_models
 
     for entry in zoo_models():
-        state = parse_state({"model": entry.name, "residual": "off"}, 10_000)  # ablated: every part is drawn
-        for lang in ("en", "zh"):
-            _results_html(state, lang, "")  # the whole page's context is the same work
+        try:
+            state = parse_state({"model": entry.name, "residual": "off"}, 10_000)  # ablated: every part is drawn
+            for lang in ("en", "zh"):
+                _results_html(state, lang, "")  # the whole page's context is the same work
+        except Exception:  # this model's page fails on its own requests, with its error; the others warm up
+            logging.getLogger(__name__).exception("warming up %s failed", entry.name)
     _results_html.cache_clear()  # its first pages were a warm-up, not a learner's
 
 

@@ -8,8 +8,10 @@ import torch
 from app.playground.registry import load_model
 from app.playground.state import PlaygroundState
 from app.web.errors import BadInput
+from model.config import ModelConfig
 from model.families import sampled_continue
-from model.tasks.text import SAMPLED_CHARACTERS
+from model.tasks import BOS, EOS, PAD, Task
+from model.tasks.text import MASK_ID, SAMPLED_CHARACTERS
 
 SAMPLES = 3
 MAX_TEMPERATURE = 2.0
@@ -18,10 +20,16 @@ MAX_TEMPERATURE = 2.0
 def samples(state: PlaygroundState, temperature: float) -> list[str]:
     """SAMPLES continuations of the state's line (seeds 1…SAMPLES); BadInput for a model that writes no text."""
     model, task, _ = load_model(state.model)
-    if not (task.reads_text and model.config.arch == "decoder_only"):
+    if not writes_text(task, model.config):
         raise BadInput("model", f"{state.model} writes no text: sampling is for a GPT (decoder_only) on a text task")
     model.eval()
     prompt = torch.tensor([task.src_tokenizer.encode(state.input)])
-    return [task.tgt_tokenizer.decode(
-                sampled_continue(model, prompt, SAMPLED_CHARACTERS, temperature, seed, state.switches)[0].tolist())
-            for seed in range(1, SAMPLES + 1)]
+    never = (PAD, BOS, EOS, MASK_ID)  # no character of the text: a continuation is characters only
+    drawn = [sampled_continue(model, prompt, SAMPLED_CHARACTERS, temperature, seed, state.switches, never)
+             for seed in range(1, SAMPLES + 1)]
+    return [task.tgt_tokenizer.decode(ids[0].tolist()) for ids in drawn]
+
+
+def writes_text(task: Task, config: ModelConfig) -> bool:
+    """A GPT reading a text: what it writes after a line can be sampled."""
+    return task.reads_text and config.arch == "decoder_only"

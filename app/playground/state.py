@@ -57,7 +57,7 @@ def parse_state(params: Mapping[str, str], max_input_chars: int, rng: random.Ran
     """The state the query parameters name; without `step`, `default_step` (None: the last step)."""
     entry, task = _model(params.get("model"))
     config = ModelConfig.from_dict(entry.model_config)
-    text = _random_input(task, config, rng or random.Random()) if params.get("random") else params.get("input")
+    text = random_input(task, config, rng or random.Random()) if params.get("random") else params.get("input")
     text = _input(task, config, text, max_input_chars)
     switches = _switches(entry, parse_switches(params, Switches.from_dict(entry.switches)))
     step = _step(params["step"]) if "step" in params else default_step
@@ -89,7 +89,7 @@ def example_input(task: Task, config: ModelConfig) -> str:
     return task.masked_example if task.reads_text and config.arch == "encoder_only" else task.example
 
 
-def _random_input(task: Task, config: ModelConfig, rng: random.Random) -> str:
+def random_input(task: Task, config: ModelConfig, rng: random.Random) -> str:
     """A held-out input: a line of a held-out passage for a text (a BERT's with characters masked)."""
     if task.reads_text:
         return task.line(rng, masked=config.arch == "encoder_only")
@@ -102,8 +102,10 @@ def _longest_input(task: Task, config: ModelConfig) -> int:
 
 def _input(task: Task, config: ModelConfig, text: str | None, max_input_chars: int) -> str:
     example = example_input(task, config)
-    text = (example if text is None else text).strip()
-    if not text:
+    text = example if text is None else text
+    if not task.reads_text:  # a text's spaces are characters it reads
+        text = text.strip()
+    if not text.strip():
         raise BadInput("input", "is empty; type a few tokens, e.g. " + example)
     if len(text) > max_input_chars:
         raise BadInput("input", f"has {len(text)} characters; at most {max_input_chars} are allowed", 413)

@@ -18,6 +18,7 @@ from app import figures
 from app.playground.architecture import architecture_layout
 from app.playground.architecture.text import in_language
 from app.playground.registry import zoo_models
+from app.playground.samples import writes_text
 from app.playground.state import PlaygroundState
 from app.playground.traces import Resolved, gradients_for, resolve
 from app.switches import switch_controls
@@ -286,7 +287,7 @@ def playground_context(state: PlaygroundState, t) -> dict:
         train_query=train_query(state, entry.task, r.config.arch),
         residual_off_example=residual_off_example(r.config),
         first_stack=FAMILIES[r.config.arch][0].name,
-        samplable=get_task(entry.task).reads_text and r.config.arch == "decoder_only",
+        samplable=writes_text(get_task(entry.task), r.config),
         entry_dict=asdict(entry),
     )
     return context

@@ -40,7 +40,10 @@ def figures_for(name: str, trace: dict, model_name: str, t: Translator) -> list[
         last = len(trace["decoder"]) - 1
         return [_attention_grid(trace, "decoder", last, "cross_attn", t("fig.pattern.decoder.cross_attn"))]
     if name == "self_attention":
-        return [_attention_grid(trace, "encoder", 0, "self_attn", t("fig.pattern.encoder.self_attn"))]
+        first = figures.stack_names(trace)[0]  # the encoder; a GPT's one stack is a decoder
+        masked = first == "decoder" and trace["switches"]["causal_mask"]
+        title = t("fig.pattern.decoder.self_attn" if masked else "fig.pattern.encoder.self_attn")
+        return [_attention_grid(trace, first, 0, "self_attn", title)]
     return [getattr(figures, name)(trace)]
 
 

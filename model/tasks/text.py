@@ -5,7 +5,8 @@ A sample is a window of `context + 1` characters from one split of the corpus: t
 about one character in seven hidden behind the mask character "_" (what a BERT reads), the target the window
 itself (what a GPT reads and predicts one character ahead, and what a BERT must fill in). Whole passages (a poem,
 a sonnet) are held out, chosen by a stable hash of their text as every task's held-out inputs are, so the model
-is scored on passages it never read. Every character is a token, spaces and line breaks included.
+is scored on passages it never read; about half of them are kept apart to choose a model on ("selection").
+Every character is a token, spaces and line breaks included.
 
 BERT replaced 80% of its chosen tokens with [MASK], 10% with a random token and kept 10%, because it was then
 fine-tuned on text without masks; here the model is only ever asked to fill masks, so every chosen character is
@@ -27,6 +28,7 @@ MASK = "_"  # the mask character: a learner types it where a character is hidden
 MASK_ID = len(SPECIALS)  # its id in every corpus vocabulary: the first after the specials
 MASK_SHARE = 0.15  # of a window's characters, as BERT's
 PASSAGE_BREAK = "\n\n"
+SELECTION_SALT = "#selection"  # a second stable hash of a held-out passage: which half it falls in
 LINE_CHARS = 40  # longest held-out line offered as a random input
 CONTINUATION = 16  # characters a GPT writes after a typed line in the playground's trace (each is a traced step)
 SAMPLED_CHARACTERS = 40  # characters of each continuation sampled with a temperature (not traced: cheaper)
@@ -42,10 +44,14 @@ class TextTask(Task):
 
     @cached_property
     def _text_of(self) -> dict[str, str]:
-        """Each split's passages joined into one text; windows are drawn from it."""
-        split = {"train": [], "heldout": []}
+        """Each split's passages joined into one text; windows are drawn from it. About half of the held-out
+        passages are kept apart as "selection": a model is chosen on them (the zoo keeps a text model at its best
+        step) and scored on the other half, so its score was not picked on the windows it reports."""
+        split = {"train": [], "heldout": [], "selection": []}
         for passage in self.passages:
-            split["heldout" if self.is_heldout(passage) else "train"].append(passage)
+            name = "train" if not self.is_heldout(passage) else \
+                "selection" if _stable_percent(passage + SELECTION_SALT) < 50 else "heldout"
+            split[name].append(passage)
         return {name: PASSAGE_BREAK.join(parts) + PASSAGE_BREAK for name, parts in split.items()}
 
     @property
@@ -56,7 +62,7 @@ class TextTask(Task):
         return _stable_percent(src_text) < HELDOUT_PERCENT
 
     def split_sizes(self) -> dict[str, int]:
-        """Characters per split."""
+        """Characters per split (train, heldout, selection)."""
         return {name: len(text) for name, text in self._text_of.items()}
 
     def target(self, src_text: str) -> str:
@@ -66,7 +72,13 @@ class TextTask(Task):
             raise ValueError("empty input; type a line of text")
         return src_text
 
-    def window(self, rng: random.Random, split: Split) -> str:
+    def selection_set(self, n: int, seed: int = 1234) -> list[tuple[str, str]]:
+        """n windows of the selection passages (held out, not scored): what a model is chosen on."""
+        rng = random.Random(seed)
+        return [(self.masked(rng, window), window)
+                for window in (self.window(rng, "selection") for _ in range(min(n, MAX_SAMPLE_ATTEMPTS)))]
+
+    def window(self, rng: random.Random, split: str) -> str:
         text = self._text_of[split]
         start = rng.randrange(len(text) - self.max_src_tokens + 1)
         return text[start : start + self.max_src_tokens]

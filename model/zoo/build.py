@@ -107,16 +107,20 @@ def _train_to_stop_at(run: TrainingRun, recipe: Recipe) -> tuple[SwitchedModel, 
 
 
 def _train_to_best_heldout_loss(run: TrainingRun, recipe: Recipe) -> tuple[SwitchedModel, list]:
-    """Trains until PATIENCE evaluations have not bettered the best held-out loss: the model as it was at its best,
-    and the history up to that step."""
+    """Trains until PATIENCE evaluations have not bettered the best loss on the selection windows (held out, but
+    not those the manifest reports): the model as it was at its best, and the history up to that step."""
+    task = run.engine.task
+    selection = task.selection_set(HELDOUT_SIZE)
     best_loss, best_model, best_len, since_best = math.inf, None, 0, 0
     for m in run:
         if m.heldout_loss is None:
             continue
-        print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} held-out {m.heldout_loss / math.log(2):.3f} "
-              "bits/char", file=sys.stderr)
-        if m.heldout_loss < best_loss:
-            best_loss, best_model, best_len, since_best = m.heldout_loss, run.model, len(run.history), 0  # a copy
+        model = run.model  # a copy of this step's weights
+        loss = evaluate(model, task, selection).loss
+        print(f"  {recipe.name}: step {m.step} loss {m.loss:.4f} selection {loss / math.log(2):.3f} bits/char",
+              file=sys.stderr)
+        if loss < best_loss:
+            best_loss, best_model, best_len, since_best = loss, model, len(run.history), 0
         else:
             since_best += 1
             if since_best >= PATIENCE:

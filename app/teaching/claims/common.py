@@ -353,12 +353,14 @@ def sweep_missing(claim: str, plan: str, sweep: SweepData | None, needs: Text, m
                    [f"sweep:{plan}"])
 
 
-def find_done_runs(store: RunStore | None, task: str | None = None, **switches: Any) -> list[RunRecord]:
-    """Finished runs (newest first) whose spec has every given switch value, e.g. causal_mask=False."""
+def find_done_runs(store: RunStore | None, task: str | None = None, arch: str = "encoder_decoder",
+                   **switches: Any) -> list[RunRecord]:
+    """Finished runs (newest first) of the family `arch` (the note's claims are about the 2017 model: a GPT trained
+    in a lesson must not answer for it) whose spec has every given switch value, e.g. causal_mask=False."""
     if store is None:
         return []
     return [r for r in store.list(limit=10_000, status="done")
-            if (task is None or r.spec.task == task)
+            if (task is None or r.spec.task == task) and r.spec.model.arch == arch
             and all(getattr(r.spec.switches, k) == v for k, v in switches.items())]
 
 
