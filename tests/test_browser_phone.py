@@ -8,14 +8,15 @@ from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["/", "/playground", "/lessons/residual", "/train", "/claims"]
+PAGES = ["/", "/playground", "/lessons/residual", "/train", "/claims", "/playground?model=poems-gpt-4",
+         "/playground?model=poems-bert-2", "/playground?model=reverse-gpt-4", "/lessons/three-families"]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_no_page_is_wider_than_a_phone(page: Page, live_server, lang):
     page.set_viewport_size({"width": 390, "height": 844})
     for path in PAGES:
-        page.goto(f"{live_server}{path}?lang={lang}")
+        page.goto(f"{live_server}{path}{'&' if '?' in path else '?'}lang={lang}")
         page.wait_for_load_state("load")
         page.wait_for_function("() => [...document.querySelectorAll('.plot[data-figure]')]"
                                ".filter(p => p.offsetParent !== null && !p.dataset.live)"

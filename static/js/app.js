@@ -399,6 +399,14 @@ document.addEventListener("htmx:afterSwap", (event) => {
   if (tab && tab.getAttribute("aria-selected") !== "true") selectTab(tab);
 });
 
+// A GPT's samples belong to the line they continue: another line (or model) empties them.
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (!event.detail.target || event.detail.target.id !== "results") return;
+  const drawn = document.querySelector("#samples [data-line]");
+  const input = document.getElementById("input");
+  if (drawn && (!input || drawn.dataset.line !== input.value)) drawn.remove();
+});
+
 document.addEventListener("htmx:sseMessage", () => {
   const step = shownStep();
   syncStep(step);
