@@ -155,3 +155,20 @@ def test_the_api_example_of_a_text_model_is_a_line_the_playground_takes(client):
 def test_bad_text_input_is_refused_saying_what_was_wrong(client, path, status, words):
     r = client.get(path)
     assert r.status_code == status and words in html.unescape(r.text), r.text[:300]
+
+
+def test_an_ablated_gpt_on_english_is_compared_on_the_intact_models_own_words(client):
+    """The intact model's output, as the page shows it (␣ for a space), is read back as the comparison's input."""
+    from model.trace import compare_streams
+    from model.trace import trace as trace_of
+    from model.zoo import load_zoo_model
+
+    model, task, _ = load_zoo_model("sonnets-gpt-4")
+    intact = trace_of(model, task, "Shall I compare thee")
+    assert "␣" in intact["output_tokens"] + intact["src_tokens"]
+    result = compare_streams(model, task, "Shall I compare thee", model.switches.replace(residual=False),
+                             intact["output_tokens"])
+    assert result["decoder_input"] == intact["seq_tokens"]  # the same rows, line and what it wrote
+    assert all(layer["relative"] > 0 for layer in result["decoder"])  # the ablation changed every layer's stream
+    r = client.get("/playground?model=sonnets-gpt-4&input=Shall%20I%20compare%20thee&residual=off&lang=en")
+    assert r.status_code == 200 and "Ablated" in r.text
