@@ -21,7 +21,8 @@ from model.hooks import HookPoint
 from model.layers import PositionalEncoding, TokenEmbedding
 from model.residuals import residual_scheme
 from model.stacks import FAMILIES
-from model.tasks import BOS, EOS, PAD, Batch
+from model.tasks import BOS, EOS, PAD, Batch, Task
+from model.tasks.text import CONTINUATION
 from model.transformer import Seq2Seq, Stack, SwitchedModel, self_attention_mask
 
 
@@ -135,6 +136,18 @@ def per_position(batch: Batch) -> OneSequence:
         tokens.append(src)
         targets.append(answer + [IGNORE] * (len(src) - len(answer)))
     return OneSequence(torch.tensor(tokens), torch.tensor(targets), [0] * len(tokens))
+
+
+def gpt_prompt(task: Task, src_ids: list[int]) -> list[int]:
+    """What a GPT continues: the input and the separator (<bos>), or on a text the line alone."""
+    return src_ids if task.reads_text else src_ids + [BOS]
+
+
+def tokens_to_write(task: Task, max_len: int, prompt_len: int) -> int:
+    """How many tokens a GPT writes after its prompt: the longest answer and its EOS, or on a text CONTINUATION
+    characters; never past its positional table."""
+    longest = CONTINUATION if task.reads_text else task.max_tgt_tokens + 1
+    return min(longest, new_tokens_allowed(max_len, prompt_len))
 
 
 def new_tokens_allowed(max_len: int, prompt_len: int) -> int:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 
 from model.config import ModelConfig, Switches
-from model.families import IGNORE, OneStack, new_tokens_allowed
-from model.tasks import BOS, EOS, Task
-from model.tasks.text import CONTINUATION, MASK_ID
+from model.families import IGNORE, OneStack, gpt_prompt, tokens_to_write
+from model.tasks import EOS, Task
+from model.tasks.text import MASK_ID
 from model.trace import (
     _cached,
     _embedding_summary,
@@ -144,8 +144,7 @@ def trace_one_stack(model: OneStack, task: Task, src_text: str, switches: Switch
     src_tokens = [shown(c) for c in task.src_tokenizer.split(src_text)]
     masked_rows = None  # a BERT on a text: the rows it was asked to fill in
     if gpt:
-        room = new_tokens_allowed(model.config.max_len, len(prompt))
-        max_new = min(CONTINUATION if task.reads_text else task.max_tgt_tokens + 1, room)
+        max_new = tokens_to_write(task, model.config.max_len, len(prompt))
         if expected_ids is not None:  # a model that never stops is shown a few tokens past the answer
             max_new = min(max_new, len(expected_ids) + 3)
         generated, cache = _continue_with_cache(model, prompt, max_new, switches)
@@ -210,8 +209,8 @@ def _filled(task: Task, src_ids: list[int], guesses: list[int]) -> str:
 
 
 def _prompt(model: OneStack, task: Task, src_ids: list[int]) -> list[int]:
-    """What a GPT continues: the input and the separator, or on a text the line alone; a BERT's input."""
-    return src_ids + [BOS] if model.spec.causal and not task.reads_text else src_ids
+    """What a GPT continues (gpt_prompt); a BERT's input."""
+    return gpt_prompt(task, src_ids) if model.spec.causal else src_ids
 
 
 def max_input_tokens(config: ModelConfig, task: Task) -> int:

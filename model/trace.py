@@ -399,15 +399,13 @@ def _shared_inputs(task: Task, model, src_text: str, intact_output: list[str] | 
     shown = task.src_tokenizer.shown
     if not model.spec.causal:
         return (src,), [shown(c) for c in task.src_tokenizer.split(src_text)]
-    prompt = src_ids if task.reads_text else src_ids + [BOS]
+    from model.families import gpt_prompt, greedy_continue, tokens_to_write
+
+    prompt = gpt_prompt(task, src_ids)
     if intact_output is not None:
         answer = [task.tgt_tokenizer.id_of_shown(token) for token in intact_output]
     else:
-        from model.families import greedy_continue, new_tokens_allowed
-        from model.tasks.text import CONTINUATION
-
-        longest = CONTINUATION if task.reads_text else task.max_tgt_tokens + 1
-        max_new = min(longest, new_tokens_allowed(model.config.max_len, len(prompt)))
+        max_new = tokens_to_write(task, model.config.max_len, len(prompt))
         answer = greedy_continue(model, torch.tensor([prompt]), max_new, model.switches)[0].tolist()
     tokens = prompt + answer[:-1]
     return (torch.tensor([tokens]),), [shown(task.src_tokenizer.vocab[i]) for i in tokens]

@@ -58,6 +58,11 @@ def reason_text(error: str | None, t: Translator) -> str | None:
     return t(REASON_KEYS[error]) if error in REASON_KEYS else error
 
 
+def _heldout_key(task: str) -> str:
+    """What a run's curves draw as its held-out figure: whole-answer accuracy, or a text's held-out loss."""
+    return "heldout_loss" if get_task(task).reads_text else "heldout_seq_accuracy"
+
+
 def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
     """The run card of one or more seeds trained together (`seeds`: each seed's run and whether it was
     replayed). Its two figures are layouts with one placeholder row that training.js replaces with the
@@ -66,8 +71,8 @@ def _run_context(seeds: list[tuple[RunRecord, bool]], lang: str) -> dict:
     record = records[0]
     config = record.spec.model
     stacks = [spec.name for spec in FAMILIES[config.arch]]
-    heldout = "heldout_loss" if get_task(record.spec.task).reads_text else "heldout_seq_accuracy"
-    placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, heldout: 1.0 if heldout == "heldout_loss" else 0.0,
+    heldout = _heldout_key(record.spec.task)
+    placeholder = {"step": 0, "loss": 1.0, "token_accuracy": 0.0, heldout: 1.0,
                    "layer_grad_norms": {stack: [1.0] * config.n_layers(stack) for stack in stacks}}
     with figures.language(lang):
         return {"run": record, "seed_runs": records, "replayed": all(replayed for _, replayed in seeds),
@@ -123,7 +128,7 @@ async def start_run(request: Request, fields: Annotated[RunForm, Form()], settin
     b_spec, _ = parse_run_request(b_form, settings)  # validated before either run starts
     a_runs, b_runs = _submit(runner, JobRequest(spec, seeds, label or "A", learner=learner),  # both, or neither
                              JobRequest(b_spec, seeds, f"B: {change}", learner=learner))
-    heldout = "heldout_loss" if get_task(spec.task).reads_text else "heldout_seq_accuracy"
+    heldout = _heldout_key(spec.task)
     with figures.language(lang):
         overlay = figures.training_curves([{"step": 0, "loss": 1.0, "token_accuracy": 0.0, heldout: 1.0}], heldout)
     context = {"a": _run_context(a_runs, lang), "b": _run_context(b_runs, lang),

@@ -16,6 +16,7 @@ SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>")
 
 TokenizerKind = Literal["char", "word", "text"]
 SHOWN_WHITESPACE = {" ": "␣", "\n": "↵"}
+WHITESPACE_SHOWN = {mark: token for token, mark in SHOWN_WHITESPACE.items()}
 LISTED_TOKENS = 40  # an error lists the allowed tokens up to this many (a corpus has thousands of characters)
 
 
@@ -98,7 +99,7 @@ class Tokenizer:
     def id_of_shown(self, shown: str) -> int:
         """The id of a token as a page labelled it (shown's inverse)."""
         if self.kind == "text":
-            shown = {mark: token for token, mark in SHOWN_WHITESPACE.items()}.get(shown, shown)
+            shown = WHITESPACE_SHOWN.get(shown, shown)
         return self.vocab.index(shown)
 
     def token(self, id: int) -> str:
